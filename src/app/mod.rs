@@ -1,0 +1,132 @@
+//! Use cases: what the API can do, independent of HTTP. Handlers parse requests, call these
+//! functions and render the results.
+
+pub mod links;
+pub mod redirect;
+pub mod users;
+
+use std::sync::Arc;
+
+use crate::clicks::ClickQueue;
+use crate::clock::Clock;
+use crate::domain::FieldError;
+use crate::domain::key::Scope;
+use crate::domain::target_url::UrlPolicy;
+use crate::domain::user::{Role, UserId};
+use crate::store::{KeyRecord, LinkStore, StoreError, Taken, UserRecord, UserStore};
+
+/// Everything a request may need. Built once; cloning copies a few `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    /// Link storage.
+    pub links: Arc<dyn LinkStore>,
+    /// User and key storage.
+    pub users: Arc<dyn UserStore>,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+    /// Settings derived from the configuration.
+    pub settings: Arc<Settings>,
+    /// Where redirects report clicks.
+    pub clicks: ClickQueue,
+}
+
+/// Settings the use cases and handlers read.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base of short URLs, without a trailing slash.
+    pub base_url: String,
+    /// Rules for destination URLs.
+    pub url_policy: UrlPolicy,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+}
+
+/// The authenticated caller of an API request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Who.
+    pub user: UserRecord,
+    /// With which key.
+    pub key: KeyRecord,
+}
+
+impl Caller {
+    /// Fails unless the key holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), AppError> {
+        if self.key.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(AppError::MissingScope(scope))
+        }
+    }
+
+    /// Whether the caller may act on every user's resources.
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin && self.key.scopes.contains(Scope::UsersAdmin)
+    }
+
+    /// Whether the caller may act on resources owned by `owner`.
+    pub fn may_access(&self, owner: UserId) -> bool {
+        self.user.id == owner || self.is_admin()
+    }
+}
+
+/// Why a use case failed. The HTTP layer maps each to a status and a problem document.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Fields did not validate (422).
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// The thing does not exist or is not the caller's (404).
+    #[error("not found")]
+    NotFound,
+    /// A unique value is taken (409).
+    #[error("{0} already taken")]
+    Conflict(Taken),
+    /// The key lacks a scope (403).
+    #[error("missing scope {}", .0.as_str())]
+    MissingScope(Scope),
+    /// The caller may not do this, whatever the scope (403).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// An idempotency key was reused with another request (422).
+    #[error("idempotency key reused with a different request")]
+    IdempotencyMismatch,
+    /// The first request with this idempotency key has not finished (409).
+    #[error("a request with this idempotency key is in flight")]
+    IdempotencyInFlight,
+    /// Too many items in one request (413).
+    #[error("too many items: at most {0}")]
+    TooManyItems(usize),
+    /// The store failed (500; logged, not shown).
+    #[error("store failure")]
+    Store(#[source] StoreError),
+    /// Anything else unexpected (500; logged, not shown).
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound,
+            StoreError::Conflict(t) => AppError::Conflict(t),
+            other => AppError::Store(other),
+        }
+    }
+}
+
+impl From<Vec<FieldError>> for AppError {
+    fn from(errors: Vec<FieldError>) -> Self {
+        AppError::Validation(errors)
+    }
+}
+
+/// Runs CPU-heavy work (password hashing) off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("blocking task failed: {e}")))
+}

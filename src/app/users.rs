@@ -1,0 +1,238 @@
+//! User and key use cases: bootstrap, admin CRUD, self-service, API keys.
+
+use super::{AppError, AppState, Caller};
+use crate::domain::key::{ApiKey, Scope, Scopes};
+use crate::domain::user::{
+    Email, Role, UserDraft, UserId, UserInput, UserPatch, apply_user_patch, validate_user,
+};
+use crate::store::{KeyRecord, NewKey, UserRecord};
+
+/// The e-mail of the admin created at first start.
+pub const BOOTSTRAP_EMAIL: &str = "admin@localhost";
+
+/// The outcome of [`bootstrap`].
+#[derive(Debug)]
+pub enum Bootstrap {
+    /// Users existed already; nothing was done.
+    AlreadyDone,
+    /// The first admin was created with the configured key.
+    Created,
+    /// The first admin was created with this fresh key, to be shown once.
+    CreatedWithKey(ApiKey),
+}
+
+/// Creates the first admin when the store has no user. `configured` is the key it gets
+/// (from `SNIP_BOOTSTRAP_ADMIN_KEY`); without one a fresh key is made and returned.
+pub async fn bootstrap(
+    state: &AppState,
+    configured: Option<ApiKey>,
+) -> Result<Bootstrap, AppError> {
+    let (key, generated) = match configured {
+        Some(k) => (k, false),
+        None => (ApiKey::generate(), true),
+    };
+    let admin = UserDraft {
+        email: Email::parse(BOOTSTRAP_EMAIL).map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?,
+        name: "Administrator".into(),
+        role: Role::Admin,
+    };
+    let new_key = NewKey {
+        user_id: 0,
+        name: "bootstrap".into(),
+        prefix: key.display_prefix().to_owned(),
+        hash: key.hash(),
+        scopes: Scopes::all(),
+    };
+    let created = state
+        .users
+        .bootstrap_admin(&admin, &new_key, state.clock.now())
+        .await?;
+    Ok(match (created, generated) {
+        (false, _) => Bootstrap::AlreadyDone,
+        (true, false) => Bootstrap::Created,
+        (true, true) => Bootstrap::CreatedWithKey(key),
+    })
+}
+
+/// Resolves an API key to its caller; `None` for unknown or revoked keys.
+pub async fn authenticate(state: &AppState, key: &ApiKey) -> Result<Option<Caller>, AppError> {
+    let Some((user, key)) = state.users.authenticate(&key.hash()).await? else {
+        return Ok(None);
+    };
+    let stale = key
+        .last_used_at
+        .is_none_or(|t| state.clock.now() - t > chrono::TimeDelta::minutes(1));
+    if stale {
+        // Bookkeeping only: never make the request wait for it.
+        let users = state.users.clone();
+        let now = state.clock.now();
+        let id = key.id;
+        tokio::spawn(async move {
+            if let Err(e) = users.touch_key(id, now).await {
+                tracing::debug!(error = %e, "recording key use failed");
+            }
+        });
+    }
+    Ok(Some(Caller { user, key }))
+}
+
+/// Creates a user (admin only).
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    input: UserInput,
+) -> Result<UserRecord, AppError> {
+    require_admin(caller)?;
+    let draft = validate_user(input, Role::Member)?;
+    Ok(state.users.create_user(&draft, state.clock.now()).await?)
+}
+
+/// Lists users by id (admin only).
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    after: Option<UserId>,
+    limit: u32,
+) -> Result<(Vec<UserRecord>, bool), AppError> {
+    require_admin(caller)?;
+    Ok(state.users.list_users(after, limit).await?)
+}
+
+/// A user the caller may see: themself, or anyone for an admin. Others are "not found".
+pub async fn get(state: &AppState, caller: &Caller, id: UserId) -> Result<UserRecord, AppError> {
+    if caller.user.id == id {
+        return Ok(caller.user.clone());
+    }
+    if !caller.is_admin() {
+        return Err(AppError::NotFound);
+    }
+    state.users.get_user(id).await?.ok_or(AppError::NotFound)
+}
+
+/// Replaces a user's fields (PUT). Only admins may change a role.
+pub async fn replace(
+    state: &AppState,
+    caller: &Caller,
+    id: UserId,
+    input: UserInput,
+) -> Result<UserRecord, AppError> {
+    let current = get(state, caller, id).await?;
+    let draft = validate_user(input, current.role)?;
+    save(state, caller, &current, draft).await
+}
+
+/// Applies a merge patch to a user (PATCH). Only admins may change a role.
+pub async fn patch(
+    state: &AppState,
+    caller: &Caller,
+    id: UserId,
+    patch: UserPatch,
+) -> Result<UserRecord, AppError> {
+    let current = get(state, caller, id).await?;
+    let draft = apply_user_patch(current.draft(), patch)?;
+    save(state, caller, &current, draft).await
+}
+
+async fn save(
+    state: &AppState,
+    caller: &Caller,
+    current: &UserRecord,
+    draft: UserDraft,
+) -> Result<UserRecord, AppError> {
+    if draft.role != current.role && !caller.is_admin() {
+        return Err(AppError::Forbidden("changing a role needs an admin key"));
+    }
+    Ok(state
+        .users
+        .update_user(current.id, &draft, state.clock.now())
+        .await?)
+}
+
+/// Deletes a user: their links are tombstoned first, then the user and their keys go.
+/// Run again after a crash in between, it finishes the job.
+pub async fn delete(state: &AppState, caller: &Caller, id: UserId) -> Result<(), AppError> {
+    let user = get(state, caller, id).await?;
+    let now = state.clock.now();
+    state.links.delete_links_of(user.id, now).await?;
+    Ok(state.users.delete_user(user.id, now).await?)
+}
+
+/// Creates an API key for a user; the plaintext key is in the result and nowhere else.
+pub async fn create_key(
+    state: &AppState,
+    caller: &Caller,
+    id: UserId,
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+) -> Result<(KeyRecord, ApiKey), AppError> {
+    let user = get(state, caller, id).await?;
+    let scopes = match scopes {
+        None => Scopes::default_member(),
+        Some(names) => Scopes::parse_list(&names).map_err(|bad| {
+            AppError::Validation(vec![crate::domain::FieldError::new(
+                "scopes",
+                format!("unknown scope {bad:?}; known: links:read, links:write, users:admin"),
+            )])
+        })?,
+    };
+    if scopes.contains(Scope::UsersAdmin) && (user.role != Role::Admin || !caller.is_admin()) {
+        return Err(AppError::Forbidden(
+            "only an admin key can grant users:admin, to an admin",
+        ));
+    }
+    let name = name.unwrap_or_default().trim().to_owned();
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::Validation(vec![crate::domain::FieldError::new(
+            "name",
+            "must be at most 100 printable characters",
+        )]));
+    }
+    let key = ApiKey::generate();
+    let record = state
+        .users
+        .create_key(
+            &NewKey {
+                user_id: user.id,
+                name,
+                prefix: key.display_prefix().to_owned(),
+                hash: key.hash(),
+                scopes,
+            },
+            state.clock.now(),
+        )
+        .await?;
+    Ok((record, key))
+}
+
+/// A user's live keys.
+pub async fn list_keys(
+    state: &AppState,
+    caller: &Caller,
+    id: UserId,
+) -> Result<Vec<KeyRecord>, AppError> {
+    let user = get(state, caller, id).await?;
+    Ok(state.users.list_keys(user.id).await?)
+}
+
+/// Revokes one of a user's keys.
+pub async fn revoke_key(
+    state: &AppState,
+    caller: &Caller,
+    id: UserId,
+    key_id: i64,
+) -> Result<(), AppError> {
+    let user = get(state, caller, id).await?;
+    Ok(state
+        .users
+        .revoke_key(user.id, key_id, state.clock.now())
+        .await?)
+}
+
+fn require_admin(caller: &Caller) -> Result<(), AppError> {
+    caller.require(Scope::UsersAdmin)?;
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("needs an admin"))
+    }
+}

@@ -1,0 +1,160 @@
+//! Configuration: embedded defaults < `snip.toml` < `SNIP_*` environment < command-line flags.
+//! Read once at start-up; nothing reads the environment after that.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Everything snip needs to start. `Default` is the embedded, single-node setup.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Store URL: `sqlite://path` (the default, a file beside the process).
+    pub database_url: String,
+    /// Public base of short URLs, e.g. `https://sn.ip`; `http://{listen}` when unset.
+    pub base_url: Option<String>,
+    /// Longest accepted destination URL.
+    pub max_url_length: usize,
+    /// Destination hosts refused, with their subdomains.
+    pub blocked_hosts: Vec<String>,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// When the store has no user: the key the first admin gets (instead of a random one).
+    pub bootstrap_admin_key: Option<String>,
+    /// How long in-flight requests may take to finish at shutdown, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://snip.db".into(),
+            base_url: None,
+            max_url_length: 2048,
+            blocked_hosts: Vec::new(),
+            body_limit: 1024 * 1024,
+            bootstrap_admin_key: None,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("base_url", &self.base_url)
+            .field("max_url_length", &self.max_url_length)
+            .field("blocked_hosts", &self.blocked_hosts)
+            .field("body_limit", &self.body_limit)
+            .field(
+                "bootstrap_admin_key",
+                &self.bootstrap_admin_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .finish()
+    }
+}
+
+/// Hides the password of a URL such as `postgres://user:secret@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            // Setting a password fails only for URLs that cannot have one, and this one has.
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Values given on the command line or in the environment; each one set wins over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` / `SNIP_LISTEN`.
+    pub listen: Option<String>,
+    /// `--database` / `SNIP_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--base-url` / `SNIP_BASE_URL`.
+    pub base_url: Option<String>,
+    /// `SNIP_BOOTSTRAP_ADMIN_KEY`.
+    pub bootstrap_admin_key: Option<String>,
+}
+
+impl Config {
+    /// Reads `file` (if given) over the defaults, then applies `overrides`.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        let Overrides {
+            listen,
+            database_url,
+            base_url,
+            bootstrap_admin_key,
+        } = overrides;
+        config.listen = listen.unwrap_or(config.listen);
+        config.database_url = database_url.unwrap_or(config.database_url);
+        config.base_url = base_url.or(config.base_url);
+        config.bootstrap_admin_key = bootstrap_admin_key.or(config.bootstrap_admin_key);
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snip.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:1\"\nbase_url = \"https://sn.ip\"\nmax_url_length = 100\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            Overrides {
+                listen: Some("127.0.0.1:2".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2");
+        assert_eq!(c.base_url.as_deref(), Some("https://sn.ip"));
+        assert_eq!(c.max_url_length, 100);
+        assert_eq!(c.database_url, "sqlite://snip.db");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snip.toml");
+        std::fs::write(&path, "lissten = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&path), Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = Config {
+            database_url: "postgres://u:hunter2@db/snip".into(),
+            bootstrap_admin_key: Some("snip_secret".into()),
+            ..Config::default()
+        };
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("snip_secret"), "{s}");
+    }
+}

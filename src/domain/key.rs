@@ -1,0 +1,175 @@
+//! API keys and scopes. A key is shown once; only its SHA-256 is stored. Keys carry 190 bits
+//! of entropy, so a fast hash is enough: there is nothing to brute-force.
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const KEY_PREFIX: &str = "snip_";
+const KEY_BODY_LEN: usize = 32;
+/// How many characters of a key's body are kept in clear to tell keys apart.
+pub const DISPLAY_PREFIX_LEN: usize = 8;
+
+/// A plaintext API key, as the client sends it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApiKey({}…)", self.display_prefix())
+    }
+}
+
+impl ApiKey {
+    /// A fresh random key: `snip_` and 32 base62 characters from the CSPRNG.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let body: String = (0..KEY_BODY_LEN)
+            .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
+            .collect();
+        Self(format!("{KEY_PREFIX}{body}"))
+    }
+
+    /// Accepts a key of the right shape; anything else cannot be a key.
+    pub fn parse(s: &str) -> Option<Self> {
+        let body = s.strip_prefix(KEY_PREFIX)?;
+        (body.len() == KEY_BODY_LEN && body.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .then(|| Self(s.to_owned()))
+    }
+
+    /// The key itself; for showing once to its owner.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The first characters of the body, stored in clear.
+    pub fn display_prefix(&self) -> &str {
+        &self.0[KEY_PREFIX.len()..KEY_PREFIX.len() + DISPLAY_PREFIX_LEN]
+    }
+
+    /// The stored form: lower-case hex SHA-256 of the whole key.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+/// One permission a key may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// List and read own links.
+    LinksRead,
+    /// Create, change, delete own links.
+    LinksWrite,
+    /// Manage all users and keys (admins only).
+    UsersAdmin,
+}
+
+impl Scope {
+    /// All scopes.
+    pub const ALL: [Scope; 3] = [Scope::LinksRead, Scope::LinksWrite, Scope::UsersAdmin];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LinksRead => "links:read",
+            Self::LinksWrite => "links:write",
+            Self::UsersAdmin => "users:admin",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|sc| sc.as_str() == s)
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes(Vec<Scope>);
+
+impl Scopes {
+    /// Builds a sorted, de-duplicated set.
+    pub fn new(mut scopes: Vec<Scope>) -> Self {
+        scopes.sort();
+        scopes.dedup();
+        Self(scopes)
+    }
+
+    /// `links:read links:write`: what a new key gets by default.
+    pub fn default_member() -> Self {
+        Self::new(vec![Scope::LinksRead, Scope::LinksWrite])
+    }
+
+    /// Every scope: the bootstrap admin's key.
+    pub fn all() -> Self {
+        Self::new(Scope::ALL.to_vec())
+    }
+
+    /// Parses the stored form: names separated by spaces. Unknown names are dropped.
+    pub fn from_stored(s: &str) -> Self {
+        Self::new(s.split_whitespace().filter_map(Scope::parse).collect())
+    }
+
+    /// Parses names sent by a client; the first unknown one is the error.
+    pub fn parse_list<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
+        names
+            .iter()
+            .map(|n| Scope::parse(n.as_ref()).ok_or_else(|| n.as_ref().to_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::new)
+    }
+
+    /// The stored form.
+    pub fn to_stored(&self) -> String {
+        self.names().join(" ")
+    }
+
+    /// The wire names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|s| s.as_str()).collect()
+    }
+
+    /// Whether the set holds `scope`.
+    pub fn contains(&self, scope: Scope) -> bool {
+        self.0.contains(&scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_parse_and_hash_stably() {
+        let k = ApiKey::generate();
+        let again = ApiKey::parse(k.expose()).unwrap();
+        assert_eq!(k.hash(), again.hash());
+        assert_eq!(k.hash().len(), 64);
+        assert_ne!(k.hash(), ApiKey::generate().hash());
+        assert!(!format!("{k:?}").contains(k.expose()));
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        for bad in [
+            "",
+            "snip_",
+            "snip_short",
+            "xxxx_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ] {
+            assert!(ApiKey::parse(bad).is_none(), "{bad}");
+        }
+        assert!(ApiKey::parse(&format!("snip_{}", "-".repeat(32))).is_none());
+    }
+
+    #[test]
+    fn scopes_round_trip() {
+        let s = Scopes::parse_list(&["users:admin", "links:read", "links:read"]).unwrap();
+        assert_eq!(s.to_stored(), "links:read users:admin");
+        assert_eq!(Scopes::from_stored(&s.to_stored()), s);
+        assert_eq!(
+            Scopes::parse_list(&["links:delete"]),
+            Err("links:delete".into())
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! The one place errors become responses: RFC 9457 `application/problem+json`.
+//! Internal details are logged with the request's span, never sent.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::app::AppError;
+use crate::domain::FieldError;
+use crate::store::Taken;
+
+/// The media type of problem documents.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    slug: &'static str,
+    detail: String,
+    errors: Vec<FieldError>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The body of a problem response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem; `about:blank` when the status says it all.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// The fields that failed validation (422 only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    /// A problem with a status, a kind (`slug`, or "" for about:blank) and a detail.
+    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            slug,
+            detail: detail.into(),
+            errors: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 400 for a request that cannot be understood.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "", detail)
+    }
+
+    /// 404.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "", "no such resource")
+    }
+
+    /// 401 with the challenge clients need.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "", detail)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    }
+
+    /// 422 with field errors.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{} {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            errors,
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", detail)
+        }
+    }
+
+    /// 500 that hides `cause` from the client and logs it.
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %cause, source = ?cause.source(), "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "",
+            "the server failed; the error has been logged",
+        )
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        use StatusCode as S;
+        match e {
+            AppError::Validation(errors) => Self::validation(errors),
+            AppError::NotFound => Self::not_found(),
+            AppError::Conflict(Taken::Code) => {
+                Self::new(S::CONFLICT, "alias-taken", "this alias is already taken")
+            }
+            AppError::Conflict(Taken::Email) => Self::new(
+                S::CONFLICT,
+                "email-taken",
+                "a user with this e-mail already exists",
+            ),
+            AppError::Conflict(Taken::IdempotencyKey) | AppError::IdempotencyInFlight => Self::new(
+                S::CONFLICT,
+                "idempotency-in-flight",
+                "a request with this Idempotency-Key is still being processed",
+            ),
+            AppError::MissingScope(scope) => Self::new(
+                S::FORBIDDEN,
+                "missing-scope",
+                format!("this API key lacks the {} scope", scope.as_str()),
+            ),
+            AppError::Forbidden(why) => Self::new(S::FORBIDDEN, "forbidden", why),
+            AppError::IdempotencyMismatch => Self::new(
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-mismatch",
+                "this Idempotency-Key was used with a different request body",
+            ),
+            AppError::TooManyItems(n) => Self::new(
+                S::PAYLOAD_TOO_LARGE,
+                "too-many-items",
+                format!("at most {n} items per request"),
+            ),
+            e @ (AppError::Store(_) | AppError::Internal(_)) => Self::internal(&e),
+        }
+    }
+}
+
+/// The problem document for an error, also used for per-item results of bulk requests.
+impl From<&ApiError> for Problem {
+    fn from(e: &ApiError) -> Self {
+        Problem {
+            kind: if e.slug.is_empty() {
+                "about:blank".to_owned()
+            } else {
+                format!("https://snip.dev/problems/{}", e.slug)
+            },
+            title: e.status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: e.status.as_u16(),
+            detail: e.detail.clone(),
+            errors: e.errors.clone(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&Problem::from(&self)).unwrap_or_default();
+        let mut res = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body,
+        )
+            .into_response();
+        for (name, value) in self.headers {
+            res.headers_mut().append(name, value);
+        }
+        res
+    }
+}
+
+/// Gives every bodiless error response (405 from the router, 413 from a body limit, …)
+/// a problem body, so clients see one error format whatever produced the error.
+pub async fn fill_problem(res: Response) -> Response {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return res;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this method is not allowed on this resource",
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
+        StatusCode::NOT_FOUND => "no such resource",
+        _ => status.canonical_reason().unwrap_or("error"),
+    };
+    let (mut parts, _) = res.into_parts();
+    let mut problem = ApiError::new(status, "", detail).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in std::mem::take(problem.headers_mut()) {
+        if let Some(name) = name {
+            parts.headers.insert(name, value);
+        }
+    }
+    Response::from_parts(parts, problem.into_body())
+}

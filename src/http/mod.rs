@@ -1,0 +1,110 @@
+//! The HTTP edge: the router, one module per resource, extractors and error mapping.
+//! A request enters at [`router`], passes the layers, and lands in a handler of
+//! `links`, `users`, `redirect` or `health`, which calls a use case in `crate::app`.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod links;
+pub mod openapi;
+pub mod redirect;
+pub mod users;
+
+use std::any::Any;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use error::ApiError;
+
+/// Bulk requests carry up to 1,000 links, so they get a larger body limit.
+const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Builds the whole application router.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.body_limit;
+    let request_id = HeaderName::from_static("x-request-id");
+    let api = Router::new()
+        .route("/links", post(links::create).get(links::list))
+        .route(
+            "/links/bulk",
+            post(links::create_bulk).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT.max(body_limit))),
+        )
+        .route(
+            "/links/{code}",
+            get(links::get)
+                .put(links::replace)
+                .patch(links::patch)
+                .delete(links::delete),
+        )
+        .route("/users", post(users::create).get(users::list))
+        .route(
+            "/users/{id}",
+            get(users::get)
+                .put(users::replace)
+                .patch(users::patch)
+                .delete(users::delete),
+        )
+        .route("/users/{id}/links", get(users::links))
+        .route(
+            "/users/{id}/keys",
+            post(users::create_key).get(users::list_keys),
+        )
+        .route(
+            "/users/{id}/keys/{key_id}",
+            axum::routing::delete(users::revoke_key),
+        )
+        .route("/me", get(users::me))
+        .fallback(|| async { ApiError::not_found() });
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(openapi::routes())
+        .route("/{code}", get(redirect::follow).post(redirect::unlock))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::map_response(error::fill_problem))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                        let id = req
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
+        .with_state(state)
+}
+
+/// A panic in a handler is a bug: log it and answer a plain 500 problem.
+fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
+    let msg = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = msg, "handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "",
+        "the server failed; the error has been logged",
+    )
+    .into_response()
+}

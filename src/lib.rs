@@ -1,0 +1,19 @@
+//! snip: a self-hosted URL-shortening service.
+//!
+//! A request enters at `http` (router, handlers, error mapping), which calls the use cases
+//! in `app`. They apply the rules of `domain` and persist through the ports in `store`,
+//! whose adapters (`store/sqlite.rs`, …) hold all SQL. `clicks` counts redirects off the
+//! hot path; `server` wires it all together from a `config::Config`.
+
+pub mod app;
+pub mod clicks;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::App;

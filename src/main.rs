@@ -1,0 +1,146 @@
+//! The `snip` command: parse the command line, build, run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use snip::config::{Config, Overrides};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(name = "snip", version, about = "A self-hosted URL-shortening service")]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "SNIP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Store URL (default sqlite://snip.db).
+    #[arg(
+        long = "database",
+        global = true,
+        env = "SNIP_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long, env = "SNIP_LISTEN")]
+        listen: Option<String>,
+        /// Public base of short URLs (default http://LISTEN).
+        #[arg(long, env = "SNIP_BASE_URL")]
+        base_url: Option<String>,
+    },
+    /// Apply the store's migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create an API key for a user (created as a member if missing) and print it.
+    Create {
+        /// The user's e-mail.
+        #[arg(long)]
+        email: String,
+        /// Scopes, comma-separated (default links:read,links:write).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// A label for the key.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    snip::telemetry::init();
+    let (listen, base_url) = match &cli.command {
+        Command::Serve { listen, base_url } => (listen.clone(), base_url.clone()),
+        _ => (None, None),
+    };
+    let config = Config::load(
+        cli.config.as_deref(),
+        Overrides {
+            listen,
+            database_url: cli.database_url.clone(),
+            base_url,
+            bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
+        },
+    )?;
+    match cli.command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate => {
+            snip::server::open_store(&config.database_url)
+                .await?
+                .close()
+                .await;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Keys {
+            command:
+                KeysCommand::Create {
+                    email,
+                    scopes,
+                    name,
+                },
+        } => {
+            let key = snip::server::create_key_for(&config, &email, scopes, name).await?;
+            println!("{}", key.expose());
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let app = snip::App::build(config, Arc::new(snip::clock::SystemClock)).await?;
+    if let Some(key) = app.new_admin_key() {
+        eprintln!(
+            "Created the first admin (admin@localhost). Its API key, shown only this once:\n\n    {}\n",
+            key.expose()
+        );
+    }
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_on(shutdown.clone()));
+    app.serve(listener, shutdown).await
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+async fn signal_on(token: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+    token.cancel();
+}

@@ -1,0 +1,203 @@
+//! Wiring: builds the store, the click pipeline and the state from a [`Config`], then serves
+//! until told to stop. The binary and the integration tests both start snip through here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::users::{Bootstrap, bootstrap};
+use crate::app::{AppState, Settings};
+use crate::clicks::{self, QueueSettings};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::key::ApiKey;
+use crate::domain::target_url::{UrlPolicy, normalise_host};
+use crate::store::sqlite::SqliteStore;
+
+/// A built snip, ready to serve.
+pub struct App {
+    state: AppState,
+    store: SqliteStore,
+    config: Config,
+    workers: CancellationToken,
+    click_worker: tokio::task::JoinHandle<()>,
+    new_admin_key: Option<ApiKey>,
+}
+
+/// Opens the store named by a database URL.
+pub async fn open_store(database_url: &str) -> anyhow::Result<SqliteStore> {
+    if !database_url.starts_with("sqlite:") {
+        bail!(
+            "unsupported database URL {:?}: this build supports sqlite://PATH",
+            crate::config::redact_url(database_url)
+        );
+    }
+    SqliteStore::connect(database_url)
+        .await
+        .with_context(|| format!("opening {}", crate::config::redact_url(database_url)))
+}
+
+impl App {
+    /// Opens the store (applying migrations), starts the click worker and creates the first
+    /// admin if the store has no user.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let base_url = config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.listen));
+        let base = url::Url::parse(&base_url).context("base_url must be an absolute URL")?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            bail!("base_url must be an http(s) URL with a host");
+        }
+        let bootstrap_key =
+            match &config.bootstrap_admin_key {
+                Some(k) => Some(ApiKey::parse(k).context(
+                    "bootstrap_admin_key must be snip_ followed by 32 letters or digits",
+                )?),
+                None => None,
+            };
+        let settings = Settings {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            url_policy: UrlPolicy {
+                max_len: config.max_url_length,
+                own_host: base.host_str().map(normalise_host),
+                blocked_hosts: config
+                    .blocked_hosts
+                    .iter()
+                    .map(|h| normalise_host(h))
+                    .collect(),
+            },
+            body_limit: config.body_limit,
+        };
+
+        let store = open_store(&config.database_url).await?;
+        let links: Arc<dyn crate::store::LinkStore> = Arc::new(store.clone());
+        let users: Arc<dyn crate::store::UserStore> = Arc::new(store.clone());
+        let workers = CancellationToken::new();
+        let (queue, click_worker) =
+            clicks::start(QueueSettings::default(), links.clone(), workers.clone());
+        let state = AppState {
+            links,
+            users,
+            clock,
+            settings: Arc::new(settings),
+            clicks: queue,
+        };
+        let new_admin_key = match bootstrap(&state, bootstrap_key).await? {
+            Bootstrap::CreatedWithKey(key) => Some(key),
+            Bootstrap::Created | Bootstrap::AlreadyDone => None,
+        };
+        Ok(App {
+            state,
+            store,
+            config,
+            workers,
+            click_worker,
+            new_admin_key,
+        })
+    }
+
+    /// The first admin's key, when this start created it with a fresh key.
+    pub fn new_admin_key(&self) -> Option<&ApiKey> {
+        self.new_admin_key.as_ref()
+    }
+
+    /// The shared state (for tests that look behind the API).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled; then stops accepting, lets
+    /// in-flight requests finish (up to `shutdown_grace_secs`), flushes queued clicks and
+    /// closes the store.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let router = crate::http::router(self.state.clone());
+        let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            res = server => res.context("server failed")?,
+            () = deadline => tracing::warn!("shutdown grace period over; dropping open connections"),
+        }
+        self.workers.cancel();
+        if let Err(e) = self.click_worker.await {
+            tracing::error!(error = %e, "click worker failed");
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `snip keys create`: a new key for the user with `email`, created as a member if missing.
+pub async fn create_key_for(
+    config: &Config,
+    email: &str,
+    scopes: Option<Vec<String>>,
+    name: Option<String>,
+) -> anyhow::Result<ApiKey> {
+    use crate::domain::key::Scopes;
+    use crate::domain::user::{Email, Role, UserDraft};
+    use crate::store::{NewKey, StoreError, UserStore};
+
+    let store = open_store(&config.database_url).await?;
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
+    let now = chrono::Utc::now();
+    let user = match store.find_user_by_email(&email).await? {
+        Some(u) => u,
+        None => {
+            let draft = UserDraft {
+                email: email.clone(),
+                name: String::new(),
+                role: Role::Member,
+            };
+            match store.create_user(&draft, now).await {
+                Ok(u) => u,
+                Err(StoreError::Conflict(_)) => store
+                    .find_user_by_email(&email)
+                    .await?
+                    .context("user vanished")?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let scopes = match scopes {
+        None => Scopes::default_member(),
+        Some(names) => {
+            Scopes::parse_list(&names).map_err(|bad| anyhow::anyhow!("unknown scope {bad:?}"))?
+        }
+    };
+    if scopes.contains(crate::domain::key::Scope::UsersAdmin) && user.role != Role::Admin {
+        bail!("users:admin can only be given to an admin's key");
+    }
+    let key = ApiKey::generate();
+    store
+        .create_key(
+            &NewKey {
+                user_id: user.id,
+                name: name.unwrap_or_else(|| "cli".into()),
+                prefix: key.display_prefix().to_owned(),
+                hash: key.hash(),
+                scopes,
+            },
+            now,
+        )
+        .await?;
+    store.close().await;
+    Ok(key)
+}

@@ -1,0 +1,361 @@
+//! Storage ports: the traits the application talks to, and the records they exchange.
+//! Adapters live beside this file, one per backend (`sqlite.rs`, later `postgres.rs`).
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::code::Code;
+use crate::domain::key::Scopes;
+use crate::domain::link::RedirectStatus;
+use crate::domain::target_url::TargetUrl;
+use crate::domain::user::{Email, Role, UserDraft, UserId};
+
+/// What can go wrong in a store, as far as callers need to tell apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist (or is deleted).
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write; names what was taken.
+    #[error("{0} already taken")]
+    Conflict(Taken),
+    /// Anything else: the database is down, a query failed. Logged, never shown to clients.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Which unique value a conflicting write collided with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// A link's code.
+    Code,
+    /// A user's e-mail.
+    Email,
+    /// An idempotency key.
+    IdempotencyKey,
+}
+
+impl std::fmt::Display for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Code => "code",
+            Self::Email => "email",
+            Self::IdempotencyKey => "idempotency key",
+        })
+    }
+}
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A live link as stored, with its click total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// The short code.
+    pub code: Code,
+    /// The fields clients set.
+    pub fields: LinkFields,
+    /// The owner.
+    pub owner_id: UserId,
+    /// Redirects counted so far.
+    pub clicks: i64,
+    /// Creation instant.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The mutable fields of a link, in stored form (password already hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkFields {
+    /// Destination.
+    pub url: TargetUrl,
+    /// Title.
+    pub title: Option<String>,
+    /// Sorted tags.
+    pub tags: Vec<String>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Click limit.
+    pub max_clicks: Option<i64>,
+    /// Redirect status.
+    pub redirect_status: RedirectStatus,
+    /// argon2 PHC string, when the link is password-protected.
+    pub password_hash: Option<String>,
+}
+
+/// What a redirect needs to know about a code, deleted or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectTarget {
+    /// Destination.
+    pub url: TargetUrl,
+    /// Redirect status.
+    pub redirect_status: RedirectStatus,
+    /// Password hash, if protected.
+    pub password_hash: Option<String>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Click limit; a link that has one must be counted atomically.
+    pub max_clicks: Option<i64>,
+    /// Redirects counted against `max_clicks` so far.
+    pub clicks_used: i64,
+    /// Set once the link is deleted: the code answers 410 for ever.
+    pub deleted: bool,
+}
+
+/// A position in the newest-first order of a user's links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkCursor {
+    /// `created_at` of the last link seen, in milliseconds.
+    pub created_at: i64,
+    /// Its code, to break ties.
+    pub code: String,
+}
+
+/// Which page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageRequest {
+    /// Keyset pagination: the links after the cursor (from the start when `None`).
+    After(Option<LinkCursor>),
+    /// Offset pagination: skip this many links; the page also reports the total.
+    Offset(u64),
+}
+
+/// A listing query over one owner's live links.
+#[derive(Debug, Clone)]
+pub struct LinkQuery {
+    /// Whose links.
+    pub owner_id: UserId,
+    /// Only links with this tag.
+    pub tag: Option<String>,
+    /// Only links whose url, title or code contains this text.
+    pub q: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Which page.
+    pub page: PageRequest,
+}
+
+/// One page of links.
+#[derive(Debug, Clone)]
+pub struct LinkPage {
+    /// The links, newest first.
+    pub links: Vec<LinkRecord>,
+    /// Whether more links follow.
+    pub has_more: bool,
+    /// The number of matching links (offset pagination only).
+    pub total: Option<u64>,
+}
+
+/// A stored response to replay for a repeated idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The `Location` header, if any.
+    pub location: Option<String>,
+    /// The body, byte for byte.
+    pub body: Vec<u8>,
+}
+
+/// An idempotency key and what was answered for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Hash of the request that first used the key.
+    pub request_hash: String,
+    /// The answer, once the request completed.
+    pub response: Option<StoredResponse>,
+    /// When the key was first used.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An idempotency key to save with a created link, in the same transaction.
+#[derive(Debug, Clone)]
+pub struct IdempotencySave {
+    /// The user the key belongs to (keys are per user).
+    pub user_id: UserId,
+    /// The client's key.
+    pub key: String,
+    /// Hash of the request body.
+    pub request_hash: String,
+    /// The response to replay.
+    pub response: StoredResponse,
+    /// Records older than this may be overwritten.
+    pub expired_before: DateTime<Utc>,
+}
+
+/// Links: creation, lookup, listing, change, deletion and click accounting.
+#[async_trait]
+pub trait LinkStore: Send + Sync + 'static {
+    /// Inserts a link, failing with `Conflict(Code)` when the code exists (even deleted), and
+    /// with `Conflict(IdempotencyKey)` when `idempotency` names a live key.
+    async fn insert_link(
+        &self,
+        link: &LinkRecord,
+        idempotency: Option<&IdempotencySave>,
+    ) -> StoreResult<()>;
+
+    /// Inserts many links in one transaction; one result per link, in order. A taken code
+    /// fails only its own item.
+    async fn insert_links(&self, links: &[LinkRecord]) -> StoreResult<Vec<StoreResult<()>>>;
+
+    /// A live link with its click total.
+    async fn get_link(&self, code: &Code) -> StoreResult<Option<LinkRecord>>;
+
+    /// What a redirect of `code` needs, including deleted links.
+    async fn get_redirect(&self, code: &Code) -> StoreResult<Option<RedirectTarget>>;
+
+    /// Counts one use of a link with `max_clicks`, atomically; `false` when it is used up.
+    async fn consume_click(&self, code: &Code) -> StoreResult<bool>;
+
+    /// Replaces a live link's fields; `NotFound` if it is not live.
+    async fn update_link(
+        &self,
+        code: &Code,
+        fields: &LinkFields,
+        now: DateTime<Utc>,
+    ) -> StoreResult<LinkRecord>;
+
+    /// Tombstones a live link; `NotFound` if it is not live.
+    async fn delete_link(&self, code: &Code, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Tombstones every live link of an owner; returns how many.
+    async fn delete_links_of(&self, owner_id: UserId, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// A page of one owner's live links, newest first.
+    async fn list_links(&self, query: &LinkQuery) -> StoreResult<LinkPage>;
+
+    /// The record of an idempotency key, if one was saved and is newer than `not_before`.
+    async fn get_idempotency(
+        &self,
+        user_id: UserId,
+        key: &str,
+        not_before: DateTime<Utc>,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+
+    /// Adds counted clicks to the hourly totals: `(code, hour start, clicks)`.
+    async fn add_clicks(&self, counts: &[(Code, DateTime<Utc>, i64)]) -> StoreResult<()>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// A live user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Id.
+    pub id: UserId,
+    /// Unique e-mail.
+    pub email: Email,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Creation instant.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl UserRecord {
+    /// The fields a client may change.
+    pub fn draft(&self) -> UserDraft {
+        UserDraft {
+            email: self.email.clone(),
+            name: self.name.clone(),
+            role: self.role,
+        }
+    }
+}
+
+/// An API key's record (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Id.
+    pub id: i64,
+    /// Owner.
+    pub user_id: UserId,
+    /// A label.
+    pub name: String,
+    /// The first characters of the key.
+    pub prefix: String,
+    /// What the key may do.
+    pub scopes: Scopes,
+    /// Creation instant.
+    pub created_at: DateTime<Utc>,
+    /// Last use, to within a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A key to store: everything but its id.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Owner.
+    pub user_id: UserId,
+    /// Label.
+    pub name: String,
+    /// First characters of the key.
+    pub prefix: String,
+    /// SHA-256 of the key.
+    pub hash: String,
+    /// Scopes.
+    pub scopes: Scopes,
+}
+
+/// Users and their API keys.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Creates the first admin and its key, only if there is no user at all; `false` when
+    /// users already exist.
+    async fn bootstrap_admin(
+        &self,
+        admin: &UserDraft,
+        key: &NewKey,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Creates a user; `Conflict(Email)` when the e-mail is taken.
+    async fn create_user(&self, user: &UserDraft, now: DateTime<Utc>) -> StoreResult<UserRecord>;
+
+    /// A live user.
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+
+    /// A live user by e-mail.
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;
+
+    /// Live users with ids above `after`, ascending; and whether more follow.
+    async fn list_users(
+        &self,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> StoreResult<(Vec<UserRecord>, bool)>;
+
+    /// Replaces a user's fields; `Conflict(Email)` or `NotFound`.
+    async fn update_user(
+        &self,
+        id: UserId,
+        user: &UserDraft,
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserRecord>;
+
+    /// Deletes a user and revokes their keys; `NotFound` if not live.
+    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Stores a new key.
+    async fn create_key(&self, key: &NewKey, now: DateTime<Utc>) -> StoreResult<KeyRecord>;
+
+    /// A user's live keys, oldest first.
+    async fn list_keys(&self, user_id: UserId) -> StoreResult<Vec<KeyRecord>>;
+
+    /// Revokes a user's key; `NotFound` if it is not theirs or already revoked.
+    async fn revoke_key(&self, user_id: UserId, key_id: i64, now: DateTime<Utc>)
+    -> StoreResult<()>;
+
+    /// The live user and key for a key hash.
+    async fn authenticate(&self, key_hash: &str) -> StoreResult<Option<(UserRecord, KeyRecord)>>;
+
+    /// Records that a key was used, at most once a minute.
+    async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+}

@@ -1,0 +1,741 @@
+//! The embedded default store: one SQLite file in WAL mode.
+//!
+//! Writes go through a pool of exactly one connection, so they are serialised in the process
+//! (no SQLITE_BUSY between our own writers, and `max_clicks` counting is exact), and every
+//! commit is durable (`synchronous=FULL`). Reads use a separate pool and never wait for
+//! writers, which WAL allows.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteExecutor};
+
+use super::{
+    IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord,
+    LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult, StoredResponse, Taken,
+    UserRecord, UserStore,
+};
+use crate::clock::{from_millis, to_millis};
+use crate::domain::code::Code;
+use crate::domain::key::Scopes;
+use crate::domain::link::RedirectStatus;
+use crate::domain::target_url::TargetUrl;
+use crate::domain::user::{Email, Role, UserDraft, UserId};
+
+/// The columns of a link record; tags and click totals are folded in by sub-queries so a
+/// page of links is one statement, whatever its size.
+macro_rules! link_columns {
+    () => {
+        "code, url, owner_id, title, redirect_status, password_hash, \
+     expires_at, max_clicks, created_at, updated_at, \
+     (SELECT group_concat(tag, ',') FROM link_tags t WHERE t.code = links.code) AS tags, \
+     (SELECT COALESCE(SUM(clicks), 0) FROM clicks_by_hour c WHERE c.code = links.code) AS clicks"
+    };
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, email, name, role, created_at, updated_at"
+    };
+}
+macro_rules! key_columns {
+    () => {
+        "id, user_id, name, prefix, scopes, created_at, last_used_at"
+    };
+}
+
+/// The SQLite store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies the migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        // An in-memory database exists once per connection: share the writer.
+        let read = if url.contains(":memory:") || url.contains("mode=memory") {
+            write.clone()
+        } else {
+            let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
+            SqlitePoolOptions::new()
+                .max_connections(readers as u32)
+                .connect_with(options)
+                .await?
+        };
+        Ok(Self { read, write })
+    }
+
+    /// Closes both pools, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Other(e.into())
+    }
+}
+
+/// Maps a unique-constraint violation to `Conflict(taken)`, anything else to `Other`.
+fn on_unique(e: sqlx::Error, taken: Taken) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(taken),
+        _ => e.into(),
+    }
+}
+
+fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
+    ms.map(from_millis)
+}
+
+fn status_from_db(s: i64) -> RedirectStatus {
+    RedirectStatus::from_code(s).unwrap_or_default()
+}
+
+fn link_from_row(row: &SqliteRow) -> Result<LinkRecord, sqlx::Error> {
+    let mut tags: Vec<String> = row
+        .try_get::<Option<String>, _>("tags")?
+        .map(|t| t.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    tags.sort();
+    Ok(LinkRecord {
+        code: Code::from_trusted(row.try_get("code")?),
+        owner_id: row.try_get("owner_id")?,
+        fields: LinkFields {
+            url: TargetUrl::from_trusted(row.try_get("url")?),
+            title: row.try_get("title")?,
+            tags,
+            expires_at: opt_time(row.try_get("expires_at")?),
+            max_clicks: row.try_get("max_clicks")?,
+            redirect_status: status_from_db(row.try_get("redirect_status")?),
+            password_hash: row.try_get("password_hash")?,
+        },
+        clicks: row.try_get("clicks")?,
+        created_at: from_millis(row.try_get("created_at")?),
+        updated_at: from_millis(row.try_get("updated_at")?),
+    })
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<UserRecord, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(UserRecord {
+        id: row.try_get("id")?,
+        email: Email::from_trusted(row.try_get("email")?),
+        name: row.try_get("name")?,
+        role: Role::parse(&role).unwrap_or(Role::Member),
+        created_at: from_millis(row.try_get("created_at")?),
+        updated_at: from_millis(row.try_get("updated_at")?),
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, sqlx::Error> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(KeyRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        scopes: Scopes::from_stored(&scopes),
+        created_at: from_millis(row.try_get("created_at")?),
+        last_used_at: opt_time(row.try_get("last_used_at")?),
+    })
+}
+
+async fn fetch_link<'e>(
+    ex: impl SqliteExecutor<'e>,
+    code: &str,
+) -> StoreResult<Option<LinkRecord>> {
+    let sql = concat!(
+        "SELECT ",
+        link_columns!(),
+        " FROM links WHERE code = ? AND deleted_at IS NULL"
+    );
+    let row = sqlx::query(sql).bind(code).fetch_optional(ex).await?;
+    Ok(row.as_ref().map(link_from_row).transpose()?)
+}
+
+async fn insert_tags<'e>(
+    ex: impl SqliteExecutor<'e>,
+    code: &str,
+    tags: &[String],
+) -> StoreResult<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO link_tags (code, tag) ");
+    qb.push_values(tags, |mut b, tag| {
+        b.push_bind(code).push_bind(tag);
+    });
+    qb.build().execute(ex).await?;
+    Ok(())
+}
+
+/// Inserts the link row; `Ok(false)` when the code is taken.
+async fn insert_link_row<'e>(ex: impl SqliteExecutor<'e>, link: &LinkRecord) -> StoreResult<bool> {
+    let f = &link.fields;
+    let done = sqlx::query(
+        "INSERT INTO links (code, url, owner_id, title, redirect_status, password_hash, \
+         expires_at, max_clicks, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (code) DO NOTHING",
+    )
+    .bind(link.code.as_str())
+    .bind(f.url.as_str())
+    .bind(link.owner_id)
+    .bind(f.title.as_deref())
+    .bind(i64::from(f.redirect_status.code()))
+    .bind(f.password_hash.as_deref())
+    .bind(f.expires_at.map(to_millis))
+    .bind(f.max_clicks)
+    .bind(to_millis(link.created_at))
+    .bind(to_millis(link.updated_at))
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Adds the filters of a listing query (owner, tag, text) to a statement.
+fn push_filters(qb: &mut QueryBuilder<Sqlite>, query: &LinkQuery) {
+    qb.push(" WHERE owner_id = ")
+        .push_bind(query.owner_id)
+        .push(" AND deleted_at IS NULL");
+    if let Some(tag) = &query.tag {
+        qb.push(" AND EXISTS (SELECT 1 FROM link_tags t WHERE t.code = links.code AND t.tag = ")
+            .push_bind(tag.clone())
+            .push(")");
+    }
+    if let Some(q) = &query.q {
+        let q = q.to_ascii_lowercase();
+        qb.push(" AND (instr(lower(url), ")
+            .push_bind(q.clone())
+            .push(") > 0 OR instr(lower(COALESCE(title, '')), ")
+            .push_bind(q.clone())
+            .push(") > 0 OR instr(lower(code), ")
+            .push_bind(q)
+            .push(") > 0)");
+    }
+}
+
+#[async_trait]
+impl LinkStore for SqliteStore {
+    async fn insert_link(
+        &self,
+        link: &LinkRecord,
+        idempotency: Option<&IdempotencySave>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        if let Some(idem) = idempotency {
+            let saved = sqlx::query(
+                "INSERT INTO idempotency_keys \
+                 (user_id, key, request_hash, state, status, location, response, created_at) \
+                 VALUES (?, ?, ?, 'done', ?, ?, ?, ?) \
+                 ON CONFLICT (user_id, key) DO UPDATE SET \
+                 request_hash = excluded.request_hash, state = excluded.state, \
+                 status = excluded.status, location = excluded.location, \
+                 response = excluded.response, created_at = excluded.created_at \
+                 WHERE idempotency_keys.created_at < ?",
+            )
+            .bind(idem.user_id)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(i64::from(idem.response.status))
+            .bind(idem.response.location.as_deref())
+            .bind(&idem.response.body)
+            .bind(to_millis(link.created_at))
+            .bind(to_millis(idem.expired_before))
+            .execute(&mut *tx)
+            .await?;
+            if saved.rows_affected() == 0 {
+                return Err(StoreError::Conflict(Taken::IdempotencyKey));
+            }
+        }
+        if !insert_link_row(&mut *tx, link).await? {
+            return Err(StoreError::Conflict(Taken::Code));
+        }
+        insert_tags(&mut *tx, link.code.as_str(), &link.fields.tags).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_links(&self, links: &[LinkRecord]) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut tx = self.write.begin().await?;
+        let mut results = Vec::with_capacity(links.len());
+        for link in links {
+            if insert_link_row(&mut *tx, link).await? {
+                insert_tags(&mut *tx, link.code.as_str(), &link.fields.tags).await?;
+                results.push(Ok(()));
+            } else {
+                results.push(Err(StoreError::Conflict(Taken::Code)));
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn get_link(&self, code: &Code) -> StoreResult<Option<LinkRecord>> {
+        fetch_link(&self.read, code.as_str()).await
+    }
+
+    async fn get_redirect(&self, code: &Code) -> StoreResult<Option<RedirectTarget>> {
+        let row = sqlx::query(
+            "SELECT url, redirect_status, password_hash, expires_at, max_clicks, \
+             clicks_used, deleted_at IS NOT NULL AS deleted FROM links WHERE code = ?",
+        )
+        .bind(code.as_str())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(RedirectTarget {
+            url: TargetUrl::from_trusted(row.try_get("url")?),
+            redirect_status: status_from_db(row.try_get("redirect_status")?),
+            password_hash: row.try_get("password_hash")?,
+            expires_at: opt_time(row.try_get("expires_at")?),
+            max_clicks: row.try_get("max_clicks")?,
+            clicks_used: row.try_get("clicks_used")?,
+            deleted: row.try_get("deleted")?,
+        }))
+    }
+
+    async fn consume_click(&self, code: &Code) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE links SET clicks_used = clicks_used + 1 WHERE code = ? \
+             AND deleted_at IS NULL AND (max_clicks IS NULL OR clicks_used < max_clicks)",
+        )
+        .bind(code.as_str())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_link(
+        &self,
+        code: &Code,
+        fields: &LinkFields,
+        now: DateTime<Utc>,
+    ) -> StoreResult<LinkRecord> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE links SET url = ?, title = ?, redirect_status = ?, password_hash = ?, \
+             expires_at = ?, max_clicks = ?, updated_at = ? \
+             WHERE code = ? AND deleted_at IS NULL",
+        )
+        .bind(fields.url.as_str())
+        .bind(fields.title.as_deref())
+        .bind(i64::from(fields.redirect_status.code()))
+        .bind(fields.password_hash.as_deref())
+        .bind(fields.expires_at.map(to_millis))
+        .bind(fields.max_clicks)
+        .bind(to_millis(now))
+        .bind(code.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM link_tags WHERE code = ?")
+            .bind(code.as_str())
+            .execute(&mut *tx)
+            .await?;
+        insert_tags(&mut *tx, code.as_str(), &fields.tags).await?;
+        let link = fetch_link(&mut *tx, code.as_str())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(link)
+    }
+
+    async fn delete_link(&self, code: &Code, now: DateTime<Utc>) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE links SET deleted_at = ?, updated_at = ? WHERE code = ? AND deleted_at IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(code.as_str())
+        .execute(&self.write)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_links_of(&self, owner_id: UserId, now: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE links SET deleted_at = ?, updated_at = ? \
+             WHERE owner_id = ? AND deleted_at IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(owner_id)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_links(&self, query: &LinkQuery) -> StoreResult<LinkPage> {
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(concat!("SELECT ", link_columns!(), " FROM links"));
+        push_filters(&mut qb, query);
+        if let PageRequest::After(Some(cursor)) = &query.page {
+            qb.push(" AND (created_at < ")
+                .push_bind(cursor.created_at)
+                .push(" OR (created_at = ")
+                .push_bind(cursor.created_at)
+                .push(" AND code > ")
+                .push_bind(cursor.code.clone())
+                .push("))");
+        }
+        qb.push(" ORDER BY created_at DESC, code ASC LIMIT ")
+            .push_bind(i64::from(query.limit) + 1);
+        if let PageRequest::Offset(offset) = query.page {
+            qb.push(" OFFSET ")
+                .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+        }
+        let rows = qb.build().fetch_all(&self.read).await?;
+        let mut links = rows
+            .iter()
+            .map(link_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let has_more = links.len() > query.limit as usize;
+        links.truncate(query.limit as usize);
+
+        let total = if let PageRequest::Offset(_) = query.page {
+            let mut qb = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM links");
+            push_filters(&mut qb, query);
+            let n: i64 = qb.build_query_scalar().fetch_one(&self.read).await?;
+            Some(u64::try_from(n).unwrap_or(0))
+        } else {
+            None
+        };
+        Ok(LinkPage {
+            links,
+            has_more,
+            total,
+        })
+    }
+
+    async fn get_idempotency(
+        &self,
+        user_id: UserId,
+        key: &str,
+        not_before: DateTime<Utc>,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT request_hash, state, status, location, response, created_at \
+             FROM idempotency_keys WHERE user_id = ? AND key = ? AND created_at >= ?",
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(to_millis(not_before))
+        .fetch_optional(&self.write)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = row.try_get("state")?;
+        let response = if state == "done" {
+            let status: i64 = row.try_get("status")?;
+            Some(StoredResponse {
+                status: u16::try_from(status).unwrap_or(500),
+                location: row.try_get("location")?,
+                body: row.try_get("response")?,
+            })
+        } else {
+            None
+        };
+        Ok(Some(IdempotencyRecord {
+            request_hash: row.try_get("request_hash")?,
+            response,
+            created_at: from_millis(row.try_get("created_at")?),
+        }))
+    }
+
+    async fn add_clicks(&self, counts: &[(Code, DateTime<Utc>, i64)]) -> StoreResult<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write.begin().await?;
+        for chunk in counts.chunks(300) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO clicks_by_hour (code, hour, clicks) ");
+            qb.push_values(chunk, |mut b, (code, hour, n)| {
+                b.push_bind(code.as_str().to_owned())
+                    .push_bind(to_millis(*hour))
+                    .push_bind(*n);
+            });
+            qb.push(" ON CONFLICT (code, hour) DO UPDATE SET clicks = clicks + excluded.clicks");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn bootstrap_admin(
+        &self,
+        admin: &UserDraft,
+        key: &NewKey,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO users (email, name, role, created_at, updated_at) \
+             SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM users) RETURNING id",
+        )
+        .bind(admin.email.as_str())
+        .bind(&admin.name)
+        .bind(admin.role.as_str())
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else { return Ok(false) };
+        insert_key(
+            &mut *tx,
+            &NewKey {
+                user_id: id,
+                ..key.clone()
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_user(&self, user: &UserDraft, now: DateTime<Utc>) -> StoreResult<UserRecord> {
+        let sql = concat!(
+            "INSERT INTO users (email, name, role, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING ",
+            user_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(user.email.as_str())
+            .bind(&user.name)
+            .bind(user.role.as_str())
+            .bind(to_millis(now))
+            .bind(to_millis(now))
+            .fetch_one(&self.write)
+            .await
+            .map_err(|e| on_unique(e, Taken::Email))?;
+        Ok(user_from_row(&row)?)
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ? AND deleted_at IS NULL"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.read).await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = ? AND deleted_at IS NULL"
+        );
+        let row = sqlx::query(sql)
+            .bind(email.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    async fn list_users(
+        &self,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> StoreResult<(Vec<UserRecord>, bool)> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE deleted_at IS NULL AND id > ? \
+             ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query(sql)
+            .bind(after.unwrap_or(0))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.read)
+            .await?;
+        let mut users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = users.len() > limit as usize;
+        users.truncate(limit as usize);
+        Ok((users, more))
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        user: &UserDraft,
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserRecord> {
+        let sql = concat!(
+            "UPDATE users SET email = ?, name = ?, role = ?, updated_at = ? \
+             WHERE id = ? AND deleted_at IS NULL RETURNING ",
+            user_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(user.email.as_str())
+            .bind(&user.name)
+            .bind(user.role.as_str())
+            .bind(to_millis(now))
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await
+            .map_err(|e| on_unique(e, Taken::Email))?;
+        row.as_ref()
+            .map(user_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(to_millis(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_key(&self, key: &NewKey, now: DateTime<Utc>) -> StoreResult<KeyRecord> {
+        insert_key(&self.write, key, now).await
+    }
+
+    async fn list_keys(&self, user_id: UserId) -> StoreResult<Vec<KeyRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE user_id = ? AND revoked_at IS NULL ORDER BY id"
+        );
+        let rows = sqlx::query(sql).bind(user_id).fetch_all(&self.read).await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn revoke_key(
+        &self,
+        user_id: UserId,
+        key_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(key_id)
+        .bind(user_id)
+        .execute(&self.write)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn authenticate(&self, key_hash: &str) -> StoreResult<Option<(UserRecord, KeyRecord)>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.email, u.name, u.role, u.created_at, u.updated_at, \
+             k.id AS key_id, k.name AS key_name, k.prefix, k.scopes, \
+             k.created_at AS key_created_at, k.last_used_at \
+             FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.hash = ? AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user = user_from_row(&row)?;
+        let scopes: String = row.try_get("scopes")?;
+        let key = KeyRecord {
+            id: row.try_get("key_id")?,
+            user_id: user.id,
+            name: row.try_get("key_name")?,
+            prefix: row.try_get("prefix")?,
+            scopes: Scopes::from_stored(&scopes),
+            created_at: from_millis(row.try_get("key_created_at")?),
+            last_used_at: opt_time(row.try_get("last_used_at")?),
+        };
+        Ok(Some((user, key)))
+    }
+
+    async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        let now = to_millis(now);
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = ? \
+             WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+        )
+        .bind(now)
+        .bind(key_id)
+        .bind(now - 60_000)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn insert_key<'e>(
+    ex: impl SqliteExecutor<'e>,
+    key: &NewKey,
+    now: DateTime<Utc>,
+) -> StoreResult<KeyRecord> {
+    let sql = concat!(
+        "INSERT INTO api_keys (user_id, name, prefix, hash, scopes, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING ",
+        key_columns!()
+    );
+    let row = sqlx::query(sql)
+        .bind(key.user_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.hash)
+        .bind(key.scopes.to_stored())
+        .bind(to_millis(now))
+        .fetch_one(ex)
+        .await?;
+    Ok(key_from_row(&row)?)
+}
