@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::ratelimit::RateLimits;
+
 /// Everything snip needs to start. `Default` is the embedded, single-node setup.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +28,38 @@ pub struct Config {
     pub bootstrap_admin_key: Option<String>,
     /// How long in-flight requests may take to finish at shutdown, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Redis for the shared cache and rate limits, e.g. `redis://127.0.0.1:6379`.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel snip uses.
+    pub redis_prefix: String,
+    /// Timeout of one Redis call, in milliseconds.
+    pub redis_timeout_ms: u64,
+    /// The redirect cache.
+    pub cache: CacheConfig,
+    /// Rate-limit policies.
+    pub rate_limits: RateLimits,
+}
+
+/// Sizes and lifetimes of the redirect cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most links held in each node's L1.
+    pub capacity: u64,
+    /// Seconds a link stays cached.
+    pub ttl_secs: u64,
+    /// Seconds an unknown code stays cached.
+    pub negative_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 1_000_000,
+            ttl_secs: 300,
+            negative_ttl_secs: 5,
+        }
+    }
 }
 
 impl Default for Config {
@@ -39,6 +73,11 @@ impl Default for Config {
             body_limit: 1024 * 1024,
             bootstrap_admin_key: None,
             shutdown_grace_secs: 10,
+            redis_url: None,
+            redis_prefix: "snip".into(),
+            redis_timeout_ms: 100,
+            cache: CacheConfig::default(),
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -57,6 +96,11 @@ impl std::fmt::Debug for Config {
                 &self.bootstrap_admin_key.as_ref().map(|_| "[redacted]"),
             )
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("cache", &self.cache)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -84,6 +128,8 @@ pub struct Overrides {
     pub base_url: Option<String>,
     /// `SNIP_BOOTSTRAP_ADMIN_KEY`.
     pub bootstrap_admin_key: Option<String>,
+    /// `--redis` / `SNIP_REDIS_URL`.
+    pub redis_url: Option<String>,
 }
 
 impl Config {
@@ -103,11 +149,13 @@ impl Config {
             database_url,
             base_url,
             bootstrap_admin_key,
+            redis_url,
         } = overrides;
         config.listen = listen.unwrap_or(config.listen);
         config.database_url = database_url.unwrap_or(config.database_url);
         config.base_url = base_url.or(config.base_url);
         config.bootstrap_admin_key = bootstrap_admin_key.or(config.bootstrap_admin_key);
+        config.redis_url = redis_url.or(config.redis_url);
         Ok(config)
     }
 }
@@ -122,7 +170,8 @@ mod tests {
         let path = dir.path().join("snip.toml");
         std::fs::write(
             &path,
-            "listen = \"0.0.0.0:1\"\nbase_url = \"https://sn.ip\"\nmax_url_length = 100\n",
+            "listen = \"0.0.0.0:1\"\nbase_url = \"https://sn.ip\"\nmax_url_length = 100\n\
+             [rate_limits.writes]\ncapacity = 5.0\nrefill_per_sec = 0.5\n",
         )
         .unwrap();
         let c = Config::load(
@@ -137,6 +186,8 @@ mod tests {
         assert_eq!(c.base_url.as_deref(), Some("https://sn.ip"));
         assert_eq!(c.max_url_length, 100);
         assert_eq!(c.database_url, "sqlite://snip.db");
+        assert_eq!(c.rate_limits.writes.capacity, 5.0);
+        assert_eq!(c.rate_limits.reads.capacity, 200.0);
     }
 
     #[test]

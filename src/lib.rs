@@ -2,15 +2,19 @@
 //!
 //! A request enters at `http` (router, handlers, error mapping), which calls the use cases
 //! in `app`. They apply the rules of `domain` and persist through the ports in `store`,
-//! whose adapters (`store/sqlite.rs`, …) hold all SQL. `clicks` counts redirects off the
-//! hot path; `server` wires it all together from a `config::Config`.
+//! whose adapters (`store/sqlite.rs`, …) hold all SQL. `cache` (L1 moka, L2 Redis) sits in
+//! front of the store for redirects, `ratelimit` guards every route, and `clicks` counts
+//! redirects off the hot path; `server` wires it all together from a `config::Config`.
 
 pub mod app;
+pub mod cache;
 pub mod clicks;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod ratelimit;
+pub mod redis_conn;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -36,6 +36,9 @@ enum Command {
         /// Public base of short URLs (default http://LISTEN).
         #[arg(long, env = "SNIP_BASE_URL")]
         base_url: Option<String>,
+        /// Redis for the shared cache and rate limits, e.g. redis://127.0.0.1:6379.
+        #[arg(long = "redis", env = "SNIP_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
     },
     /// Apply the store's migrations and exit.
     Migrate,
@@ -66,9 +69,13 @@ enum KeysCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     snip::telemetry::init();
-    let (listen, base_url) = match &cli.command {
-        Command::Serve { listen, base_url } => (listen.clone(), base_url.clone()),
-        _ => (None, None),
+    let (listen, base_url, redis_url) = match &cli.command {
+        Command::Serve {
+            listen,
+            base_url,
+            redis_url,
+        } => (listen.clone(), base_url.clone(), redis_url.clone()),
+        _ => (None, None, None),
     };
     let config = Config::load(
         cli.config.as_deref(),
@@ -77,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
             database_url: cli.database_url.clone(),
             base_url,
             bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
+            redis_url,
         },
     )?;
     match cli.command {

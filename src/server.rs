@@ -11,11 +11,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::users::{Bootstrap, bootstrap};
 use crate::app::{AppState, Settings};
+use crate::cache::{CacheSettings, RedirectCache, RedisCache};
 use crate::clicks::{self, QueueSettings};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::key::ApiKey;
 use crate::domain::target_url::{UrlPolicy, normalise_host};
+use crate::http::client_ip::IpRange;
+use crate::ratelimit::local::LocalLimiter;
+use crate::ratelimit::redis::RedisLimiter;
+use crate::ratelimit::{Backend, Limiter};
+use crate::redis_conn::RedisConn;
 use crate::store::sqlite::SqliteStore;
 
 /// A built snip, ready to serve.
@@ -25,6 +31,7 @@ pub struct App {
     config: Config,
     workers: CancellationToken,
     click_worker: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     new_admin_key: Option<ApiKey>,
 }
 
@@ -72,6 +79,13 @@ impl App {
                     .collect(),
             },
             body_limit: config.body_limit,
+            trusted_proxies: config
+                .rate_limits
+                .trusted_proxies
+                .iter()
+                .map(|p| IpRange::parse(p).map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()
+                .context("rate_limits.trusted_proxies")?,
         };
 
         let store = open_store(&config.database_url).await?;
@@ -80,12 +94,53 @@ impl App {
         let workers = CancellationToken::new();
         let (queue, click_worker) =
             clicks::start(QueueSettings::default(), links.clone(), workers.clone());
+
+        let redis = match &config.redis_url {
+            Some(url) => Some(RedisConn::new(
+                url,
+                &config.redis_prefix,
+                Duration::from_millis(config.redis_timeout_ms.max(1)),
+            )?),
+            None => None,
+        };
+        let l2 = redis.clone().map(|r| Arc::new(RedisCache::new(r)));
+        let cache = Arc::new(RedirectCache::new(
+            links.clone(),
+            l2.clone(),
+            CacheSettings {
+                capacity: config.cache.capacity,
+                ttl: Duration::from_secs(config.cache.ttl_secs),
+                negative_ttl: Duration::from_secs(config.cache.negative_ttl_secs),
+            },
+        ));
+        let backend = match &redis {
+            Some(r) => Backend::Redis(Box::new(RedisLimiter::new(
+                r.clone(),
+                config.rate_limits.nodes,
+            ))),
+            None => Backend::Local(LocalLimiter::default()),
+        };
+        let limiter = Arc::new(Limiter::new(backend, config.rate_limits.clone()));
+
+        let mut background = Vec::new();
+        if let Some(l2) = &l2 {
+            background.push(l2.listen(cache.l1().clone(), workers.clone()));
+        }
+        background.push(tokio::spawn(sweep_buckets(
+            limiter.clone(),
+            clock.clone(),
+            workers.clone(),
+        )));
+
         let state = AppState {
             links,
             users,
             clock,
             settings: Arc::new(settings),
             clicks: queue,
+            cache,
+            limiter,
+            redis,
         };
         let new_admin_key = match bootstrap(&state, bootstrap_key).await? {
             Bootstrap::CreatedWithKey(key) => Some(key),
@@ -97,6 +152,7 @@ impl App {
             config,
             workers,
             click_worker,
+            background,
             new_admin_key,
         })
     }
@@ -138,9 +194,23 @@ impl App {
         if let Err(e) = self.click_worker.await {
             tracing::error!(error = %e, "click worker failed");
         }
+        for task in self.background {
+            let _ = task.await;
+        }
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Forgets refilled rate-limit buckets every 10 s so memory stays bounded.
+async fn sweep_buckets(limiter: Arc<Limiter>, clock: Arc<dyn Clock>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => limiter.sweep(crate::clock::to_millis(clock.now())),
+            () = stop.cancelled() => return,
+        }
     }
 }
 

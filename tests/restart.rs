@@ -9,9 +9,11 @@ use std::time::Duration;
 const KEY: &str = "snip_RRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRR";
 
 /// Starts `snip serve` on a free port and returns the child and its address.
-fn start(db: &str) -> (Child, String) {
+fn start(db: &str, config: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_snip"))
         .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
+        .arg("--config")
+        .arg(config)
         .env("SNIP_BOOTSTRAP_ADMIN_KEY", KEY)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -40,7 +42,10 @@ fn start(db: &str) -> (Child, String) {
 async fn acknowledged_links_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/snip.db", dir.path().display());
-    let (mut child, addr) = start(&db);
+    // This test measures durability, not rate limits.
+    let config = dir.path().join("snip.toml");
+    std::fs::write(&config, "[rate_limits]\nenabled = false\n").unwrap();
+    let (mut child, addr) = start(&db, &config);
     let client = reqwest::Client::new();
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
 
@@ -85,9 +90,13 @@ async fn acknowledged_links_survive_sigkill() {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 200, "only {} links acknowledged", acked.len());
+    assert!(
+        acked.len() >= 200,
+        "only {} links acknowledged",
+        acked.len()
+    );
 
-    let (mut child, addr) = start(&db);
+    let (mut child, addr) = start(&db, &config);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

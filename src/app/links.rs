@@ -78,7 +78,11 @@ pub async fn create(
             expired_before: now - IDEMPOTENCY_TTL,
         });
         match state.links.insert_link(&link, save.as_ref()).await {
-            Ok(()) => return Ok(response),
+            Ok(()) => {
+                // The code may be cached as unknown (someone tried it before it existed).
+                state.cache.refresh(&link.code).await;
+                return Ok(response);
+            }
             Err(StoreError::Conflict(Taken::Code)) if alias.is_none() => continue,
             Err(StoreError::Conflict(Taken::IdempotencyKey)) => {
                 // Another request with this key won the race: answer as a replay of it.
@@ -162,7 +166,10 @@ pub async fn create_bulk(
         for ((item, link), outcome) in pending.into_iter().zip(links).zip(outcomes) {
             let (i, alias, _) = &item;
             match outcome {
-                Ok(()) => results[*i] = Some(Ok(link)),
+                Ok(()) => {
+                    state.cache.refresh(&link.code).await;
+                    results[*i] = Some(Ok(link));
+                }
                 Err(StoreError::Conflict(Taken::Code)) if alias.is_none() => retry.push(item),
                 Err(e) => results[*i] = Some(Err(e.into())),
             }
@@ -234,7 +241,9 @@ pub async fn replace(
     let now = state.clock.now();
     let draft = validate_replace(input, &state.settings.url_policy, now)?;
     let fields = hash_password(draft, None).await?;
-    Ok(state.links.update_link(&current.code, &fields, now).await?)
+    let link = state.links.update_link(&current.code, &fields, now).await?;
+    state.cache.refresh(&link.code).await;
+    Ok(link)
 }
 
 /// Applies a JSON merge patch to a link (PATCH).
@@ -260,17 +269,21 @@ pub async fn patch(
     // An expiry already in the past may stay as it is: only new values must be future.
     let next = apply_patch(draft, patch, &state.settings.url_policy, now)?;
     let fields = hash_password(next, f.password_hash).await?;
-    Ok(state.links.update_link(&current.code, &fields, now).await?)
+    let link = state.links.update_link(&current.code, &fields, now).await?;
+    state.cache.refresh(&link.code).await;
+    Ok(link)
 }
 
 /// Deletes a link; its code answers 410 from then on and is never reused.
 pub async fn delete(state: &AppState, caller: &Caller, code: &str) -> Result<(), AppError> {
     caller.require(Scope::LinksWrite)?;
     let current = owned_link(state, caller, code).await?;
-    Ok(state
+    state
         .links
         .delete_link(&current.code, state.clock.now())
-        .await?)
+        .await?;
+    state.cache.refresh(&current.code).await;
+    Ok(())
 }
 
 /// Lists `owner`'s links; the caller must be the owner or an admin.

@@ -7,12 +7,14 @@ pub mod users;
 
 use std::sync::Arc;
 
+use crate::cache::RedirectCache;
 use crate::clicks::ClickQueue;
 use crate::clock::Clock;
 use crate::domain::FieldError;
 use crate::domain::key::Scope;
 use crate::domain::target_url::UrlPolicy;
 use crate::domain::user::{Role, UserId};
+use crate::ratelimit::Limiter;
 use crate::store::{KeyRecord, LinkStore, StoreError, Taken, UserRecord, UserStore};
 
 /// Everything a request may need. Built once; cloning copies a few `Arc`s.
@@ -28,6 +30,12 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Where redirects report clicks.
     pub clicks: ClickQueue,
+    /// The redirect cache in front of `links`.
+    pub cache: Arc<RedirectCache>,
+    /// Rate limits.
+    pub limiter: Arc<Limiter>,
+    /// The Redis connection, when one is configured.
+    pub redis: Option<crate::redis_conn::RedisConn>,
 }
 
 /// Settings the use cases and handlers read.
@@ -39,6 +47,8 @@ pub struct Settings {
     pub url_policy: UrlPolicy,
     /// Largest request body, in bytes.
     pub body_limit: usize,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::http::client_ip::IpRange>,
 }
 
 /// The authenticated caller of an API request.

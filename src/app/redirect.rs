@@ -49,7 +49,7 @@ pub async fn resolve(
     let Some(code) = Code::from_path(code) else {
         return Ok(Resolution::NotFound);
     };
-    let Some(target) = state.links.get_redirect(&code).await? else {
+    let Some(target) = state.cache.get(&code).await? else {
         return Ok(Resolution::NotFound);
     };
     let now = state.clock.now();
@@ -97,6 +97,8 @@ async fn count(
     redirect: Resolution,
 ) -> Result<Resolution, AppError> {
     if target.max_clicks.is_some() && !state.links.consume_click(&code).await? {
+        // Used up: let the cache learn it, so later requests stop at the cached count.
+        state.cache.refresh(&code).await;
         return Ok(Resolution::Gone);
     }
     state.clicks.record(ClickEvent {

@@ -153,7 +153,10 @@ async fn save(
 pub async fn delete(state: &AppState, caller: &Caller, id: UserId) -> Result<(), AppError> {
     let user = get(state, caller, id).await?;
     let now = state.clock.now();
-    state.links.delete_links_of(user.id, now).await?;
+    let codes = state.links.delete_links_of(user.id, now).await?;
+    for code in &codes {
+        state.cache.refresh(code).await;
+    }
     Ok(state.users.delete_user(user.id, now).await?)
 }
 

@@ -127,11 +127,17 @@ impl From<AppError> for ApiError {
                 format!("this API key lacks the {} scope", scope.as_str()),
             ),
             AppError::Forbidden(why) => Self::new(S::FORBIDDEN, "forbidden", why),
-            AppError::IdempotencyMismatch => Self::new(
-                S::UNPROCESSABLE_ENTITY,
-                "idempotency-mismatch",
-                "this Idempotency-Key was used with a different request body",
-            ),
+            AppError::IdempotencyMismatch => Self {
+                errors: vec![FieldError::new(
+                    "Idempotency-Key",
+                    "was used with a different request body",
+                )],
+                ..Self::new(
+                    S::UNPROCESSABLE_ENTITY,
+                    "idempotency-mismatch",
+                    "this Idempotency-Key was used with a different request body",
+                )
+            },
             AppError::TooManyItems(n) => Self::new(
                 S::PAYLOAD_TOO_LARGE,
                 "too-many-items",

@@ -9,8 +9,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::app::{AppState, Caller, users};
-use crate::domain::key::ApiKey;
+use crate::app::{AppState, Caller};
 
 /// A JSON body. Accepts `application/json` and any `application/*+json` type.
 #[derive(Debug)]
@@ -112,26 +111,11 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+    /// The caller that [`super::guard::api`] authenticated; without one, 401.
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
             ApiError::unauthorized("an API key is required (Authorization: Bearer <key>)")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer <key>"))?;
-        let key = ApiKey::parse(token).ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
-        users::authenticate(state, &key)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))
+        })
     }
 }
 

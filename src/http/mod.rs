@@ -2,10 +2,13 @@
 //! A request enters at [`router`], passes the layers, and lands in a handler of
 //! `links`, `users`, `redirect` or `health`, which calls a use case in `crate::app`.
 
+pub mod client_ip;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod health;
 pub mod links;
+pub mod metrics;
 pub mod openapi;
 pub mod redirect;
 pub mod users;
@@ -63,14 +66,21 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(users::revoke_key),
         )
         .route("/me", get(users::me))
-        .fallback(|| async { ApiError::not_found() });
+        .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn_with_state(state.clone(), guard::api));
 
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(openapi::routes())
-        .route("/{code}", get(redirect::follow).post(redirect::unlock))
+        .route("/metrics", get(metrics::metrics))
+        .route(
+            "/{code}",
+            get(redirect::follow)
+                .post(redirect::unlock)
+                .route_layer(middleware::from_fn_with_state(state.clone(), guard::redirects)),
+        )
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::map_response(error::fill_problem))

@@ -221,8 +221,9 @@ pub trait LinkStore: Send + Sync + 'static {
     /// Tombstones a live link; `NotFound` if it is not live.
     async fn delete_link(&self, code: &Code, now: DateTime<Utc>) -> StoreResult<()>;
 
-    /// Tombstones every live link of an owner; returns how many.
-    async fn delete_links_of(&self, owner_id: UserId, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Tombstones every live link of an owner; returns their codes.
+    async fn delete_links_of(&self, owner_id: UserId, now: DateTime<Utc>)
+    -> StoreResult<Vec<Code>>;
 
     /// A page of one owner's live links, newest first.
     async fn list_links(&self, query: &LinkQuery) -> StoreResult<LinkPage>;

@@ -380,17 +380,21 @@ impl LinkStore for SqliteStore {
         Ok(())
     }
 
-    async fn delete_links_of(&self, owner_id: UserId, now: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query(
+    async fn delete_links_of(
+        &self,
+        owner_id: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Code>> {
+        let codes: Vec<String> = sqlx::query_scalar(
             "UPDATE links SET deleted_at = ?, updated_at = ? \
-             WHERE owner_id = ? AND deleted_at IS NULL",
+             WHERE owner_id = ? AND deleted_at IS NULL RETURNING code",
         )
         .bind(to_millis(now))
         .bind(to_millis(now))
         .bind(owner_id)
-        .execute(&self.write)
+        .fetch_all(&self.write)
         .await?;
-        Ok(done.rows_affected())
+        Ok(codes.into_iter().map(Code::from_trusted).collect())
     }
 
     async fn list_links(&self, query: &LinkQuery) -> StoreResult<LinkPage> {

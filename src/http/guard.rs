@@ -1,0 +1,180 @@
+//! Middleware in front of handlers: who is calling (API key → [`Caller`]) and whether they
+//! may (token buckets). Rejections are problem+json `401`/`429`; admitted responses carry
+//! `RateLimit-Policy` and `RateLimit` headers (IETF httpapi rate-limit headers draft).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::client_ip::client_ip;
+use super::error::ApiError;
+use crate::app::{AppState, users};
+use crate::clock::to_millis;
+use crate::domain::key::ApiKey;
+use crate::ratelimit::{Decision, PolicyName};
+
+fn peer_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// What the `Authorization` header holds.
+enum Credentials {
+    None,
+    Malformed,
+    Key(ApiKey),
+}
+
+fn credentials(headers: &HeaderMap) -> Credentials {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Credentials::None;
+    };
+    let token = value.to_str().ok().and_then(|h| {
+        let (scheme, token) = h.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    match token.and_then(ApiKey::parse) {
+        Some(key) => Credentials::Key(key),
+        None => Credentials::Malformed,
+    }
+}
+
+/// Authenticates API requests and applies the per-key (or, without a valid key, per-IP)
+/// bucket. The [`crate::app::Caller`] is left in the request's extensions for handlers.
+pub async fn api(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let now = to_millis(state.clock.now());
+    let ip = client_ip(
+        peer_ip(&req),
+        req.headers(),
+        &state.settings.trusted_proxies,
+    );
+    let caller = match credentials(req.headers()) {
+        // Handlers answer 401 themselves; the anonymous bucket still applies.
+        Credentials::None => None,
+        Credentials::Malformed => {
+            return reject_anonymous(&state, ip, now, "invalid API key").await;
+        }
+        Credentials::Key(key) => match users::authenticate(&state, &key).await {
+            Ok(Some(caller)) => Some(caller),
+            Ok(None) => {
+                return reject_anonymous(&state, ip, now, "invalid or revoked API key").await;
+            }
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+    };
+    let (policy, bucket) = match &caller {
+        Some(c) => {
+            let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+            let policy = if write {
+                PolicyName::Writes
+            } else {
+                PolicyName::Reads
+            };
+            (policy, format!("k{}", c.key.id))
+        }
+        None => (PolicyName::Anonymous, ip.to_string()),
+    };
+    let decision = state.limiter.check(policy, &bucket, now).await;
+    if let Some(d) = decision
+        && !d.allowed
+    {
+        return too_many(&state, policy, &d);
+    }
+    if let Some(caller) = caller {
+        req.extensions_mut().insert(caller);
+    }
+    let mut res = next.run(req).await;
+    if let Some(d) = decision {
+        add_headers(&state, policy, &d, res.headers_mut());
+    }
+    res
+}
+
+/// A request with a bad key: charged to the client IP's anonymous bucket, then 401 (or 429
+/// when that bucket is empty, so key guessing is throttled).
+async fn reject_anonymous(state: &AppState, ip: IpAddr, now: i64, why: &str) -> Response {
+    let policy = PolicyName::Anonymous;
+    let decision = state.limiter.check(policy, &ip.to_string(), now).await;
+    let mut res = match decision {
+        Some(d) if !d.allowed => return too_many(state, policy, &d),
+        _ => ApiError::unauthorized(why).into_response(),
+    };
+    if let Some(d) = decision {
+        add_headers(state, policy, &d, res.headers_mut());
+    }
+    res
+}
+
+/// Applies the per-IP redirect bucket.
+pub async fn redirects(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let now = to_millis(state.clock.now());
+    let ip = client_ip(
+        peer_ip(&req),
+        req.headers(),
+        &state.settings.trusted_proxies,
+    );
+    let policy = PolicyName::Redirects;
+    let decision = state.limiter.check(policy, &ip.to_string(), now).await;
+    if let Some(d) = decision
+        && !d.allowed
+    {
+        return too_many(&state, policy, &d);
+    }
+    let mut res = next.run(req).await;
+    if let Some(d) = decision {
+        add_headers(&state, policy, &d, res.headers_mut());
+    }
+    res
+}
+
+fn secs(x: f64) -> u64 {
+    if x.is_finite() {
+        x.ceil().max(0.0) as u64
+    } else {
+        u64::MAX
+    }
+}
+
+fn add_headers(state: &AppState, name: PolicyName, d: &Decision, headers: &mut HeaderMap) {
+    let policy = state.limiter.limits().policy(name);
+    let policy_value = format!(
+        "\"{}\";q={};w={}",
+        name.as_str(),
+        policy.capacity.floor() as u64,
+        secs(policy.window_secs())
+    );
+    let value = format!(
+        "\"{}\";r={};t={}",
+        name.as_str(),
+        d.remaining.floor().max(0.0) as u64,
+        secs(d.reset_after)
+    );
+    if let (Ok(p), Ok(v)) = (
+        HeaderValue::from_str(&policy_value),
+        HeaderValue::from_str(&value),
+    ) {
+        headers.insert("ratelimit-policy", p);
+        headers.insert("ratelimit", v);
+    }
+}
+
+fn too_many(state: &AppState, name: PolicyName, d: &Decision) -> Response {
+    let retry = secs(d.retry_after).max(1);
+    let mut res = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        format!(
+            "too many requests ({} policy); retry in {retry} s",
+            name.as_str()
+        ),
+    )
+    .into_response();
+    let headers = res.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    add_headers(state, name, d, headers);
+    res
+}
