@@ -6,6 +6,8 @@
 //! front of the store for redirects, `ratelimit` guards every route, and `clicks` counts
 //! redirects off the hot path; `server` wires it all together from a `config::Config`.
 
+#![warn(clippy::unwrap_used)]
+
 pub mod app;
 pub mod cache;
 pub mod clicks;

@@ -1,5 +1,7 @@
 //! The `snip` command: parse the command line, build, run.
 
+#![warn(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -11,7 +11,7 @@
 pub mod redis;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::domain::code::Code;
@@ -82,6 +82,8 @@ pub struct CacheStats {
     pub l2_misses: AtomicU64,
     /// L2 calls that failed or timed out.
     pub l2_errors: AtomicU64,
+    /// Reads of the store after misses (concurrent misses of one code share one).
+    pub store_loads: AtomicU64,
     /// Invalidations applied to this node's L1.
     pub invalidations: AtomicU64,
 }
@@ -115,6 +117,8 @@ pub struct L1 {
     /// Bumped by every invalidation; a load that raced with one is not kept.
     generation: Arc<AtomicU64>,
     stats: Arc<CacheStats>,
+    /// Whether invalidations from other nodes are being received.
+    listening: Arc<AtomicBool>,
 }
 
 impl L1 {
@@ -129,6 +133,16 @@ impl L1 {
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
+    }
+
+    /// Records whether other nodes' invalidations are being received.
+    pub fn set_listening(&self, on: bool) {
+        self.listening.store(on, Ordering::Release);
+    }
+
+    /// Whether other nodes' invalidations are being received (always false without L2).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
     }
 }
 
@@ -156,6 +170,7 @@ impl RedirectCache {
                 entries,
                 generation: Arc::default(),
                 stats: Arc::default(),
+                listening: Arc::default(),
             },
             l2,
             store,
@@ -212,6 +227,7 @@ impl RedirectCache {
                 Err(()) => bump(&self.l1.stats.l2_errors),
             }
         }
+        bump(&self.l1.stats.store_loads);
         let value = match self.store.get_redirect(code).await? {
             Some(t) => Cached::Found(Arc::new(t)),
             None => Cached::Missing,

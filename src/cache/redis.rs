@@ -151,6 +151,7 @@ impl RedisCache {
                     tracing::info!("invalidation channel back; emptying L1");
                 }
                 l1.invalidate_all();
+                l1.set_listening(true);
                 connected_before = true;
                 let mut messages = ps.on_message();
                 loop {
@@ -164,6 +165,7 @@ impl RedisCache {
                                 }
                             }
                             None => {
+                                l1.set_listening(false);
                                 tracing::warn!("invalidation channel lost; reconnecting");
                                 break;
                             }

@@ -32,6 +32,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         ("l2", "hit", get(&cache.l2_hits)),
         ("l2", "miss", get(&cache.l2_misses)),
         ("l2", "error", get(&cache.l2_errors)),
+        ("store", "load", get(&cache.store_loads)),
     ] {
         let _ = writeln!(
             out,
