@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 
 /// A running `snip serve`. Killed on drop.
 pub struct Snip {
@@ -13,23 +13,34 @@ pub struct Snip {
 }
 
 impl Snip {
-    /// Starts `snip serve` on a free port with `key` as the bootstrap admin key, the store
-    /// `db`, and `config` (TOML) written to a file in `dir`. Waits until it listens.
-    pub fn start(dir: &Path, db: &str, key: &str, config: &str, extra: &[&str]) -> Snip {
+    /// A `snip serve` command on a free port over the store `db`, with `config` (TOML)
+    /// written to a file in `dir`. Add flags and environment, then [`Snip::spawn`] it.
+    pub fn command(dir: &Path, db: &str, config: &str) -> Command {
         let n: u32 = rand::random();
         let config_path = dir.join(format!("snip-{n:x}.toml"));
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_snip"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", db])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_snip"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", db])
             .arg("--config")
             .arg(&config_path)
-            .args(extra)
-            .env("SNIP_BOOTSTRAP_ADMIN_KEY", key)
+            .env_remove("SNIP_BOOTSTRAP_ADMIN_KEY")
+            .env_remove("SNIP_BASE_URL")
+            .env_remove("SNIP_REDIS_URL")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn snip");
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    /// Starts `snip serve` with `key` as the bootstrap admin key and `extra` flags.
+    pub fn start(dir: &Path, db: &str, key: &str, config: &str, extra: &[&str]) -> Snip {
+        let mut cmd = Self::command(dir, db, config);
+        cmd.env("SNIP_BOOTSTRAP_ADMIN_KEY", key).args(extra);
+        Self::spawn(cmd)
+    }
+
+    /// Spawns `cmd` and waits until it listens.
+    pub fn spawn(mut cmd: Command) -> Snip {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn snip");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         // Logs are JSON lines when stdout is not a terminal; this one names the port.
         let addr = loop {
@@ -48,6 +59,11 @@ impl Snip {
             child: Some(child),
             addr,
         }
+    }
+
+    /// The child's standard error, when the command piped it.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.child.as_mut()?.stderr.take()
     }
 
     /// `http://ADDR{path}`.
