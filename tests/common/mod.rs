@@ -62,12 +62,6 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         database_url: format!("sqlite://{}/snip.db", dir.path().display()),
         base_url: Some(base.clone()),
         bootstrap_admin_key: Some(ADMIN_KEY.to_string()),
-        // The clock stands still in tests, so buckets would never refill; the rate-limit
-        // tests turn limiting back on with their own policies.
-        rate_limits: snip::ratelimit::RateLimits {
-            enabled: false,
-            ..Default::default()
-        },
         ..Config::default()
     };
     // The manual clock never refills a token bucket, so the default budgets (50 writes
