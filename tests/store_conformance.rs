@@ -1,0 +1,529 @@
+//! One store suite, instantiated for every backend: each adapter must behave the same
+//! through the `LinkStore` and `UserStore` ports.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use snip::domain::code::Code;
+use snip::domain::key::{ApiKey, Scopes};
+use snip::domain::link::RedirectStatus;
+use snip::domain::target_url::TargetUrl;
+use snip::domain::user::{Email, Role, UserDraft};
+use snip::store::{
+    IdempotencySave, LinkCursor, LinkFields, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest,
+    StoreError, StoredResponse, Taken, UserStore,
+};
+
+/// A backend under test: its two ports, and whatever keeps its database alive.
+pub struct Backend {
+    links: Arc<dyn LinkStore>,
+    users: Arc<dyn UserStore>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+async fn sqlite() -> Option<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = snip::store::sqlite::SqliteStore::connect(&format!(
+        "sqlite://{}/s.db",
+        dir.path().display()
+    ))
+    .await
+    .unwrap();
+    let store = Arc::new(store);
+    Some(Backend {
+        links: store.clone(),
+        users: store,
+        _guard: Box::new(dir),
+    })
+}
+
+fn t(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+}
+
+fn fields(url: &str) -> LinkFields {
+    LinkFields {
+        url: TargetUrl::from_trusted(url.to_owned()),
+        title: None,
+        tags: vec![],
+        expires_at: None,
+        max_clicks: None,
+        redirect_status: RedirectStatus::Found,
+        password_hash: None,
+    }
+}
+
+fn link(code: &str, owner: i64, at: i64) -> LinkRecord {
+    LinkRecord {
+        code: Code::from_trusted(code.to_owned()),
+        fields: fields(&format!("https://example.com/{code}")),
+        owner_id: owner,
+        clicks: 0,
+        created_at: t(at),
+        updated_at: t(at),
+    }
+}
+
+fn code(s: &str) -> Code {
+    Code::from_trusted(s.to_owned())
+}
+
+async fn user(b: &Backend, email: &str) -> i64 {
+    let draft = UserDraft {
+        email: Email::parse(email).unwrap(),
+        name: "N".into(),
+        role: Role::Member,
+    };
+    b.users.create_user(&draft, t(0)).await.unwrap().id
+}
+
+fn new_key(user_id: i64) -> (ApiKey, NewKey) {
+    let key = ApiKey::generate();
+    let nk = NewKey {
+        user_id,
+        name: "k".into(),
+        prefix: key.display_prefix().to_owned(),
+        hash: key.hash(),
+        scopes: Scopes::default_member(),
+    };
+    (key, nk)
+}
+
+fn query(owner: i64, limit: u32, page: PageRequest) -> LinkQuery {
+    LinkQuery {
+        owner_id: owner,
+        tag: None,
+        q: None,
+        limit,
+        page,
+    }
+}
+
+macro_rules! store_suite {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+
+            async fn backend() -> Option<Backend> {
+                super::$backend().await
+            }
+
+            #[tokio::test]
+            async fn a_link_round_trips_with_every_field() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                let mut l = link("full", owner, 5);
+                l.fields = LinkFields {
+                    url: TargetUrl::from_trusted("https://example.com/x?y=1".into()),
+                    title: Some("Tïtle".into()),
+                    tags: vec!["a".into(), "b:c".into()],
+                    expires_at: Some(t(99_000)),
+                    max_clicks: Some(7),
+                    redirect_status: RedirectStatus::Permanent,
+                    password_hash: Some("$argon2id$v=19$x".into()),
+                };
+                b.links.insert_link(&l, None).await.unwrap();
+                assert_eq!(b.links.get_link(&l.code).await.unwrap(), Some(l.clone()));
+                let r = b.links.get_redirect(&l.code).await.unwrap().unwrap();
+                assert_eq!(r.url, l.fields.url);
+                assert_eq!(
+                    (r.max_clicks, r.clicks_used, r.deleted),
+                    (Some(7), 0, false)
+                );
+                assert_eq!(r.expires_at, Some(t(99_000)));
+                assert_eq!(b.links.get_redirect(&code("none")).await.unwrap(), None);
+            }
+
+            #[tokio::test]
+            async fn codes_are_unique_even_after_deletion() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                b.links
+                    .insert_link(&link("one", owner, 0), None)
+                    .await
+                    .unwrap();
+                let again = b.links.insert_link(&link("one", owner, 1), None).await;
+                assert!(matches!(again, Err(StoreError::Conflict(Taken::Code))));
+                b.links.delete_link(&code("one"), t(2)).await.unwrap();
+                assert!(matches!(
+                    b.links.delete_link(&code("one"), t(3)).await,
+                    Err(StoreError::NotFound)
+                ));
+                let again = b.links.insert_link(&link("one", owner, 4), None).await;
+                assert!(matches!(again, Err(StoreError::Conflict(Taken::Code))));
+                assert_eq!(b.links.get_link(&code("one")).await.unwrap(), None);
+                assert!(
+                    b.links
+                        .get_redirect(&code("one"))
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .deleted
+                );
+            }
+
+            #[tokio::test]
+            async fn bulk_inserts_fail_item_by_item() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                b.links
+                    .insert_link(&link("taken", owner, 0), None)
+                    .await
+                    .unwrap();
+                let res = b
+                    .links
+                    .insert_links(&[
+                        link("b1", owner, 1),
+                        link("taken", owner, 1),
+                        link("b2", owner, 1),
+                    ])
+                    .await
+                    .unwrap();
+                assert!(res[0].is_ok() && res[2].is_ok());
+                assert!(matches!(res[1], Err(StoreError::Conflict(Taken::Code))));
+                assert!(b.links.get_link(&code("b2")).await.unwrap().is_some());
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn max_clicks_is_counted_exactly_under_concurrency() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                let mut l = link("lim", owner, 0);
+                l.fields.max_clicks = Some(5);
+                b.links.insert_link(&l, None).await.unwrap();
+                let tasks: Vec<_> = (0..20)
+                    .map(|_| {
+                        let s = b.links.clone();
+                        tokio::spawn(async move { s.consume_click(&code("lim")).await.unwrap() })
+                    })
+                    .collect();
+                let mut granted = 0;
+                for task in tasks {
+                    granted += usize::from(task.await.unwrap());
+                }
+                assert_eq!(granted, 5);
+                assert_eq!(
+                    b.links
+                        .get_redirect(&l.code)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .clicks_used,
+                    5
+                );
+            }
+
+            #[tokio::test]
+            async fn updates_replace_fields_and_tags() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                let mut l = link("upd", owner, 0);
+                l.fields.tags = vec!["old".into()];
+                b.links.insert_link(&l, None).await.unwrap();
+                let mut f = fields("https://example.com/new");
+                f.tags = vec!["n1".into(), "n2".into()];
+                f.title = Some("T".into());
+                let got = b.links.update_link(&l.code, &f, t(10)).await.unwrap();
+                assert_eq!(got.fields, f);
+                assert_eq!((got.created_at, got.updated_at), (t(0), t(10)));
+                assert_eq!(b.links.get_link(&l.code).await.unwrap(), Some(got));
+                b.links.delete_link(&l.code, t(11)).await.unwrap();
+                assert!(matches!(
+                    b.links.update_link(&l.code, &f, t(12)).await,
+                    Err(StoreError::NotFound)
+                ));
+            }
+
+            #[tokio::test]
+            async fn listing_pages_by_cursor_and_offset_with_filters() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                let other = user(&b, "b@example.com").await;
+                // 25 links, five to a millisecond, so the cursor needs its code tie-break.
+                let mut all = Vec::new();
+                for i in 0..25 {
+                    let mut l = link(&format!("c{i:02}"), owner, i / 5);
+                    l.fields.title = Some(if i % 2 == 0 {
+                        "Even".into()
+                    } else {
+                        "odd".into()
+                    });
+                    l.fields.tags = vec![format!("m{}", i % 3)];
+                    all.push(l);
+                }
+                assert!(
+                    b.links
+                        .insert_links(&all)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .all(Result::is_ok)
+                );
+                b.links
+                    .insert_link(&link("theirs", other, 100), None)
+                    .await
+                    .unwrap();
+                b.links.delete_link(&code("c24"), t(200)).await.unwrap();
+
+                let mut seen = Vec::new();
+                let mut cursor = None;
+                loop {
+                    let page = b
+                        .links
+                        .list_links(&query(owner, 4, PageRequest::After(cursor.clone())))
+                        .await
+                        .unwrap();
+                    seen.extend(page.links.iter().map(|l| l.code.to_string()));
+                    let Some(last) = page.links.last().filter(|_| page.has_more) else {
+                        break;
+                    };
+                    cursor = Some(LinkCursor {
+                        created_at: last.created_at.timestamp_millis(),
+                        code: last.code.to_string(),
+                    });
+                }
+                // Newest first; within one millisecond by code.
+                let mut expected: Vec<_> = all[..24].iter().collect();
+                expected.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.code.cmp(&b.code)));
+                let expected: Vec<String> = expected.iter().map(|l| l.code.to_string()).collect();
+                assert_eq!(seen, expected);
+
+                let page = b
+                    .links
+                    .list_links(&query(owner, 10, PageRequest::Offset(20)))
+                    .await
+                    .unwrap();
+                assert_eq!(page.total, Some(24));
+                assert_eq!(page.links.len(), 4);
+                assert!(!page.has_more);
+                assert_eq!(page.links[0].code.to_string(), expected[20]);
+
+                let tagged = b
+                    .links
+                    .list_links(&LinkQuery {
+                        tag: Some("m1".into()),
+                        ..query(owner, 100, PageRequest::Offset(0))
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(tagged.total, Some(8), "c01, c04, .., c22");
+                let texted = b
+                    .links
+                    .list_links(&LinkQuery {
+                        q: Some("EVEN".into()),
+                        ..query(owner, 100, PageRequest::Offset(0))
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(texted.total, Some(12), "even titles, c24 deleted");
+                let by_code = b
+                    .links
+                    .list_links(&LinkQuery {
+                        q: Some("c1".into()),
+                        ..query(owner, 100, PageRequest::Offset(0))
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(by_code.total, Some(10));
+            }
+
+            #[tokio::test]
+            async fn idempotency_keys_are_saved_with_the_link() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                let save = |key: &str, at: i64| IdempotencySave {
+                    user_id: owner,
+                    key: key.into(),
+                    request_hash: format!("h{at}"),
+                    response: StoredResponse {
+                        status: 201,
+                        location: Some("/x".into()),
+                        body: vec![0, 1, 2],
+                    },
+                    expired_before: t(at - 1_000),
+                };
+                b.links
+                    .insert_link(&link("i1", owner, 0), Some(&save("k", 0)))
+                    .await
+                    .unwrap();
+                let rec = b
+                    .links
+                    .get_idempotency(owner, "k", t(-5))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(rec.request_hash, "h0");
+                assert_eq!(rec.response.unwrap().body, vec![0, 1, 2]);
+                // A live key refuses a second use, and nothing of that request is written.
+                let again = b
+                    .links
+                    .insert_link(&link("i2", owner, 10), Some(&save("k", 10)))
+                    .await;
+                assert!(matches!(
+                    again,
+                    Err(StoreError::Conflict(Taken::IdempotencyKey))
+                ));
+                assert_eq!(b.links.get_link(&code("i2")).await.unwrap(), None);
+                // Past the horizon the key is forgotten and may be used again.
+                assert!(
+                    b.links
+                        .get_idempotency(owner, "k", t(1))
+                        .await
+                        .unwrap()
+                        .is_none()
+                );
+                b.links
+                    .insert_link(&link("i3", owner, 5_000), Some(&save("k", 5_000)))
+                    .await
+                    .unwrap();
+                let rec = b
+                    .links
+                    .get_idempotency(owner, "k", t(0))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(rec.request_hash, "h5000");
+            }
+
+            #[tokio::test]
+            async fn clicks_add_up_per_link() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                b.links
+                    .insert_link(&link("ck", owner, 0), None)
+                    .await
+                    .unwrap();
+                let hour = t(0);
+                b.links.add_clicks(&[(code("ck"), hour, 3)]).await.unwrap();
+                b.links
+                    .add_clicks(&[
+                        (code("ck"), hour, 2),
+                        (code("ck"), hour + TimeDelta::hours(1), 4),
+                    ])
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    b.links.get_link(&code("ck")).await.unwrap().unwrap().clicks,
+                    9
+                );
+                b.links.ping().await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn users_are_unique_by_live_email() {
+                let Some(b) = backend().await else { return };
+                let a = user(&b, "a@example.com").await;
+                let draft = |e: &str| UserDraft {
+                    email: Email::parse(e).unwrap(),
+                    name: String::new(),
+                    role: Role::Member,
+                };
+                assert!(matches!(
+                    b.users.create_user(&draft("a@example.com"), t(1)).await,
+                    Err(StoreError::Conflict(Taken::Email))
+                ));
+                let c = user(&b, "c@example.com").await;
+                assert!(matches!(
+                    b.users.update_user(c, &draft("a@example.com"), t(2)).await,
+                    Err(StoreError::Conflict(Taken::Email))
+                ));
+                let renamed = b
+                    .users
+                    .update_user(c, &draft("c2@example.com"), t(3))
+                    .await
+                    .unwrap();
+                assert_eq!(renamed.email.as_str(), "c2@example.com");
+                b.users.delete_user(a, t(4)).await.unwrap();
+                assert_eq!(b.users.get_user(a).await.unwrap(), None);
+                // The address is free again once its user is gone.
+                b.users
+                    .create_user(&draft("a@example.com"), t(5))
+                    .await
+                    .unwrap();
+                let found = b
+                    .users
+                    .find_user_by_email(&Email::parse("a@example.com").unwrap())
+                    .await
+                    .unwrap();
+                assert_ne!(found.unwrap().id, a);
+            }
+
+            #[tokio::test]
+            async fn users_list_in_id_order() {
+                let Some(b) = backend().await else { return };
+                let mut ids = Vec::new();
+                for i in 0..7 {
+                    ids.push(user(&b, &format!("u{i}@example.com")).await);
+                }
+                let (first, more) = b.users.list_users(None, 4).await.unwrap();
+                assert!(more);
+                let (rest, more) = b.users.list_users(Some(first[3].id), 4).await.unwrap();
+                assert!(!more);
+                let got: Vec<i64> = first.iter().chain(&rest).map(|u| u.id).collect();
+                assert_eq!(got, ids);
+            }
+
+            #[tokio::test]
+            async fn keys_authenticate_until_revoked_or_their_user_is_deleted() {
+                let Some(b) = backend().await else { return };
+                let a = user(&b, "a@example.com").await;
+                let (k1, nk1) = new_key(a);
+                let (k2, nk2) = new_key(a);
+                let r1 = b.users.create_key(&nk1, t(0)).await.unwrap();
+                b.users.create_key(&nk2, t(1)).await.unwrap();
+                let (u, k) = b.users.authenticate(&k1.hash()).await.unwrap().unwrap();
+                assert_eq!(
+                    (u.id, k.id, k.scopes.clone()),
+                    (a, r1.id, Scopes::default_member())
+                );
+                assert_eq!(b.users.list_keys(a).await.unwrap().len(), 2);
+                b.users.touch_key(r1.id, t(100_000)).await.unwrap();
+                let (_, k) = b.users.authenticate(&k1.hash()).await.unwrap().unwrap();
+                assert_eq!(k.last_used_at, Some(t(100_000)));
+                b.users.revoke_key(a, r1.id, t(2)).await.unwrap();
+                assert!(b.users.authenticate(&k1.hash()).await.unwrap().is_none());
+                assert!(matches!(
+                    b.users.revoke_key(a, r1.id, t(3)).await,
+                    Err(StoreError::NotFound)
+                ));
+                b.users.delete_user(a, t(4)).await.unwrap();
+                assert!(b.users.authenticate(&k2.hash()).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn bootstrap_creates_the_first_admin_only_once() {
+                let Some(b) = backend().await else { return };
+                let admin = UserDraft {
+                    email: Email::parse("admin@localhost").unwrap(),
+                    name: "A".into(),
+                    role: Role::Admin,
+                };
+                let (key, nk) = new_key(0);
+                assert!(b.users.bootstrap_admin(&admin, &nk, t(0)).await.unwrap());
+                let (_, nk2) = new_key(0);
+                assert!(!b.users.bootstrap_admin(&admin, &nk2, t(1)).await.unwrap());
+                let (u, _) = b.users.authenticate(&key.hash()).await.unwrap().unwrap();
+                assert_eq!(u.role, Role::Admin);
+            }
+
+            #[tokio::test]
+            async fn deleting_a_users_links_returns_their_codes() {
+                let Some(b) = backend().await else { return };
+                let a = user(&b, "a@example.com").await;
+                let other = user(&b, "b@example.com").await;
+                b.links
+                    .insert_links(&[link("d1", a, 0), link("d2", a, 1), link("keep", other, 2)])
+                    .await
+                    .unwrap();
+                let mut codes = b.links.delete_links_of(a, t(5)).await.unwrap();
+                codes.sort();
+                assert_eq!(codes, vec![code("d1"), code("d2")]);
+                assert!(b.links.get_link(&code("keep")).await.unwrap().is_some());
+            }
+        }
+    };
+}
+
+store_suite!(sqlite);
