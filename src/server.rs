@@ -22,12 +22,12 @@ use crate::ratelimit::local::LocalLimiter;
 use crate::ratelimit::redis::RedisLimiter;
 use crate::ratelimit::{Backend, Limiter};
 use crate::redis_conn::RedisConn;
-use crate::store::sqlite::SqliteStore;
+use crate::store::AnyStore;
 
 /// A built snip, ready to serve.
 pub struct App {
     state: AppState,
-    store: SqliteStore,
+    store: AnyStore,
     config: Config,
     workers: CancellationToken,
     click_worker: tokio::task::JoinHandle<()>,
@@ -36,16 +36,8 @@ pub struct App {
 }
 
 /// Opens the store named by a database URL.
-pub async fn open_store(database_url: &str) -> anyhow::Result<SqliteStore> {
-    if !database_url.starts_with("sqlite:") {
-        bail!(
-            "unsupported database URL {:?}: this build supports sqlite://PATH",
-            crate::config::redact_url(database_url)
-        );
-    }
-    SqliteStore::connect(database_url)
-        .await
-        .with_context(|| format!("opening {}", crate::config::redact_url(database_url)))
+pub async fn open_store(database_url: &str) -> anyhow::Result<AnyStore> {
+    AnyStore::open(database_url).await
 }
 
 impl App {
@@ -89,8 +81,8 @@ impl App {
         };
 
         let store = open_store(&config.database_url).await?;
-        let links: Arc<dyn crate::store::LinkStore> = Arc::new(store.clone());
-        let users: Arc<dyn crate::store::UserStore> = Arc::new(store.clone());
+        let links = store.links();
+        let users = store.users();
         let workers = CancellationToken::new();
         let (queue, click_worker) =
             clicks::start(QueueSettings::default(), links.clone(), workers.clone());
@@ -223,9 +215,10 @@ pub async fn create_key_for(
 ) -> anyhow::Result<ApiKey> {
     use crate::domain::key::Scopes;
     use crate::domain::user::{Email, Role, UserDraft};
-    use crate::store::{NewKey, StoreError, UserStore};
+    use crate::store::{NewKey, StoreError};
 
-    let store = open_store(&config.database_url).await?;
+    let db = open_store(&config.database_url).await?;
+    let store = db.users();
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
     let now = chrono::Utc::now();
     let user = match store.find_user_by_email(&email).await? {
@@ -268,6 +261,6 @@ pub async fn create_key_for(
             now,
         )
         .await?;
-    store.close().await;
+    db.close().await;
     Ok(key)
 }

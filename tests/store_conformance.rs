@@ -39,6 +39,21 @@ async fn sqlite() -> Option<Backend> {
     })
 }
 
+async fn postgres() -> Option<Backend> {
+    let db = common::postgres::TestDb::create().await?;
+    let store = Arc::new(
+        snip::store::postgres::PgStore::connect(&db.url)
+            .await
+            .unwrap(),
+    );
+    Some(Backend {
+        links: store.clone(),
+        users: store.clone(),
+        // Dropping the database (WITH FORCE) also ends the pool's sessions.
+        _guard: Box::new(db),
+    })
+}
+
 fn t(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
 }
@@ -527,3 +542,4 @@ macro_rules! store_suite {
 }
 
 store_suite!(sqlite);
+store_suite!(postgres);

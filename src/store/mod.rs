@@ -1,8 +1,14 @@
 //! Storage ports: the traits the application talks to, and the records they exchange.
-//! Adapters live beside this file, one per backend (`sqlite.rs`, later `postgres.rs`).
+//! Adapters live beside this file, one per backend (`sqlite.rs`, `postgres.rs`); `rows.rs`
+//! holds what they share: turning rows into records.
 
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -11,6 +17,57 @@ use crate::domain::key::Scopes;
 use crate::domain::link::RedirectStatus;
 use crate::domain::target_url::TargetUrl;
 use crate::domain::user::{Email, Role, UserDraft, UserId};
+
+/// The store a database URL names: `sqlite://…` or `postgres://…`.
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    /// An embedded SQLite file.
+    Sqlite(sqlite::SqliteStore),
+    /// A PostgreSQL database.
+    Postgres(postgres::PgStore),
+}
+
+impl AnyStore {
+    /// Opens the store `url` names and applies its migrations.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let shown = crate::config::redact_url(url);
+        if url.starts_with("sqlite:") {
+            let s = sqlite::SqliteStore::connect(url).await;
+            Ok(Self::Sqlite(s.with_context(|| format!("opening {shown}"))?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let s = postgres::PgStore::connect(url).await;
+            Ok(Self::Postgres(
+                s.with_context(|| format!("opening {shown}"))?,
+            ))
+        } else {
+            bail!("unsupported database URL {shown:?}: use sqlite://PATH or postgres://…")
+        }
+    }
+
+    /// The link port.
+    pub fn links(&self) -> Arc<dyn LinkStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// The user port.
+    pub fn users(&self) -> Arc<dyn UserStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Postgres(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Closes its connections.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+        }
+    }
+}
 
 /// What can go wrong in a store, as far as callers need to tell apart.
 #[derive(Debug, thiserror::Error)]

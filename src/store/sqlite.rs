@@ -14,19 +14,16 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteExecutor};
+use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
 
 use super::{
     IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord,
-    LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult, StoredResponse, Taken,
-    UserRecord, UserStore,
+    LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult, Taken, UserRecord,
+    UserStore,
 };
-use crate::clock::{from_millis, to_millis};
+use crate::clock::to_millis;
 use crate::domain::code::Code;
-use crate::domain::key::Scopes;
-use crate::domain::link::RedirectStatus;
-use crate::domain::target_url::TargetUrl;
-use crate::domain::user::{Email, Role, UserDraft, UserId};
+use crate::domain::user::{Email, UserDraft, UserId};
 
 /// The columns of a link record; tags and click totals are folded in by sub-queries so a
 /// page of links is one statement, whatever its size.
@@ -92,76 +89,7 @@ impl SqliteStore {
     }
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Other(e.into())
-    }
-}
-
-/// Maps a unique-constraint violation to `Conflict(taken)`, anything else to `Other`.
-fn on_unique(e: sqlx::Error, taken: Taken) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(taken),
-        _ => e.into(),
-    }
-}
-
-fn opt_time(ms: Option<i64>) -> Option<DateTime<Utc>> {
-    ms.map(from_millis)
-}
-
-fn status_from_db(s: i64) -> RedirectStatus {
-    RedirectStatus::from_code(s).unwrap_or_default()
-}
-
-fn link_from_row(row: &SqliteRow) -> Result<LinkRecord, sqlx::Error> {
-    let mut tags: Vec<String> = row
-        .try_get::<Option<String>, _>("tags")?
-        .map(|t| t.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    tags.sort();
-    Ok(LinkRecord {
-        code: Code::from_trusted(row.try_get("code")?),
-        owner_id: row.try_get("owner_id")?,
-        fields: LinkFields {
-            url: TargetUrl::from_trusted(row.try_get("url")?),
-            title: row.try_get("title")?,
-            tags,
-            expires_at: opt_time(row.try_get("expires_at")?),
-            max_clicks: row.try_get("max_clicks")?,
-            redirect_status: status_from_db(row.try_get("redirect_status")?),
-            password_hash: row.try_get("password_hash")?,
-        },
-        clicks: row.try_get("clicks")?,
-        created_at: from_millis(row.try_get("created_at")?),
-        updated_at: from_millis(row.try_get("updated_at")?),
-    })
-}
-
-fn user_from_row(row: &SqliteRow) -> Result<UserRecord, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(UserRecord {
-        id: row.try_get("id")?,
-        email: Email::from_trusted(row.try_get("email")?),
-        name: row.try_get("name")?,
-        role: Role::parse(&role).unwrap_or(Role::Member),
-        created_at: from_millis(row.try_get("created_at")?),
-        updated_at: from_millis(row.try_get("updated_at")?),
-    })
-}
-
-fn key_from_row(row: &SqliteRow) -> Result<KeyRecord, sqlx::Error> {
-    let scopes: String = row.try_get("scopes")?;
-    Ok(KeyRecord {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("prefix")?,
-        scopes: Scopes::from_stored(&scopes),
-        created_at: from_millis(row.try_get("created_at")?),
-        last_used_at: opt_time(row.try_get("last_used_at")?),
-    })
-}
+super::rows::row_mappers!(SqliteRow);
 
 async fn fetch_link<'e>(
     ex: impl SqliteExecutor<'e>,
@@ -237,6 +165,33 @@ fn push_filters(qb: &mut QueryBuilder<Sqlite>, query: &LinkQuery) {
     }
 }
 
+/// The statement for one page of a listing: filters, keyset cursor, order, limit (one
+/// more than asked, to learn whether more follow) and offset.
+fn page_query(prefix: &str, query: &LinkQuery) -> QueryBuilder<Sqlite> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!(
+        "{prefix}{}",
+        concat!("SELECT ", link_columns!(), " FROM links")
+    ));
+    push_filters(&mut qb, query);
+    if let PageRequest::After(Some(cursor)) = &query.page {
+        // `created_at <= c` bounds the index range; the OR settles ties within it.
+        qb.push(" AND created_at <= ")
+            .push_bind(cursor.created_at)
+            .push(" AND (created_at < ")
+            .push_bind(cursor.created_at)
+            .push(" OR code > ")
+            .push_bind(cursor.code.clone())
+            .push(")");
+    }
+    qb.push(" ORDER BY created_at DESC, code ASC LIMIT ")
+        .push_bind(i64::from(query.limit) + 1);
+    if let PageRequest::Offset(offset) = query.page {
+        qb.push(" OFFSET ")
+            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+    }
+    qb
+}
+
 #[async_trait]
 impl LinkStore for SqliteStore {
     async fn insert_link(
@@ -305,16 +260,7 @@ impl LinkStore for SqliteStore {
         .bind(code.as_str())
         .fetch_optional(&self.read)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(RedirectTarget {
-            url: TargetUrl::from_trusted(row.try_get("url")?),
-            redirect_status: status_from_db(row.try_get("redirect_status")?),
-            password_hash: row.try_get("password_hash")?,
-            expires_at: opt_time(row.try_get("expires_at")?),
-            max_clicks: row.try_get("max_clicks")?,
-            clicks_used: row.try_get("clicks_used")?,
-            deleted: row.try_get("deleted")?,
-        }))
+        Ok(row.as_ref().map(redirect_from_row).transpose()?)
     }
 
     async fn consume_click(&self, code: &Code) -> StoreResult<bool> {
@@ -398,24 +344,7 @@ impl LinkStore for SqliteStore {
     }
 
     async fn list_links(&self, query: &LinkQuery) -> StoreResult<LinkPage> {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new(concat!("SELECT ", link_columns!(), " FROM links"));
-        push_filters(&mut qb, query);
-        if let PageRequest::After(Some(cursor)) = &query.page {
-            qb.push(" AND (created_at < ")
-                .push_bind(cursor.created_at)
-                .push(" OR (created_at = ")
-                .push_bind(cursor.created_at)
-                .push(" AND code > ")
-                .push_bind(cursor.code.clone())
-                .push("))");
-        }
-        qb.push(" ORDER BY created_at DESC, code ASC LIMIT ")
-            .push_bind(i64::from(query.limit) + 1);
-        if let PageRequest::Offset(offset) = query.page {
-            qb.push(" OFFSET ")
-                .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
-        }
+        let mut qb = page_query("", query);
         let rows = qb.build().fetch_all(&self.read).await?;
         let mut links = rows
             .iter()
@@ -454,23 +383,7 @@ impl LinkStore for SqliteStore {
         .bind(to_millis(not_before))
         .fetch_optional(&self.write)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let state: String = row.try_get("state")?;
-        let response = if state == "done" {
-            let status: i64 = row.try_get("status")?;
-            Some(StoredResponse {
-                status: u16::try_from(status).unwrap_or(500),
-                location: row.try_get("location")?,
-                body: row.try_get("response")?,
-            })
-        } else {
-            None
-        };
-        Ok(Some(IdempotencyRecord {
-            request_hash: row.try_get("request_hash")?,
-            response,
-            created_at: from_millis(row.try_get("created_at")?),
-        }))
+        Ok(row.as_ref().map(idempotency_from_row).transpose()?)
     }
 
     async fn add_clicks(&self, counts: &[(Code, DateTime<Utc>, i64)]) -> StoreResult<()> {
@@ -486,7 +399,7 @@ impl LinkStore for SqliteStore {
                     .push_bind(to_millis(*hour))
                     .push_bind(*n);
             });
-            qb.push(" ON CONFLICT (code, hour) DO UPDATE SET clicks = clicks + excluded.clicks");
+            qb.push(" ON CONFLICT (code, hour) DO UPDATE SET clicks = clicks_by_hour.clicks + excluded.clicks");
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -547,7 +460,7 @@ impl UserStore for SqliteStore {
             .bind(to_millis(now))
             .fetch_one(&self.write)
             .await
-            .map_err(|e| on_unique(e, Taken::Email))?;
+            .map_err(|e| super::rows::on_unique(e, Taken::Email))?;
         Ok(user_from_row(&row)?)
     }
 
@@ -618,7 +531,7 @@ impl UserStore for SqliteStore {
             .bind(id)
             .fetch_optional(&self.write)
             .await
-            .map_err(|e| on_unique(e, Taken::Email))?;
+            .map_err(|e| super::rows::on_unique(e, Taken::Email))?;
         row.as_ref()
             .map(user_from_row)
             .transpose()?
@@ -692,19 +605,7 @@ impl UserStore for SqliteStore {
         .bind(key_hash)
         .fetch_optional(&self.read)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let user = user_from_row(&row)?;
-        let scopes: String = row.try_get("scopes")?;
-        let key = KeyRecord {
-            id: row.try_get("key_id")?,
-            user_id: user.id,
-            name: row.try_get("key_name")?,
-            prefix: row.try_get("prefix")?,
-            scopes: Scopes::from_stored(&scopes),
-            created_at: from_millis(row.try_get("key_created_at")?),
-            last_used_at: opt_time(row.try_get("last_used_at")?),
-        };
-        Ok(Some((user, key)))
+        Ok(row.as_ref().map(caller_from_row).transpose()?)
     }
 
     async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()> {

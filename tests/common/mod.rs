@@ -471,5 +471,6 @@ impl TestApp {
         int_field(&page, "total")
     }
 }
+pub mod postgres;
 pub mod process;
 pub mod redis;

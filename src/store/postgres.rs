@@ -1,0 +1,637 @@
+//! PostgreSQL: the store for more than one node, and the building block of shards.
+//!
+//! One pool; every write commits with `synchronous_commit = on` (set per connection), so
+//! an acknowledged link survives a power loss of the database server. Concurrency is
+//! PostgreSQL's own: unique constraints settle races, and conditional updates (`max_clicks`)
+//! are atomic under row locks.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
+
+use super::{
+    IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord,
+    LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult, Taken, UserRecord,
+    UserStore,
+};
+use crate::clock::to_millis;
+use crate::domain::code::Code;
+use crate::domain::user::{Email, UserDraft, UserId};
+
+/// The columns of a link record; tags and click totals are folded in by sub-queries so a
+/// page of links is one statement, whatever its size.
+macro_rules! link_columns {
+    () => {
+        "code, url, owner_id, title, redirect_status, password_hash, \
+     expires_at, max_clicks, created_at, updated_at, \
+     (SELECT string_agg(tag, ',' ORDER BY tag) FROM link_tags t WHERE t.code = links.code) AS tags, \
+     (SELECT CAST(COALESCE(SUM(clicks), 0) AS BIGINT) FROM clicks_by_hour c \
+      WHERE c.code = links.code) AS clicks"
+    };
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, email, name, role, created_at, updated_at"
+    };
+}
+macro_rules! key_columns {
+    () => {
+        "id, user_id, name, prefix, scopes, created_at, last_used_at"
+    };
+}
+
+/// Serialises concurrent first starts of several nodes (`pg_advisory_xact_lock` key).
+const BOOTSTRAP_LOCK: i64 = 0x736e_6970_0001;
+
+/// The PostgreSQL store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` and applies the migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// PostgreSQL's plan for the statement that lists one page of `query`, as text: how
+    /// tests check that listings use their indexes.
+    pub async fn explain_listing(&self, query: &LinkQuery) -> anyhow::Result<String> {
+        let mut qb = page_query("EXPLAIN ", query);
+        let rows: Vec<String> = qb.build_query_scalar().fetch_all(&self.pool).await?;
+        Ok(rows.join("\n"))
+    }
+}
+
+super::rows::row_mappers!(PgRow);
+
+async fn fetch_link<'e>(ex: impl PgExecutor<'e>, code: &str) -> StoreResult<Option<LinkRecord>> {
+    let sql = concat!(
+        "SELECT ",
+        link_columns!(),
+        " FROM links WHERE code = $1 AND deleted_at IS NULL"
+    );
+    let row = sqlx::query(sql).bind(code).fetch_optional(ex).await?;
+    Ok(row.as_ref().map(link_from_row).transpose()?)
+}
+
+async fn insert_tags<'e>(ex: impl PgExecutor<'e>, code: &str, tags: &[String]) -> StoreResult<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::<Postgres>::new("INSERT INTO link_tags (code, tag) ");
+    qb.push_values(tags, |mut b, tag| {
+        b.push_bind(code).push_bind(tag);
+    });
+    qb.build().execute(ex).await?;
+    Ok(())
+}
+
+/// Inserts the link row; `Ok(false)` when the code is taken.
+async fn insert_link_row<'e>(ex: impl PgExecutor<'e>, link: &LinkRecord) -> StoreResult<bool> {
+    let f = &link.fields;
+    let done = sqlx::query(
+        "INSERT INTO links (code, url, owner_id, title, redirect_status, password_hash, \
+         expires_at, max_clicks, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (code) DO NOTHING",
+    )
+    .bind(link.code.as_str())
+    .bind(f.url.as_str())
+    .bind(link.owner_id)
+    .bind(f.title.as_deref())
+    .bind(i64::from(f.redirect_status.code()))
+    .bind(f.password_hash.as_deref())
+    .bind(f.expires_at.map(to_millis))
+    .bind(f.max_clicks)
+    .bind(to_millis(link.created_at))
+    .bind(to_millis(link.updated_at))
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Adds the filters of a listing query (owner, tag, text) to a statement.
+fn push_filters(qb: &mut QueryBuilder<Postgres>, query: &LinkQuery) {
+    qb.push(" WHERE owner_id = ")
+        .push_bind(query.owner_id)
+        .push(" AND deleted_at IS NULL");
+    if let Some(tag) = &query.tag {
+        qb.push(" AND EXISTS (SELECT 1 FROM link_tags t WHERE t.code = links.code AND t.tag = ")
+            .push_bind(tag.clone())
+            .push(")");
+    }
+    if let Some(q) = &query.q {
+        let q = q.to_ascii_lowercase();
+        qb.push(" AND (strpos(lower(url), ")
+            .push_bind(q.clone())
+            .push(") > 0 OR strpos(lower(COALESCE(title, '')), ")
+            .push_bind(q.clone())
+            .push(") > 0 OR strpos(lower(code), ")
+            .push_bind(q)
+            .push(") > 0)");
+    }
+}
+
+/// The statement for one page of a listing: filters, keyset cursor, order, limit (one
+/// more than asked, to learn whether more follow) and offset.
+fn page_query(prefix: &str, query: &LinkQuery) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::<Postgres>::new(format!(
+        "{prefix}{}",
+        concat!("SELECT ", link_columns!(), " FROM links")
+    ));
+    push_filters(&mut qb, query);
+    if let PageRequest::After(Some(cursor)) = &query.page {
+        // `created_at <= c` bounds the index range; the OR settles ties within it.
+        qb.push(" AND created_at <= ")
+            .push_bind(cursor.created_at)
+            .push(" AND (created_at < ")
+            .push_bind(cursor.created_at)
+            .push(" OR code > ")
+            .push_bind(cursor.code.clone())
+            .push(")");
+    }
+    qb.push(" ORDER BY created_at DESC, code ASC LIMIT ")
+        .push_bind(i64::from(query.limit) + 1);
+    if let PageRequest::Offset(offset) = query.page {
+        qb.push(" OFFSET ")
+            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+    }
+    qb
+}
+
+#[async_trait]
+impl LinkStore for PgStore {
+    async fn insert_link(
+        &self,
+        link: &LinkRecord,
+        idempotency: Option<&IdempotencySave>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(idem) = idempotency {
+            let saved = sqlx::query(
+                "INSERT INTO idempotency_keys \
+                 (user_id, key, request_hash, state, status, location, response, created_at) \
+                 VALUES ($1, $2, $3, 'done', $4, $5, $6, $7) \
+                 ON CONFLICT (user_id, key) DO UPDATE SET \
+                 request_hash = excluded.request_hash, state = excluded.state, \
+                 status = excluded.status, location = excluded.location, \
+                 response = excluded.response, created_at = excluded.created_at \
+                 WHERE idempotency_keys.created_at < $8",
+            )
+            .bind(idem.user_id)
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(i64::from(idem.response.status))
+            .bind(idem.response.location.as_deref())
+            .bind(&idem.response.body)
+            .bind(to_millis(link.created_at))
+            .bind(to_millis(idem.expired_before))
+            .execute(&mut *tx)
+            .await?;
+            if saved.rows_affected() == 0 {
+                return Err(StoreError::Conflict(Taken::IdempotencyKey));
+            }
+        }
+        if !insert_link_row(&mut *tx, link).await? {
+            return Err(StoreError::Conflict(Taken::Code));
+        }
+        insert_tags(&mut *tx, link.code.as_str(), &link.fields.tags).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_links(&self, links: &[LinkRecord]) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut tx = self.pool.begin().await?;
+        let mut results = Vec::with_capacity(links.len());
+        for link in links {
+            if insert_link_row(&mut *tx, link).await? {
+                insert_tags(&mut *tx, link.code.as_str(), &link.fields.tags).await?;
+                results.push(Ok(()));
+            } else {
+                results.push(Err(StoreError::Conflict(Taken::Code)));
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+
+    async fn get_link(&self, code: &Code) -> StoreResult<Option<LinkRecord>> {
+        fetch_link(&self.pool, code.as_str()).await
+    }
+
+    async fn get_redirect(&self, code: &Code) -> StoreResult<Option<RedirectTarget>> {
+        let row = sqlx::query(
+            "SELECT url, redirect_status, password_hash, expires_at, max_clicks, \
+             clicks_used, deleted_at IS NOT NULL AS deleted FROM links WHERE code = $1",
+        )
+        .bind(code.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(redirect_from_row).transpose()?)
+    }
+
+    async fn consume_click(&self, code: &Code) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE links SET clicks_used = clicks_used + 1 WHERE code = $1 \
+             AND deleted_at IS NULL AND (max_clicks IS NULL OR clicks_used < max_clicks)",
+        )
+        .bind(code.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_link(
+        &self,
+        code: &Code,
+        fields: &LinkFields,
+        now: DateTime<Utc>,
+    ) -> StoreResult<LinkRecord> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE links SET url = $1, title = $2, redirect_status = $3, password_hash = $4, \
+             expires_at = $5, max_clicks = $6, updated_at = $7 \
+             WHERE code = $8 AND deleted_at IS NULL",
+        )
+        .bind(fields.url.as_str())
+        .bind(fields.title.as_deref())
+        .bind(i64::from(fields.redirect_status.code()))
+        .bind(fields.password_hash.as_deref())
+        .bind(fields.expires_at.map(to_millis))
+        .bind(fields.max_clicks)
+        .bind(to_millis(now))
+        .bind(code.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM link_tags WHERE code = $1")
+            .bind(code.as_str())
+            .execute(&mut *tx)
+            .await?;
+        insert_tags(&mut *tx, code.as_str(), &fields.tags).await?;
+        let link = fetch_link(&mut *tx, code.as_str())
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        Ok(link)
+    }
+
+    async fn delete_link(&self, code: &Code, now: DateTime<Utc>) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE links SET deleted_at = $1, updated_at = $2 WHERE code = $3 AND deleted_at IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(code.as_str())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_links_of(
+        &self,
+        owner_id: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Code>> {
+        let codes: Vec<String> = sqlx::query_scalar(
+            "UPDATE links SET deleted_at = $1, updated_at = $2 \
+             WHERE owner_id = $3 AND deleted_at IS NULL RETURNING code",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(owner_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(codes.into_iter().map(Code::from_trusted).collect())
+    }
+
+    async fn list_links(&self, query: &LinkQuery) -> StoreResult<LinkPage> {
+        let mut qb = page_query("", query);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let mut links = rows
+            .iter()
+            .map(link_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let has_more = links.len() > query.limit as usize;
+        links.truncate(query.limit as usize);
+
+        let total = if let PageRequest::Offset(_) = query.page {
+            let mut qb = QueryBuilder::<Postgres>::new("SELECT COUNT(*) FROM links");
+            push_filters(&mut qb, query);
+            let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await?;
+            Some(u64::try_from(n).unwrap_or(0))
+        } else {
+            None
+        };
+        Ok(LinkPage {
+            links,
+            has_more,
+            total,
+        })
+    }
+
+    async fn get_idempotency(
+        &self,
+        user_id: UserId,
+        key: &str,
+        not_before: DateTime<Utc>,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT request_hash, state, status, location, response, created_at \
+             FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND created_at >= $3",
+        )
+        .bind(user_id)
+        .bind(key)
+        .bind(to_millis(not_before))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(idempotency_from_row).transpose()?)
+    }
+
+    async fn add_clicks(&self, counts: &[(Code, DateTime<Utc>, i64)]) -> StoreResult<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in counts.chunks(300) {
+            let mut qb =
+                QueryBuilder::<Postgres>::new("INSERT INTO clicks_by_hour (code, hour, clicks) ");
+            qb.push_values(chunk, |mut b, (code, hour, n)| {
+                b.push_bind(code.as_str().to_owned())
+                    .push_bind(to_millis(*hour))
+                    .push_bind(*n);
+            });
+            qb.push(" ON CONFLICT (code, hour) DO UPDATE SET clicks = clicks_by_hour.clicks + excluded.clicks");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn bootstrap_admin(
+        &self,
+        admin: &UserDraft,
+        key: &NewKey,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(BOOTSTRAP_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO users (email, name, role, created_at, updated_at) \
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM users) RETURNING id",
+        )
+        .bind(admin.email.as_str())
+        .bind(&admin.name)
+        .bind(admin.role.as_str())
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else { return Ok(false) };
+        insert_key(
+            &mut *tx,
+            &NewKey {
+                user_id: id,
+                ..key.clone()
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn create_user(&self, user: &UserDraft, now: DateTime<Utc>) -> StoreResult<UserRecord> {
+        let sql = concat!(
+            "INSERT INTO users (email, name, role, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            user_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(user.email.as_str())
+            .bind(&user.name)
+            .bind(user.role.as_str())
+            .bind(to_millis(now))
+            .bind(to_millis(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| super::rows::on_unique(e, Taken::Email))?;
+        Ok(user_from_row(&row)?)
+    }
+
+    async fn get_user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1 AND deleted_at IS NULL"
+        );
+        let row = sqlx::query(sql).bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1 AND deleted_at IS NULL"
+        );
+        let row = sqlx::query(sql)
+            .bind(email.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    async fn list_users(
+        &self,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> StoreResult<(Vec<UserRecord>, bool)> {
+        let sql = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE deleted_at IS NULL AND id > $1 \
+             ORDER BY id LIMIT $2"
+        );
+        let rows = sqlx::query(sql)
+            .bind(after.unwrap_or(0))
+            .bind(i64::from(limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = users.len() > limit as usize;
+        users.truncate(limit as usize);
+        Ok((users, more))
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        user: &UserDraft,
+        now: DateTime<Utc>,
+    ) -> StoreResult<UserRecord> {
+        let sql = concat!(
+            "UPDATE users SET email = $1, name = $2, role = $3, updated_at = $4 \
+             WHERE id = $5 AND deleted_at IS NULL RETURNING ",
+            user_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(user.email.as_str())
+            .bind(&user.name)
+            .bind(user.role.as_str())
+            .bind(to_millis(now))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| super::rows::on_unique(e, Taken::Email))?;
+        row.as_ref()
+            .map(user_from_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn delete_user(&self, id: UserId, now: DateTime<Utc>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET deleted_at = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_key(&self, key: &NewKey, now: DateTime<Utc>) -> StoreResult<KeyRecord> {
+        insert_key(&self.pool, key, now).await
+    }
+
+    async fn list_keys(&self, user_id: UserId) -> StoreResult<Vec<KeyRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id"
+        );
+        let rows = sqlx::query(sql).bind(user_id).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn revoke_key(
+        &self,
+        user_id: UserId,
+        key_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(key_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn authenticate(&self, key_hash: &str) -> StoreResult<Option<(UserRecord, KeyRecord)>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.email, u.name, u.role, u.created_at, u.updated_at, \
+             k.id AS key_id, k.name AS key_name, k.prefix, k.scopes, \
+             k.created_at AS key_created_at, k.last_used_at \
+             FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.hash = $1 AND k.revoked_at IS NULL AND u.deleted_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(caller_from_row).transpose()?)
+    }
+
+    async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
+        let now = to_millis(now);
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = $1 \
+             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
+        )
+        .bind(now)
+        .bind(key_id)
+        .bind(now - 60_000)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn insert_key<'e>(
+    ex: impl PgExecutor<'e>,
+    key: &NewKey,
+    now: DateTime<Utc>,
+) -> StoreResult<KeyRecord> {
+    let sql = concat!(
+        "INSERT INTO api_keys (user_id, name, prefix, hash, scopes, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+        key_columns!()
+    );
+    let row = sqlx::query(sql)
+        .bind(key.user_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.hash)
+        .bind(key.scopes.to_stored())
+        .bind(to_millis(now))
+        .fetch_one(ex)
+        .await?;
+    Ok(key_from_row(&row)?)
+}

@@ -1,0 +1,77 @@
+//! The listing and lookup statements use their indexes on PostgreSQL: with 100k links in the
+//! table, a user's page (first page, next page by cursor, filtered by tag) is read through
+//! `links_owner_created`, never by a sequential scan of `links`.
+
+mod common;
+
+use common::postgres::TestDb;
+use snip::store::postgres::PgStore;
+use snip::store::{LinkCursor, LinkQuery, PageRequest};
+use sqlx::Connection;
+
+const FILL: &str = "
+INSERT INTO users (email, name, role, created_at, updated_at)
+  SELECT 'u' || i || '@example.com', '', 'member', 0, 0 FROM generate_series(1, 1000) AS i;
+INSERT INTO links (code, url, owner_id, created_at, updated_at)
+  SELECT 'c' || i, 'https://example.com/' || i, (i % 1000) + 1, 1800000000000 + i, 0
+  FROM generate_series(1, 100000) AS i;
+INSERT INTO link_tags (code, tag)
+  SELECT 'c' || i, 't' || (i % 50) FROM generate_series(1, 100000) AS i;
+INSERT INTO clicks_by_hour (code, hour, clicks)
+  SELECT 'c' || i, 0, 1 FROM generate_series(1, 100000, 3) AS i;
+ANALYZE;
+";
+
+#[tokio::test]
+async fn a_users_pages_are_read_by_index() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = PgStore::connect(&db.url).await.unwrap();
+    let mut conn = sqlx::postgres::PgConnection::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(FILL).execute(&mut conn).await.unwrap();
+
+    let first = LinkQuery {
+        owner_id: 7,
+        tag: None,
+        q: None,
+        limit: 20,
+        page: PageRequest::After(None),
+    };
+    let next = LinkQuery {
+        page: PageRequest::After(Some(LinkCursor {
+            created_at: 1_800_000_050_006,
+            code: "c50006".into(),
+        })),
+        ..first.clone()
+    };
+    let tagged = LinkQuery {
+        tag: Some("t6".into()),
+        ..first.clone()
+    };
+    for (name, query) in [
+        ("first page", &first),
+        ("cursor page", &next),
+        ("tag filter", &tagged),
+    ] {
+        let plan = store.explain_listing(query).await.unwrap();
+        assert!(
+            !plan.contains("Seq Scan on links"),
+            "{name} scans links:\n{plan}"
+        );
+        assert!(
+            plan.contains("links_owner_created"),
+            "{name} ignores the index:\n{plan}"
+        );
+    }
+
+    let lookup: Vec<String> =
+        sqlx::query_scalar("EXPLAIN SELECT url, redirect_status FROM links WHERE code = 'c123'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let lookup = lookup.join("\n");
+    assert!(lookup.contains("Index Scan using links_pkey"), "{lookup}");
+}
