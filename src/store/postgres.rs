@@ -82,6 +82,7 @@ impl PgStore {
 }
 
 super::rows::row_mappers!(PgRow);
+super::rows::listing_builders!(Postgres, PgExecutor, "strpos");
 
 async fn fetch_link<'e>(ex: impl PgExecutor<'e>, code: &str) -> StoreResult<Option<LinkRecord>> {
     let sql = concat!(
@@ -91,18 +92,6 @@ async fn fetch_link<'e>(ex: impl PgExecutor<'e>, code: &str) -> StoreResult<Opti
     );
     let row = sqlx::query(sql).bind(code).fetch_optional(ex).await?;
     Ok(row.as_ref().map(link_from_row).transpose()?)
-}
-
-async fn insert_tags<'e>(ex: impl PgExecutor<'e>, code: &str, tags: &[String]) -> StoreResult<()> {
-    if tags.is_empty() {
-        return Ok(());
-    }
-    let mut qb = QueryBuilder::<Postgres>::new("INSERT INTO link_tags (code, tag) ");
-    qb.push_values(tags, |mut b, tag| {
-        b.push_bind(code).push_bind(tag);
-    });
-    qb.build().execute(ex).await?;
-    Ok(())
 }
 
 /// Inserts the link row; `Ok(false)` when the code is taken.
@@ -126,55 +115,6 @@ async fn insert_link_row<'e>(ex: impl PgExecutor<'e>, link: &LinkRecord) -> Stor
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// Adds the filters of a listing query (owner, tag, text) to a statement.
-fn push_filters(qb: &mut QueryBuilder<Postgres>, query: &LinkQuery) {
-    qb.push(" WHERE owner_id = ")
-        .push_bind(query.owner_id)
-        .push(" AND deleted_at IS NULL");
-    if let Some(tag) = &query.tag {
-        qb.push(" AND EXISTS (SELECT 1 FROM link_tags t WHERE t.code = links.code AND t.tag = ")
-            .push_bind(tag.clone())
-            .push(")");
-    }
-    if let Some(q) = &query.q {
-        let q = q.to_ascii_lowercase();
-        qb.push(" AND (strpos(lower(url), ")
-            .push_bind(q.clone())
-            .push(") > 0 OR strpos(lower(COALESCE(title, '')), ")
-            .push_bind(q.clone())
-            .push(") > 0 OR strpos(lower(code), ")
-            .push_bind(q)
-            .push(") > 0)");
-    }
-}
-
-/// The statement for one page of a listing: filters, keyset cursor, order, limit (one
-/// more than asked, to learn whether more follow) and offset.
-fn page_query(prefix: &str, query: &LinkQuery) -> QueryBuilder<Postgres> {
-    let mut qb = QueryBuilder::<Postgres>::new(format!(
-        "{prefix}{}",
-        concat!("SELECT ", link_columns!(), " FROM links")
-    ));
-    push_filters(&mut qb, query);
-    if let PageRequest::After(Some(cursor)) = &query.page {
-        // `created_at <= c` bounds the index range; the OR settles ties within it.
-        qb.push(" AND created_at <= ")
-            .push_bind(cursor.created_at)
-            .push(" AND (created_at < ")
-            .push_bind(cursor.created_at)
-            .push(" OR code > ")
-            .push_bind(cursor.code.clone())
-            .push(")");
-    }
-    qb.push(" ORDER BY created_at DESC, code ASC LIMIT ")
-        .push_bind(i64::from(query.limit) + 1);
-    if let PageRequest::Offset(offset) = query.page {
-        qb.push(" OFFSET ")
-            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
-    }
-    qb
 }
 
 #[async_trait]
