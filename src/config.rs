@@ -38,6 +38,48 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Rate-limit policies.
     pub rate_limits: RateLimits,
+    /// PostgreSQL shards for links (the first also holds users and keys). When set,
+    /// `database_url` is not used.
+    pub shards: Vec<ShardConfig>,
+}
+
+/// One shard.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    /// `postgres://…`.
+    pub url: String,
+    /// Its name on the ring; the URL without its password when unset. Keep it stable:
+    /// renaming a shard moves its links.
+    pub name: Option<String>,
+    /// Virtual nodes on the ring (its weight); 200 when unset.
+    pub vnodes: Option<u32>,
+}
+
+impl ShardConfig {
+    /// A shard given only by URL (`--shard`).
+    pub fn from_url(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            name: None,
+            vnodes: None,
+        }
+    }
+
+    /// Its ring name.
+    pub fn ring_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| redact_url(&self.url))
+    }
+}
+
+impl std::fmt::Debug for ShardConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardConfig")
+            .field("url", &redact_url(&self.url))
+            .field("name", &self.name)
+            .field("vnodes", &self.vnodes)
+            .finish()
+    }
 }
 
 /// Sizes and lifetimes of the redirect cache.
@@ -78,6 +120,7 @@ impl Default for Config {
             redis_timeout_ms: 100,
             cache: CacheConfig::default(),
             rate_limits: RateLimits::default(),
+            shards: Vec::new(),
         }
     }
 }
@@ -101,6 +144,7 @@ impl std::fmt::Debug for Config {
             .field("redis_timeout_ms", &self.redis_timeout_ms)
             .field("cache", &self.cache)
             .field("rate_limits", &self.rate_limits)
+            .field("shards", &self.shards)
             .finish()
     }
 }
@@ -130,6 +174,8 @@ pub struct Overrides {
     pub bootstrap_admin_key: Option<String>,
     /// `--redis` / `SNIP_REDIS_URL`.
     pub redis_url: Option<String>,
+    /// `--shard` (repeated); replaces the file's shards when given.
+    pub shards: Vec<String>,
 }
 
 impl Config {
@@ -150,12 +196,16 @@ impl Config {
             base_url,
             bootstrap_admin_key,
             redis_url,
+            shards,
         } = overrides;
         config.listen = listen.unwrap_or(config.listen);
         config.database_url = database_url.unwrap_or(config.database_url);
         config.base_url = base_url.or(config.base_url);
         config.bootstrap_admin_key = bootstrap_admin_key.or(config.bootstrap_admin_key);
         config.redis_url = redis_url.or(config.redis_url);
+        if !shards.is_empty() {
+            config.shards = shards.iter().map(|u| ShardConfig::from_url(u)).collect();
+        }
         Ok(config)
     }
 }

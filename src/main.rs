@@ -24,6 +24,9 @@ struct Cli {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// A PostgreSQL shard for links; repeat for each (the first also holds users).
+    #[arg(long = "shard", global = true)]
+    shards: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +52,17 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage shards.
+    Shards {
+        #[command(subcommand)]
+        command: ShardsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ShardsCommand {
+    /// After adding or removing a shard: move every link to the shard the ring names, online.
+    Rebalance,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,12 +101,13 @@ async fn main() -> anyhow::Result<()> {
             base_url,
             bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
             redis_url,
+            shards: cli.shards.clone(),
         },
     )?;
     match cli.command {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate => {
-            snip::server::open_store(&config.database_url)
+            snip::store::AnyStore::from_config(&config)
                 .await?
                 .close()
                 .await;
@@ -109,6 +124,13 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let key = snip::server::create_key_for(&config, &email, scopes, name).await?;
             println!("{}", key.expose());
+            Ok(())
+        }
+        Command::Shards {
+            command: ShardsCommand::Rebalance,
+        } => {
+            let moved = snip::server::rebalance(&config).await?;
+            println!("moved {moved} links");
             Ok(())
         }
     }

@@ -35,9 +35,18 @@ pub struct App {
     new_admin_key: Option<ApiKey>,
 }
 
-/// Opens the store named by a database URL.
-pub async fn open_store(database_url: &str) -> anyhow::Result<AnyStore> {
-    AnyStore::open(database_url).await
+/// `snip shards rebalance`: moves every link to the shard the ring now names.
+pub async fn rebalance(config: &Config) -> anyhow::Result<u64> {
+    match AnyStore::from_config(config).await? {
+        AnyStore::Sharded(s) => {
+            let moved = s.rebalance().await?;
+            for shard in s.shards() {
+                shard.store.close().await;
+            }
+            Ok(moved)
+        }
+        _ => bail!("no shards are configured (--shard URL, or [[shards]] in the config)"),
+    }
 }
 
 impl App {
@@ -80,7 +89,7 @@ impl App {
                 .context("rate_limits.trusted_proxies")?,
         };
 
-        let store = open_store(&config.database_url).await?;
+        let store = AnyStore::from_config(&config).await?;
         let links = store.links();
         let users = store.users();
         let workers = CancellationToken::new();
@@ -217,7 +226,7 @@ pub async fn create_key_for(
     use crate::domain::user::{Email, Role, UserDraft};
     use crate::store::{NewKey, StoreError};
 
-    let db = open_store(&config.database_url).await?;
+    let db = AnyStore::from_config(config).await?;
     let store = db.users();
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
     let now = chrono::Utc::now();

@@ -54,6 +54,29 @@ async fn postgres() -> Option<Backend> {
     })
 }
 
+async fn sharded() -> Option<Backend> {
+    let mut dbs = Vec::new();
+    let mut shards = Vec::new();
+    for name in ["s0", "s1", "s2"] {
+        let db = common::postgres::TestDb::create().await?;
+        let store = snip::store::postgres::PgStore::connect(&db.url)
+            .await
+            .unwrap();
+        shards.push(snip::store::sharded::Shard {
+            name: name.into(),
+            vnodes: 200,
+            store: Arc::new(store),
+        });
+        dbs.push(db);
+    }
+    let store = Arc::new(snip::store::sharded::ShardedStore::new(shards).unwrap());
+    Some(Backend {
+        links: store.clone(),
+        users: store,
+        _guard: Box::new(dbs),
+    })
+}
+
 fn t(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
 }
@@ -543,3 +566,4 @@ macro_rules! store_suite {
 
 store_suite!(sqlite);
 store_suite!(postgres);
+store_suite!(sharded);

@@ -30,7 +30,9 @@ CREATE INDEX api_keys_user ON api_keys (user_id);
 CREATE TABLE links (
     code            TEXT   COLLATE "C" PRIMARY KEY,
     url             TEXT   NOT NULL,
-    owner_id        BIGINT NOT NULL REFERENCES users (id),
+    -- No foreign key to users: with sharding, links live on shards that do not hold the
+    -- users table's rows (users and keys stay on the first, directory, shard).
+    owner_id        BIGINT NOT NULL,
     title           TEXT,
     redirect_status BIGINT NOT NULL DEFAULT 302 CHECK (redirect_status IN (301, 302, 307, 308)),
     password_hash   TEXT,

@@ -3,7 +3,9 @@
 //! holds what they share: turning rows into records.
 
 pub mod postgres;
+pub mod ring;
 mod rows;
+pub mod sharded;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -25,6 +27,8 @@ pub enum AnyStore {
     Sqlite(sqlite::SqliteStore),
     /// A PostgreSQL database.
     Postgres(postgres::PgStore),
+    /// Links on several PostgreSQL shards.
+    Sharded(sharded::ShardedStore),
 }
 
 impl AnyStore {
@@ -44,11 +48,37 @@ impl AnyStore {
         }
     }
 
+    /// Opens the store the configuration names: its shards when it has any, else
+    /// `database_url`.
+    pub async fn from_config(config: &crate::config::Config) -> anyhow::Result<Self> {
+        if config.shards.is_empty() {
+            return Self::open(&config.database_url).await;
+        }
+        let mut shards = Vec::with_capacity(config.shards.len());
+        for s in &config.shards {
+            let shown = crate::config::redact_url(&s.url);
+            anyhow::ensure!(
+                s.url.starts_with("postgres://") || s.url.starts_with("postgresql://"),
+                "shard {shown:?}: shards are PostgreSQL databases"
+            );
+            let store = postgres::PgStore::connect(&s.url)
+                .await
+                .with_context(|| format!("opening shard {shown}"))?;
+            shards.push(sharded::Shard {
+                name: s.ring_name(),
+                vnodes: s.vnodes.unwrap_or(200),
+                store: Arc::new(store),
+            });
+        }
+        Ok(Self::Sharded(sharded::ShardedStore::new(shards)?))
+    }
+
     /// The link port.
     pub fn links(&self) -> Arc<dyn LinkStore> {
         match self {
             Self::Sqlite(s) => Arc::new(s.clone()),
             Self::Postgres(s) => Arc::new(s.clone()),
+            Self::Sharded(s) => Arc::new(s.clone()),
         }
     }
 
@@ -57,6 +87,7 @@ impl AnyStore {
         match self {
             Self::Sqlite(s) => Arc::new(s.clone()),
             Self::Postgres(s) => Arc::new(s.clone()),
+            Self::Sharded(s) => Arc::new(s.clone()),
         }
     }
 
@@ -65,6 +96,11 @@ impl AnyStore {
         match self {
             Self::Sqlite(s) => s.close().await,
             Self::Postgres(s) => s.close().await,
+            Self::Sharded(s) => {
+                for shard in s.shards() {
+                    shard.store.close().await;
+                }
+            }
         }
     }
 }

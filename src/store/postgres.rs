@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{PgExecutor, Postgres, QueryBuilder};
+use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 
 use super::{
     IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord,
@@ -70,6 +70,190 @@ impl PgStore {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Claims an idempotency key as in flight (when the link goes to another database);
+    /// `false` when a live record holds it.
+    pub async fn claim_idempotency(
+        &self,
+        idem: &IdempotencySave,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, state, created_at) \
+             VALUES ($1, $2, $3, 'in_flight', $4) \
+             ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
+             state = excluded.state, status = NULL, location = NULL, response = NULL, \
+             created_at = excluded.created_at WHERE idempotency_keys.created_at < $5",
+        )
+        .bind(idem.user_id)
+        .bind(&idem.key)
+        .bind(&idem.request_hash)
+        .bind(to_millis(now))
+        .bind(to_millis(idem.expired_before))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores the response of a claimed idempotency key.
+    pub async fn complete_idempotency(&self, idem: &IdempotencySave) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = $3, location = $4, \
+             response = $5 WHERE user_id = $1 AND key = $2",
+        )
+        .bind(idem.user_id)
+        .bind(&idem.key)
+        .bind(i64::from(idem.response.status))
+        .bind(idem.response.location.as_deref())
+        .bind(&idem.response.body)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives up a claimed idempotency key whose request failed.
+    pub async fn release_idempotency(&self, idem: &IdempotencySave) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND state = 'in_flight'",
+        )
+        .bind(idem.user_id)
+        .bind(&idem.key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes every trace of `code` here (not a tombstone): undoes an insert that lost a
+    /// race with the same code on another shard.
+    pub async fn remove_link(&self, code: &Code) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "DELETE FROM link_tags WHERE code = $1",
+            "DELETE FROM clicks_by_hour WHERE code = $1",
+            "DELETE FROM links WHERE code = $1",
+        ] {
+            sqlx::query(table)
+                .bind(code.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether any link (live or deleted) has `code` here.
+    pub async fn has_code(&self, code: &Code) -> StoreResult<bool> {
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM links WHERE code = $1")
+            .bind(code.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Up to `limit` codes (live and deleted) after `after`, in code order: for scanning a
+    /// shard during a rebalance.
+    pub async fn codes_after(&self, after: &str, limit: i64) -> StoreResult<Vec<Code>> {
+        let codes: Vec<String> =
+            sqlx::query_scalar("SELECT code FROM links WHERE code > $1 ORDER BY code LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(codes.into_iter().map(Code::from_trusted).collect())
+    }
+
+    /// Moves the link `code` (row, tags and click counts) from this database to `target`.
+    /// The row is locked here while it is copied, so a concurrent change waits and then
+    /// finds it gone (and looks for it on its new shard). Safe to repeat after a crash: a
+    /// copy already on the target wins, and this one is removed. `false` when there was
+    /// nothing to move.
+    pub async fn move_link_to(&self, code: &Code, target: &PgStore) -> StoreResult<bool> {
+        let mut src = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT code, url, owner_id, title, redirect_status, password_hash, expires_at, \
+             max_clicks, clicks_used, created_at, updated_at, deleted_at \
+             FROM links WHERE code = $1 FOR UPDATE",
+        )
+        .bind(code.as_str())
+        .fetch_optional(&mut *src)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let tags: Vec<String> = sqlx::query_scalar("SELECT tag FROM link_tags WHERE code = $1")
+            .bind(code.as_str())
+            .fetch_all(&mut *src)
+            .await?;
+        let clicks: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT hour, clicks FROM clicks_by_hour WHERE code = $1")
+                .bind(code.as_str())
+                .fetch_all(&mut *src)
+                .await?;
+
+        let mut dst = target.pool.begin().await?;
+        let get = |name: &str| -> Result<Option<i64>, sqlx::Error> { row.try_get(name) };
+        let copied = sqlx::query(
+            "INSERT INTO links (code, url, owner_id, title, redirect_status, password_hash, \
+             expires_at, max_clicks, clicks_used, created_at, updated_at, deleted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (code) DO NOTHING",
+        )
+        .bind(code.as_str())
+        .bind(row.try_get::<String, _>("url")?)
+        .bind(row.try_get::<i64, _>("owner_id")?)
+        .bind(row.try_get::<Option<String>, _>("title")?)
+        .bind(row.try_get::<i64, _>("redirect_status")?)
+        .bind(row.try_get::<Option<String>, _>("password_hash")?)
+        .bind(get("expires_at")?)
+        .bind(get("max_clicks")?)
+        .bind(row.try_get::<i64, _>("clicks_used")?)
+        .bind(row.try_get::<i64, _>("created_at")?)
+        .bind(row.try_get::<i64, _>("updated_at")?)
+        .bind(get("deleted_at")?)
+        .execute(&mut *dst)
+        .await?;
+        if copied.rows_affected() == 0 {
+            // Already there: a copy from an interrupted move (same link), or, rarely, another
+            // link created with this code meanwhile. Only the same link lets this one go.
+            let same: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM links WHERE code = $1 AND created_at = $2 AND owner_id = $3",
+            )
+            .bind(code.as_str())
+            .bind(row.try_get::<i64, _>("created_at")?)
+            .bind(row.try_get::<i64, _>("owner_id")?)
+            .fetch_optional(&mut *dst)
+            .await?;
+            if same.is_none() {
+                tracing::warn!(%code, "code taken on its new shard by another link; not moved");
+                return Ok(false);
+            }
+        } else {
+            insert_tags(&mut *dst, code.as_str(), &tags).await?;
+            for (hour, n) in &clicks {
+                sqlx::query(
+                    "INSERT INTO clicks_by_hour (code, hour, clicks) VALUES ($1, $2, $3) \
+                     ON CONFLICT (code, hour) DO UPDATE \
+                     SET clicks = clicks_by_hour.clicks + excluded.clicks",
+                )
+                .bind(code.as_str())
+                .bind(hour)
+                .bind(n)
+                .execute(&mut *dst)
+                .await?;
+            }
+        }
+        dst.commit().await?;
+        for table in [
+            "DELETE FROM link_tags WHERE code = $1",
+            "DELETE FROM clicks_by_hour WHERE code = $1",
+            "DELETE FROM links WHERE code = $1",
+        ] {
+            sqlx::query(table)
+                .bind(code.as_str())
+                .execute(&mut *src)
+                .await?;
+        }
+        src.commit().await?;
+        Ok(true)
     }
 
     /// PostgreSQL's plan for the statement that lists one page of `query`, as text: how
