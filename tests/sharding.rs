@@ -220,3 +220,71 @@ async fn the_api_lists_one_users_links_across_shards_in_order() {
     assert_eq!(page["total"], 40);
     assert_eq!(common::codes(&items(&page)), walked[15..30].to_vec());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snip_shards_rebalance_reports_what_it_moved() {
+    let mut dbs = Vec::new();
+    for _ in 0..2 {
+        let Some(db) = TestDb::create().await else {
+            return;
+        };
+        dbs.push(db);
+    }
+    // Shards named by URL, as `--shard URL` names them.
+    async fn shard(db: &TestDb) -> Shard {
+        Shard {
+            name: db.url.clone(),
+            vnodes: 200,
+            store: Arc::new(PgStore::connect(&db.url).await.unwrap()),
+        }
+    }
+    let one = ShardedStore::new(vec![shard(&dbs[0]).await]).unwrap();
+    let links: Vec<LinkRecord> = (0..300)
+        .map(|i| LinkRecord {
+            code: Code::generate(7),
+            fields: LinkFields {
+                url: TargetUrl::from_trusted(format!("https://example.com/{i}")),
+                title: None,
+                tags: vec!["t".into()],
+                expires_at: None,
+                max_clicks: None,
+                redirect_status: RedirectStatus::Found,
+                password_hash: None,
+            },
+            owner_id: 1,
+            clicks: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        })
+        .collect();
+    one.insert_links(&links).await.unwrap();
+    let two = ShardedStore::new(vec![shard(&dbs[0]).await, shard(&dbs[1]).await]).unwrap();
+    let predicted = links
+        .iter()
+        .filter(|l| two.ring().owner(l.code.as_str().as_bytes()) == 1)
+        .count();
+    let out = tokio::task::spawn_blocking({
+        let (a, b) = (dbs[0].url.clone(), dbs[1].url.clone());
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_snip"))
+                .args(["shards", "rebalance", "--shard", &a, "--shard", &b])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("moved {predicted} links")
+    );
+    for l in &links {
+        let t = two.get_link(&l.code).await.unwrap().expect("link lost");
+        assert_eq!(t.fields.tags, ["t"]);
+    }
+}
