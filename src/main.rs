@@ -147,32 +147,50 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             key.expose()
         );
     }
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    // Signal handlers are in place before "listening" is announced, so a supervisor (or a
+    // test) that stops snip right after that line gets a graceful shutdown.
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal_on(shutdown.clone()));
+    let signals = Signals::install()?;
+    tokio::spawn(signals.cancel_on_first(shutdown.clone()));
+    tracing::info!(addr = %listener.local_addr()?, "listening");
     app.serve(listener, shutdown).await
 }
 
-/// Cancels `token` on SIGTERM or Ctrl-C.
-async fn signal_on(token: CancellationToken) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT (Ctrl-C), registered eagerly.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+                int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    tracing::info!("shutdown requested");
-    token.cancel();
+
+    /// Cancels `token` on the first signal.
+    async fn cancel_on_first(mut self, token: CancellationToken) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
+        token.cancel();
+    }
 }

@@ -142,6 +142,7 @@ impl App {
             cache,
             limiter,
             redis,
+            visitors: Arc::new(crate::clicks::VisitorIds::new(store.links())),
         };
         let new_admin_key = match bootstrap(&state, bootstrap_key).await? {
             Bootstrap::CreatedWithKey(key) => Some(key),

@@ -11,7 +11,9 @@ use snip::domain::link::RedirectStatus;
 use snip::domain::target_url::TargetUrl;
 use snip::domain::user::{Email, Role, UserDraft};
 use snip::store::sqlite::SqliteStore;
-use snip::store::{LinkFields, LinkQuery, LinkRecord, LinkStore, PageRequest, UserStore};
+use snip::store::{
+    ClickFact, LinkFields, LinkQuery, LinkRecord, LinkStore, PageRequest, UserStore,
+};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::{Layer, Registry};
 
@@ -114,13 +116,17 @@ async fn listing_links_with_tags_is_a_fixed_number_of_statements() {
             .iter()
             .all(Result::is_ok)
     );
-    store
-        .add_clicks(&[
-            (links[149].code.clone(), now, 7),
-            (links[148].code.clone(), now, 2),
-        ])
-        .await
-        .unwrap();
+    let clicks: Vec<ClickFact> = (0..9)
+        .map(|i| ClickFact {
+            event_id: format!("e{i}"),
+            code: links[if i < 7 { 149 } else { 148 }].code.clone(),
+            at: now,
+            bot: false,
+            visitor: None,
+            dims: vec![],
+        })
+        .collect();
+    store.apply_clicks(&clicks).await.unwrap();
 
     // Make sure the counter sees statements at all, or every count below would be 0.
     let (n, _) = statements_of(store.ping()).await;

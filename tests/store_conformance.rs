@@ -12,8 +12,8 @@ use snip::domain::link::RedirectStatus;
 use snip::domain::target_url::TargetUrl;
 use snip::domain::user::{Email, Role, UserDraft};
 use snip::store::{
-    IdempotencySave, LinkCursor, LinkFields, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest,
-    StoreError, StoredResponse, Taken, UserStore,
+    ClickFact, IdempotencySave, LinkCursor, LinkFields, LinkQuery, LinkRecord, LinkStore, NewKey,
+    PageRequest, StoreError, StoredResponse, Taken, UserStore,
 };
 
 /// A backend under test: its two ports, and whatever keeps its database alive.
@@ -433,18 +433,69 @@ macro_rules! store_suite {
                     .insert_link(&link("ck", owner, 0), None)
                     .await
                     .unwrap();
-                let hour = t(0);
-                b.links.add_clicks(&[(code("ck"), hour, 3)]).await.unwrap();
-                b.links
-                    .add_clicks(&[
-                        (code("ck"), hour, 2),
-                        (code("ck"), hour + TimeDelta::hours(1), 4),
-                    ])
-                    .await
-                    .unwrap();
+                let click =
+                    |id: &str, at: DateTime<Utc>, bot: bool, visitor: &str, browser: &str| {
+                        ClickFact {
+                            event_id: id.into(),
+                            code: code("ck"),
+                            at,
+                            bot,
+                            visitor: (!bot).then(|| visitor.to_owned()),
+                            dims: if bot {
+                                vec![]
+                            } else {
+                                vec![("browser", browser.to_owned()), ("referrer", "t.co".into())]
+                            },
+                        }
+                    };
+                let batch = vec![
+                    click("e1", t(0), false, "v1", "Chrome"),
+                    click("e2", t(1), false, "v1", "Chrome"),
+                    click("e3", t(2), true, "", ""),
+                    click("e4", t(0) + TimeDelta::hours(1), false, "v2", "Firefox"),
+                    click("e4", t(0) + TimeDelta::hours(1), false, "v2", "Firefox"),
+                ];
+                assert_eq!(
+                    b.links.apply_clicks(&batch).await.unwrap(),
+                    4,
+                    "e4 twice in one batch"
+                );
+                // The same batch again (a retry after a lost commit acknowledgement) adds nothing.
+                assert_eq!(b.links.apply_clicks(&batch).await.unwrap(), 0);
                 assert_eq!(
                     b.links.get_link(&code("ck")).await.unwrap().unwrap().clicks,
-                    9
+                    4
+                );
+                let stats = b
+                    .links
+                    .click_stats(&code("ck"), t(0), t(0) + TimeDelta::days(1), 3_600_000)
+                    .await
+                    .unwrap();
+                let h0 = t(0).timestamp_millis() - t(0).timestamp_millis() % 3_600_000;
+                assert_eq!(stats.series, vec![(h0, 3, 1), (h0 + 3_600_000, 1, 0)]);
+                assert_eq!(stats.unique_visitors, 2);
+                let mut dims = stats.dims.clone();
+                dims.sort();
+                let expected: Vec<(String, String, i64)> = vec![
+                    ("browser".into(), "Chrome".into(), 2),
+                    ("browser".into(), "Firefox".into(), 1),
+                    ("referrer".into(), "t.co".into(), 3),
+                ];
+                assert_eq!(dims, expected);
+                let salt = b.links.daily_salt(86_400_000, "first").await.unwrap();
+                assert_eq!(salt, "first");
+                assert_eq!(
+                    b.links.daily_salt(86_400_000, "second").await.unwrap(),
+                    "first"
+                );
+                assert_eq!(
+                    b.links.daily_salt(2 * 86_400_000, "next").await.unwrap(),
+                    "next"
+                );
+                // Yesterday's salt is gone: asking again makes a new one.
+                assert_eq!(
+                    b.links.daily_salt(86_400_000, "again").await.unwrap(),
+                    "again"
                 );
                 b.links.ping().await.unwrap();
             }

@@ -3,6 +3,7 @@
 
 pub mod links;
 pub mod redirect;
+pub mod stats;
 pub mod users;
 
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// The Redis connection, when one is configured.
     pub redis: Option<crate::redis_conn::RedisConn>,
+    /// Salted visitor hashes for unique-visitor counts.
+    pub visitors: Arc<crate::clicks::VisitorIds>,
 }
 
 /// Settings the use cases and handlers read.

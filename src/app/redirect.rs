@@ -1,10 +1,13 @@
 //! The redirect use case: from a code to where it goes, with every rule that can refuse it.
 
+use std::net::IpAddr;
+
 use super::{AppError, AppState, blocking};
 use crate::clicks::ClickEvent;
 use crate::domain::code::Code;
 use crate::domain::link::RedirectStatus;
 use crate::domain::password;
+use crate::domain::visit::referrer_host;
 use crate::store::RedirectTarget;
 
 /// What a request for a code gets.
@@ -40,11 +43,23 @@ pub enum Visit<'a> {
     Preview,
 }
 
+/// Who followed the link, as far as analytics cares.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The client's address (after trusted proxies).
+    pub ip: IpAddr,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// The `Referer` header.
+    pub referer: Option<String>,
+}
+
 /// Resolves `code` for a visit, counting the click when one is made.
 pub async fn resolve(
     state: &AppState,
     code: &str,
     visit: Visit<'_>,
+    client: &Client,
 ) -> Result<Resolution, AppError> {
     let Some(code) = Code::from_path(code) else {
         return Ok(Resolution::NotFound);
@@ -61,20 +76,29 @@ pub async fn resolve(
         status: target.redirect_status,
     };
     match visit {
-        Visit::Peek | Visit::Preview => Ok(if target.password_hash.is_some() {
+        Visit::Peek => {
+            // Counted, as a bot; HEAD never uses up `max_clicks`.
+            record(state, code, client, true).await;
+            Ok(if target.password_hash.is_some() {
+                Resolution::PasswordRequired
+            } else {
+                redirect
+            })
+        }
+        Visit::Preview => Ok(if target.password_hash.is_some() {
             Resolution::PasswordRequired
         } else {
             redirect
         }),
         Visit::Follow if target.password_hash.is_some() => Ok(Resolution::PasswordRequired),
-        Visit::Follow => count(state, code, &target, redirect).await,
+        Visit::Follow => count(state, code, &target, redirect, client).await,
         Visit::Unlock(given) => {
             let Some(hash) = target.password_hash.clone() else {
-                return count(state, code, &target, redirect).await;
+                return count(state, code, &target, redirect, client).await;
             };
             let given = given.to_owned();
             if blocking(move || password::verify(&given, &hash)).await? {
-                count(state, code, &target, redirect).await
+                count(state, code, &target, redirect, client).await
             } else {
                 Ok(Resolution::WrongPassword)
             }
@@ -95,15 +119,48 @@ async fn count(
     code: Code,
     target: &RedirectTarget,
     redirect: Resolution,
+    client: &Client,
 ) -> Result<Resolution, AppError> {
     if target.max_clicks.is_some() && !state.links.consume_click(&code).await? {
         // Used up: let the cache learn it, so later requests stop at the cached count.
         state.cache.refresh(&code).await;
         return Ok(Resolution::Gone);
     }
-    state.clicks.record(ClickEvent {
-        code,
-        at: state.clock.now(),
-    });
+    record(state, code, client, false).await;
     Ok(redirect)
+}
+
+/// Puts a click on the queue (never waiting for it to be written).
+async fn record(state: &AppState, code: Code, client: &Client, head: bool) {
+    let now = state.clock.now();
+    let user_agent = client
+        .user_agent
+        .as_deref()
+        .map(|ua| truncate(ua, 512).to_owned());
+    let visitor = state
+        .visitors
+        .id(client.ip, user_agent.as_deref().unwrap_or(""), now)
+        .await;
+    state.clicks.record(ClickEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        code,
+        at: now,
+        head,
+        user_agent,
+        referrer: referrer_host(client.referer.as_deref()),
+        visitor,
+        country: None,
+    });
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }

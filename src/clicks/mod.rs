@@ -1,26 +1,75 @@
-//! Click counting that never slows a redirect: the handler does a non-blocking `try_send`
-//! into a bounded queue; a worker drains it in batches and adds the counts to the store.
-//! When the queue is full a click is dropped and counted, never awaited.
+//! Click analytics that never slow a redirect: the handler does a non-blocking `try_send`
+//! into a bounded queue; a worker drains it in batches, classifies each click (browser, OS,
+//! device, bot) and has the store apply the batch in one transaction. When the queue is full
+//! a click is dropped and counted, never awaited. Every event carries a UUIDv7, so a batch
+//! that is retried counts once.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::code::Code;
-use crate::store::LinkStore;
+use crate::domain::visit::classify;
+use crate::store::{ClickFact, LinkStore};
 
-/// One redirect served.
+/// One redirect served, as the edge saw it. The client's IP is never kept: only the
+/// salted visitor hash.
 #[derive(Debug, Clone)]
 pub struct ClickEvent {
+    /// Unique id (UUIDv7).
+    pub event_id: String,
     /// The code that was followed.
     pub code: Code,
     /// When.
     pub at: DateTime<Utc>,
+    /// A `HEAD` request (counted as a bot).
+    pub head: bool,
+    /// The `User-Agent` header (first 512 bytes).
+    pub user_agent: Option<String>,
+    /// The referring host.
+    pub referrer: Option<String>,
+    /// Salted hash of IP and user agent.
+    pub visitor: Option<String>,
+    /// ISO country code, when a GeoIP database is configured.
+    pub country: Option<String>,
+}
+
+impl ClickEvent {
+    /// Classifies the event into what the store counts.
+    pub fn fact(&self) -> ClickFact {
+        let v = classify(self.user_agent.as_deref(), self.head);
+        let dims = if v.bot {
+            Vec::new()
+        } else {
+            vec![
+                (
+                    "referrer",
+                    self.referrer.clone().unwrap_or_else(|| "direct".into()),
+                ),
+                ("browser", v.browser),
+                ("os", v.os),
+                ("device", v.device),
+                (
+                    "country",
+                    self.country.clone().unwrap_or_else(|| "unknown".into()),
+                ),
+            ]
+        };
+        ClickFact {
+            event_id: self.event_id.clone(),
+            code: self.code.clone(),
+            at: self.at,
+            bot: v.bot,
+            visitor: if v.bot { None } else { self.visitor.clone() },
+            dims,
+        }
+    }
 }
 
 /// Counters of the click pipeline.
@@ -129,22 +178,18 @@ async fn run_worker(
     flush(&*store, &stats, &mut batch).await;
 }
 
-/// Writes a batch as per-(code, hour) counts. A failed write is retried a few times; after
-/// that the batch is dropped and counted, so a dead store cannot grow memory without bound.
+/// Applies a batch. A failed write is retried a few times with back-off (the event ids make
+/// a retry count once); after that the batch is dropped and counted, so a dead store cannot
+/// grow memory without bound.
 async fn flush(store: &dyn LinkStore, stats: &ClickStats, batch: &mut Vec<ClickEvent>) {
     if batch.is_empty() {
         return;
     }
-    let mut counts: HashMap<(Code, DateTime<Utc>), i64> = HashMap::new();
-    for ev in batch.iter() {
-        let hour = ev.at.duration_trunc(TimeDelta::hours(1)).unwrap_or(ev.at);
-        *counts.entry((ev.code.clone(), hour)).or_default() += 1;
-    }
-    let rows: Vec<_> = counts.into_iter().map(|((c, h), n)| (c, h, n)).collect();
+    let facts: Vec<ClickFact> = batch.iter().map(ClickEvent::fact).collect();
     let n = batch.len() as u64;
     for attempt in 0..3u32 {
-        match store.add_clicks(&rows).await {
-            Ok(()) => {
+        match store.apply_clicks(&facts).await {
+            Ok(_) => {
                 stats.written.fetch_add(n, Ordering::Relaxed);
                 batch.clear();
                 return;
@@ -157,4 +202,60 @@ async fn flush(store: &dyn LinkStore, stats: &ClickStats, batch: &mut Vec<ClickE
     }
     stats.dropped.fetch_add(n, Ordering::Relaxed);
     batch.clear();
+}
+
+/// Visitor ids: a hash of IP and user agent under the day's salt, which the store keeps (so
+/// every node agrees) and deletes when the day is over (so no visitor can be followed from
+/// one day to the next). The salt is fetched once a day per node.
+pub struct VisitorIds {
+    store: Arc<dyn LinkStore>,
+    today: RwLock<Option<(i64, Arc<str>)>>,
+}
+
+impl VisitorIds {
+    /// Visitor ids backed by `store`.
+    pub fn new(store: Arc<dyn LinkStore>) -> Self {
+        Self {
+            store,
+            today: RwLock::new(None),
+        }
+    }
+
+    /// The visitor id of `ip` with `user_agent` at `now`; `None` if the day's salt cannot be
+    /// had (the click is still counted, without its visitor).
+    pub async fn id(&self, ip: IpAddr, user_agent: &str, now: DateTime<Utc>) -> Option<String> {
+        let day = now.timestamp_millis() - now.timestamp_millis().rem_euclid(86_400_000);
+        let cached = self
+            .today
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(d, _)| *d == day)
+            .map(|(_, s)| s.clone());
+        let salt = match cached {
+            Some(s) => s,
+            None => {
+                let candidate: [u8; 16] = rand::random();
+                match self.store.daily_salt(day, &hex::encode(candidate)).await {
+                    Ok(s) => {
+                        let s: Arc<str> = s.into();
+                        *self.today.write().unwrap_or_else(|e| e.into_inner()) =
+                            Some((day, s.clone()));
+                        s
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no visitor salt for today");
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut h = Sha256::new();
+        h.update(salt.as_bytes());
+        h.update(b"|");
+        h.update(ip.to_string().as_bytes());
+        h.update(b"|");
+        h.update(user_agent.as_bytes());
+        Some(hex::encode(&h.finalize()[..16]))
+    }
 }

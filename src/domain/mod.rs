@@ -7,6 +7,7 @@ pub mod link;
 pub mod password;
 pub mod target_url;
 pub mod user;
+pub mod visit;
 
 /// One rejected field of a request: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
                 .patch(links::patch)
                 .delete(links::delete),
         )
+        .route("/links/{code}/stats", get(links::stats))
         .route("/users", post(users::create).get(users::list))
         .route(
             "/users/{id}",

@@ -15,7 +15,7 @@ use crate::app::AppState;
     info(title = "snip", description = "A self-hosted URL-shortening service."),
     paths(
         links::create, links::create_bulk, links::list, links::get, links::replace,
-        links::patch, links::delete,
+        links::patch, links::delete, links::stats,
         users::create, users::list, users::get, users::replace, users::patch, users::delete,
         users::links, users::create_key, users::list_keys, users::revoke_key, users::me,
         health::healthz, health::readyz,

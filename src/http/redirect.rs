@@ -1,22 +1,42 @@
 //! `GET|HEAD|POST /{code}`: the redirect itself, the password form, and `/{code}+` previews.
 
-use axum::extract::{Form, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::client_ip::client_ip;
 use super::error::ApiError;
 use super::extract::ApiPath;
 use crate::app::AppState;
-use crate::app::redirect::{Resolution, Visit, resolve};
+use crate::app::redirect::{Client, Resolution, Visit, resolve};
 
 /// How long shared caches may keep a permanent (301/308) redirect.
 const PERMANENT_MAX_AGE: &str = "public, max-age=3600";
+
+/// The client as analytics sees it: address (after trusted proxies), agent, referrer.
+fn client(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Client {
+    let header = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Client {
+        ip: client_ip(peer.ip(), headers, &state.settings.trusted_proxies),
+        user_agent: header(header::USER_AGENT),
+        referer: header(header::REFERER),
+    }
+}
 
 /// Follows a code (GET, HEAD) or shows its preview (`{code}+`).
 pub async fn follow(
     State(state): State<AppState>,
     method: Method,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiPath(code): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let (code, visit) = match code.strip_suffix('+') {
@@ -24,7 +44,8 @@ pub async fn follow(
         None if method == Method::HEAD => (code.as_str(), Visit::Peek),
         None => (code.as_str(), Visit::Follow),
     };
-    let resolution = resolve(&state, code, visit).await?;
+    let client = client(&state, peer, &headers);
+    let resolution = resolve(&state, code, visit, &client).await?;
     Ok(respond(code, visit, resolution))
 }
 
@@ -38,6 +59,8 @@ pub struct Unlock {
 /// Checks a password-protected link's password and redirects when it is right.
 pub async fn unlock(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiPath(code): ApiPath<String>,
     form: Result<Form<Unlock>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -46,7 +69,8 @@ pub async fn unlock(
             "expected a form with a password field",
         ));
     };
-    let resolution = resolve(&state, &code, Visit::Unlock(&form.password)).await?;
+    let client = client(&state, peer, &headers);
+    let resolution = resolve(&state, &code, Visit::Unlock(&form.password), &client).await?;
     Ok(respond(&code, Visit::Unlock(""), resolution))
 }
 

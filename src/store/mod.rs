@@ -329,11 +329,55 @@ pub trait LinkStore: Send + Sync + 'static {
         not_before: DateTime<Utc>,
     ) -> StoreResult<Option<IdempotencyRecord>>;
 
-    /// Adds counted clicks to the hourly totals: `(code, hour start, clicks)`.
-    async fn add_clicks(&self, counts: &[(Code, DateTime<Utc>, i64)]) -> StoreResult<()>;
+    /// Counts a batch of clicks in one transaction: hourly totals (bots apart), per-day
+    /// dimensions and unique visitors of people. Events already applied (same `event_id`)
+    /// are skipped, so a retried or redelivered batch counts once. Returns how many were new.
+    async fn apply_clicks(&self, clicks: &[ClickFact]) -> StoreResult<usize>;
+
+    /// Click statistics of a link over `[from, to)`, the series in buckets of `bucket_ms`.
+    async fn click_stats(
+        &self,
+        code: &Code,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_ms: i64,
+    ) -> StoreResult<ClickStats>;
+
+    /// The salt of visitor hashes for the day starting at `day_ms`: the stored one, or
+    /// `candidate` if there is none yet. Salts of earlier days are deleted, so no visitor
+    /// can be followed from one day to the next.
+    async fn daily_salt(&self, day_ms: i64, candidate: &str) -> StoreResult<String>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// One click, classified, ready to be counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickFact {
+    /// Unique id (UUIDv7): what makes counting idempotent.
+    pub event_id: String,
+    /// The link.
+    pub code: Code,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Counted apart from people.
+    pub bot: bool,
+    /// Salted hash of IP and user agent (people only).
+    pub visitor: Option<String>,
+    /// `(dimension, value)` pairs: referrer, browser, os, device, country (people only).
+    pub dims: Vec<(&'static str, String)>,
+}
+
+/// Aggregated clicks of one link over a time range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClickStats {
+    /// `(bucket start ms, all clicks, bot clicks)`, ascending, only non-empty buckets.
+    pub series: Vec<(i64, i64, i64)>,
+    /// `(dimension, value, clicks)` of people, unordered.
+    pub dims: Vec<(String, String, i64)>,
+    /// Distinct visitors per day, summed over the days.
+    pub unique_visitors: i64,
 }
 
 /// A live user.

@@ -14,9 +14,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 
 use super::{
-    IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord,
-    LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult, Taken, UserRecord,
-    UserStore,
+    ClickFact, ClickStats, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage,
+    LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult,
+    Taken, UserRecord, UserStore,
 };
 use crate::clock::to_millis;
 use crate::domain::code::Code;
@@ -44,6 +44,15 @@ macro_rules! key_columns {
         "id, user_id, name, prefix, scopes, created_at, last_used_at"
     };
 }
+
+/// Everything stored under one code, child tables first.
+const LINK_TABLES_DELETE: [&str; 5] = [
+    "DELETE FROM link_tags WHERE code = $1",
+    "DELETE FROM clicks_by_hour WHERE code = $1",
+    "DELETE FROM clicks_by_dim WHERE code = $1",
+    "DELETE FROM visitors WHERE code = $1",
+    "DELETE FROM links WHERE code = $1",
+];
 
 /// Serialises concurrent first starts of several nodes (`pg_advisory_xact_lock` key).
 const BOOTSTRAP_LOCK: i64 = 0x736e_6970_0001;
@@ -128,11 +137,7 @@ impl PgStore {
     /// race with the same code on another shard.
     pub async fn remove_link(&self, code: &Code) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for table in [
-            "DELETE FROM link_tags WHERE code = $1",
-            "DELETE FROM clicks_by_hour WHERE code = $1",
-            "DELETE FROM links WHERE code = $1",
-        ] {
+        for table in LINK_TABLES_DELETE {
             sqlx::query(table)
                 .bind(code.as_str())
                 .execute(&mut *tx)
@@ -183,8 +188,18 @@ impl PgStore {
             .bind(code.as_str())
             .fetch_all(&mut *src)
             .await?;
-        let clicks: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT hour, clicks FROM clicks_by_hour WHERE code = $1")
+        let clicks: Vec<(i64, i64, i64)> =
+            sqlx::query_as("SELECT hour, clicks, bots FROM clicks_by_hour WHERE code = $1")
+                .bind(code.as_str())
+                .fetch_all(&mut *src)
+                .await?;
+        let dims: Vec<(i64, String, String, i64)> =
+            sqlx::query_as("SELECT day, dim, value, clicks FROM clicks_by_dim WHERE code = $1")
+                .bind(code.as_str())
+                .fetch_all(&mut *src)
+                .await?;
+        let visitors: Vec<(i64, String)> =
+            sqlx::query_as("SELECT day, visitor FROM visitors WHERE code = $1")
                 .bind(code.as_str())
                 .fetch_all(&mut *src)
                 .await?;
@@ -228,25 +243,48 @@ impl PgStore {
             }
         } else {
             insert_tags(&mut *dst, code.as_str(), &tags).await?;
-            for (hour, n) in &clicks {
+            for (hour, n, bots) in &clicks {
                 sqlx::query(
-                    "INSERT INTO clicks_by_hour (code, hour, clicks) VALUES ($1, $2, $3) \
-                     ON CONFLICT (code, hour) DO UPDATE \
-                     SET clicks = clicks_by_hour.clicks + excluded.clicks",
+                    "INSERT INTO clicks_by_hour (code, hour, clicks, bots) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (code, hour) DO UPDATE SET \
+                     clicks = clicks_by_hour.clicks + excluded.clicks, \
+                     bots = clicks_by_hour.bots + excluded.bots",
                 )
                 .bind(code.as_str())
                 .bind(hour)
                 .bind(n)
+                .bind(bots)
+                .execute(&mut *dst)
+                .await?;
+            }
+            for (day, dim, value, n) in &dims {
+                sqlx::query(
+                    "INSERT INTO clicks_by_dim (code, day, dim, value, clicks) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code, day, dim, value) \
+                     DO UPDATE SET clicks = clicks_by_dim.clicks + excluded.clicks",
+                )
+                .bind(code.as_str())
+                .bind(day)
+                .bind(dim)
+                .bind(value)
+                .bind(n)
+                .execute(&mut *dst)
+                .await?;
+            }
+            for (day, visitor) in &visitors {
+                sqlx::query(
+                    "INSERT INTO visitors (code, day, visitor) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(code.as_str())
+                .bind(day)
+                .bind(visitor)
                 .execute(&mut *dst)
                 .await?;
             }
         }
         dst.commit().await?;
-        for table in [
-            "DELETE FROM link_tags WHERE code = $1",
-            "DELETE FROM clicks_by_hour WHERE code = $1",
-            "DELETE FROM links WHERE code = $1",
-        ] {
+        for table in LINK_TABLES_DELETE {
             sqlx::query(table)
                 .bind(code.as_str())
                 .execute(&mut *src)
@@ -266,6 +304,7 @@ impl PgStore {
 }
 
 super::rows::row_mappers!(PgRow);
+super::rows::click_statements!(Postgres);
 super::rows::listing_builders!(Postgres, PgExecutor, "strpos");
 
 async fn fetch_link<'e>(ex: impl PgExecutor<'e>, code: &str) -> StoreResult<Option<LinkRecord>> {
@@ -495,24 +534,30 @@ impl LinkStore for PgStore {
         Ok(row.as_ref().map(idempotency_from_row).transpose()?)
     }
 
-    async fn add_clicks(&self, counts: &[(Code, DateTime<Utc>, i64)]) -> StoreResult<()> {
-        if counts.is_empty() {
-            return Ok(());
+    async fn apply_clicks(&self, clicks: &[ClickFact]) -> StoreResult<usize> {
+        if clicks.is_empty() {
+            return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        for chunk in counts.chunks(300) {
-            let mut qb =
-                QueryBuilder::<Postgres>::new("INSERT INTO clicks_by_hour (code, hour, clicks) ");
-            qb.push_values(chunk, |mut b, (code, hour, n)| {
-                b.push_bind(code.as_str().to_owned())
-                    .push_bind(to_millis(*hour))
-                    .push_bind(*n);
-            });
-            qb.push(" ON CONFLICT (code, hour) DO UPDATE SET clicks = clicks_by_hour.clicks + excluded.clicks");
-            qb.build().execute(&mut *tx).await?;
-        }
+        let applied = apply_click_batch(&mut tx, clicks).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(applied)
+    }
+
+    async fn click_stats(
+        &self,
+        code: &Code,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_ms: i64,
+    ) -> StoreResult<ClickStats> {
+        let mut conn = self.pool.acquire().await?;
+        click_stats_on(&mut conn, code, to_millis(from), to_millis(to), bucket_ms).await
+    }
+
+    async fn daily_salt(&self, day_ms: i64, candidate: &str) -> StoreResult<String> {
+        let mut conn = self.pool.acquire().await?;
+        daily_salt_on(&mut conn, day_ms, candidate).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -212,6 +212,210 @@ macro_rules! listing_builders {
 
 pub(crate) use listing_builders;
 
+/// Start of the UTC day of a millisecond instant.
+pub(crate) fn day_of(ms: i64) -> i64 {
+    ms - ms.rem_euclid(86_400_000)
+}
+
+/// Defines `apply_click_batch`, `click_stats_on` and `daily_salt_on`: the analytics
+/// statements, on one connection of the backend `$db`.
+macro_rules! click_statements {
+    ($db:ty) => {
+        /// Applies a batch of clicks on `conn` (inside the caller's transaction).
+        async fn apply_click_batch(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            facts: &[$crate::store::ClickFact],
+        ) -> $crate::store::StoreResult<usize> {
+            use std::collections::{HashMap, HashSet};
+            use $crate::clock::to_millis;
+            use $crate::store::rows::day_of;
+
+            // Record the ids; only events not seen before are counted.
+            let mut fresh: HashSet<String> = HashSet::new();
+            for chunk in facts.chunks(500) {
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("INSERT INTO click_events (event_id, at) ");
+                qb.push_values(chunk, |mut b, f| {
+                    b.push_bind(f.event_id.clone()).push_bind(to_millis(f.at));
+                });
+                qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+                let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
+                fresh.extend(ids);
+            }
+            let mut hours: HashMap<(&str, i64), (i64, i64)> = HashMap::new();
+            let mut dims: HashMap<(&str, i64, &str, &str), i64> = HashMap::new();
+            let mut visitors: HashSet<(&str, i64, &str)> = HashSet::new();
+            let mut applied = 0;
+            for f in facts {
+                // `remove` also drops a second copy of one event within the batch.
+                if !fresh.remove(&f.event_id) {
+                    continue;
+                }
+                applied += 1;
+                let at = to_millis(f.at);
+                let hour = at - at.rem_euclid(3_600_000);
+                let day = day_of(at);
+                let h = hours.entry((f.code.as_str(), hour)).or_default();
+                h.0 += 1;
+                if f.bot {
+                    h.1 += 1;
+                    continue;
+                }
+                for (dim, value) in &f.dims {
+                    *dims
+                        .entry((f.code.as_str(), day, dim, value.as_str()))
+                        .or_default() += 1;
+                }
+                if let Some(v) = &f.visitor {
+                    visitors.insert((f.code.as_str(), day, v.as_str()));
+                }
+            }
+            let hours: Vec<_> = hours.into_iter().collect();
+            for chunk in hours.chunks(300) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO clicks_by_hour (code, hour, clicks, bots) ",
+                );
+                qb.push_values(chunk, |mut b, ((code, hour), (n, bots))| {
+                    b.push_bind(code.to_string())
+                        .push_bind(*hour)
+                        .push_bind(*n)
+                        .push_bind(*bots);
+                });
+                qb.push(
+                    " ON CONFLICT (code, hour) DO UPDATE SET \
+                     clicks = clicks_by_hour.clicks + excluded.clicks, \
+                     bots = clicks_by_hour.bots + excluded.bots",
+                );
+                qb.build().execute(&mut *conn).await?;
+            }
+            let dims: Vec<_> = dims.into_iter().collect();
+            for chunk in dims.chunks(200) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO clicks_by_dim (code, day, dim, value, clicks) ",
+                );
+                qb.push_values(chunk, |mut b, ((code, day, dim, value), n)| {
+                    b.push_bind(code.to_string())
+                        .push_bind(*day)
+                        .push_bind(dim.to_string())
+                        .push_bind(value.to_string())
+                        .push_bind(*n);
+                });
+                qb.push(
+                    " ON CONFLICT (code, day, dim, value) DO UPDATE SET \
+                     clicks = clicks_by_dim.clicks + excluded.clicks",
+                );
+                qb.build().execute(&mut *conn).await?;
+            }
+            let visitors: Vec<_> = visitors.into_iter().collect();
+            for chunk in visitors.chunks(300) {
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new("INSERT INTO visitors (code, day, visitor) ");
+                qb.push_values(chunk, |mut b, (code, day, v)| {
+                    b.push_bind(code.to_string())
+                        .push_bind(*day)
+                        .push_bind(v.to_string());
+                });
+                qb.push(" ON CONFLICT (code, day, visitor) DO NOTHING");
+                qb.build().execute(&mut *conn).await?;
+            }
+            // Ids are kept a week: far longer than any redelivery.
+            if let Some(last) = facts.last() {
+                sqlx::QueryBuilder::<$db>::new("DELETE FROM click_events WHERE at < ")
+                    .push_bind(to_millis(last.at) - 7 * 86_400_000)
+                    .build()
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(applied)
+        }
+
+        /// The statistics of one link on `conn`.
+        async fn click_stats_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            code: &$crate::domain::code::Code,
+            from: i64,
+            to: i64,
+            bucket_ms: i64,
+        ) -> $crate::store::StoreResult<$crate::store::ClickStats> {
+            use $crate::store::rows::day_of;
+            let series: Vec<(i64, i64, i64)> =
+                sqlx::QueryBuilder::<$db>::new("SELECT hour - (hour % ")
+                    .push_bind(bucket_ms)
+                    .push(
+                        ") AS t, CAST(SUM(clicks) AS BIGINT) AS n, CAST(SUM(bots) AS BIGINT) AS b \
+                     FROM clicks_by_hour WHERE code = ",
+                    )
+                    .push_bind(code.as_str().to_owned())
+                    .push(" AND hour >= ")
+                    .push_bind(from)
+                    .push(" AND hour < ")
+                    .push_bind(to)
+                    .push(" GROUP BY 1 ORDER BY 1")
+                    .build_query_as()
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let (first_day, end_day) = (day_of(from), day_of(to - 1) + 86_400_000);
+            let dims: Vec<(String, String, i64)> = sqlx::QueryBuilder::<$db>::new(
+                "SELECT dim, value, CAST(SUM(clicks) AS BIGINT) FROM clicks_by_dim WHERE code = ",
+            )
+            .push_bind(code.as_str().to_owned())
+            .push(" AND day >= ")
+            .push_bind(first_day)
+            .push(" AND day < ")
+            .push_bind(end_day)
+            .push(" GROUP BY dim, value")
+            .build_query_as()
+            .fetch_all(&mut *conn)
+            .await?;
+            let unique_visitors: i64 =
+                sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM visitors WHERE code = ")
+                    .push_bind(code.as_str().to_owned())
+                    .push(" AND day >= ")
+                    .push_bind(first_day)
+                    .push(" AND day < ")
+                    .push_bind(end_day)
+                    .build_query_scalar()
+                    .fetch_one(&mut *conn)
+                    .await?;
+            Ok($crate::store::ClickStats {
+                series,
+                dims,
+                unique_visitors,
+            })
+        }
+
+        /// The salt of one day (see `LinkStore::daily_salt`).
+        async fn daily_salt_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            day_ms: i64,
+            candidate: &str,
+        ) -> $crate::store::StoreResult<String> {
+            sqlx::QueryBuilder::<$db>::new("DELETE FROM daily_salts WHERE day < ")
+                .push_bind(day_ms)
+                .build()
+                .execute(&mut *conn)
+                .await?;
+            sqlx::QueryBuilder::<$db>::new("INSERT INTO daily_salts (day, salt) VALUES (")
+                .push_bind(day_ms)
+                .push(", ")
+                .push_bind(candidate.to_owned())
+                .push(") ON CONFLICT (day) DO NOTHING")
+                .build()
+                .execute(&mut *conn)
+                .await?;
+            let salt: String =
+                sqlx::QueryBuilder::<$db>::new("SELECT salt FROM daily_salts WHERE day = ")
+                    .push_bind(day_ms)
+                    .build_query_scalar()
+                    .fetch_one(&mut *conn)
+                    .await?;
+            Ok(salt)
+        }
+    };
+}
+
+pub(crate) use click_statements;
+
 /// Maps a unique-constraint violation to `Conflict(taken)`, anything else to `Other`.
 pub(crate) fn on_unique(e: sqlx::Error, taken: super::Taken) -> super::StoreError {
     match &e {

@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use super::postgres::PgStore;
 use super::ring::{Ring, RingMember};
 use super::{
-    IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord,
-    LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult, Taken, UserRecord,
-    UserStore,
+    ClickFact, ClickStats, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage,
+    LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult,
+    Taken, UserRecord, UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
@@ -320,18 +320,40 @@ impl LinkStore for ShardedStore {
             .await
     }
 
-    async fn add_clicks(&self, counts: &[(Code, DateTime<Utc>, i64)]) -> StoreResult<()> {
-        let mut by_shard: HashMap<usize, Vec<(Code, DateTime<Utc>, i64)>> = HashMap::new();
-        for c in counts {
+    async fn apply_clicks(&self, clicks: &[ClickFact]) -> StoreResult<usize> {
+        let mut by_shard: HashMap<usize, Vec<ClickFact>> = HashMap::new();
+        for c in clicks {
             by_shard
-                .entry(self.owner(&c.0))
+                .entry(self.owner(&c.code))
                 .or_default()
                 .push(c.clone());
         }
-        for (shard, rows) in by_shard {
-            self.shards[shard].store.add_clicks(&rows).await?;
+        let mut applied = 0;
+        for (shard, batch) in by_shard {
+            applied += self.shards[shard].store.apply_clicks(&batch).await?;
         }
-        Ok(())
+        Ok(applied)
+    }
+
+    async fn click_stats(
+        &self,
+        code: &Code,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_ms: i64,
+    ) -> StoreResult<ClickStats> {
+        // Counts follow the link: they are on the shard that holds it.
+        self.on_holder(code, |s| async move {
+            match s.get_redirect(code).await? {
+                Some(_) => s.click_stats(code, from, to, bucket_ms).await,
+                None => Err(StoreError::NotFound),
+            }
+        })
+        .await
+    }
+
+    async fn daily_salt(&self, day_ms: i64, candidate: &str) -> StoreResult<String> {
+        self.directory().daily_salt(day_ms, candidate).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -17,9 +17,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
 
 use super::{
-    IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord,
-    LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult, Taken, UserRecord,
-    UserStore,
+    ClickFact, ClickStats, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage,
+    LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult,
+    Taken, UserRecord, UserStore,
 };
 use crate::clock::to_millis;
 use crate::domain::code::Code;
@@ -90,6 +90,7 @@ impl SqliteStore {
 }
 
 super::rows::row_mappers!(SqliteRow);
+super::rows::click_statements!(Sqlite);
 super::rows::listing_builders!(Sqlite, SqliteExecutor, "instr");
 
 async fn fetch_link<'e>(
@@ -322,24 +323,30 @@ impl LinkStore for SqliteStore {
         Ok(row.as_ref().map(idempotency_from_row).transpose()?)
     }
 
-    async fn add_clicks(&self, counts: &[(Code, DateTime<Utc>, i64)]) -> StoreResult<()> {
-        if counts.is_empty() {
-            return Ok(());
+    async fn apply_clicks(&self, clicks: &[ClickFact]) -> StoreResult<usize> {
+        if clicks.is_empty() {
+            return Ok(0);
         }
         let mut tx = self.write.begin().await?;
-        for chunk in counts.chunks(300) {
-            let mut qb =
-                QueryBuilder::<Sqlite>::new("INSERT INTO clicks_by_hour (code, hour, clicks) ");
-            qb.push_values(chunk, |mut b, (code, hour, n)| {
-                b.push_bind(code.as_str().to_owned())
-                    .push_bind(to_millis(*hour))
-                    .push_bind(*n);
-            });
-            qb.push(" ON CONFLICT (code, hour) DO UPDATE SET clicks = clicks_by_hour.clicks + excluded.clicks");
-            qb.build().execute(&mut *tx).await?;
-        }
+        let applied = apply_click_batch(&mut tx, clicks).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(applied)
+    }
+
+    async fn click_stats(
+        &self,
+        code: &Code,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_ms: i64,
+    ) -> StoreResult<ClickStats> {
+        let mut conn = self.read.acquire().await?;
+        click_stats_on(&mut conn, code, to_millis(from), to_millis(to), bucket_ms).await
+    }
+
+    async fn daily_salt(&self, day_ms: i64, candidate: &str) -> StoreResult<String> {
+        let mut conn = self.write.acquire().await?;
+        daily_salt_on(&mut conn, day_ms, candidate).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

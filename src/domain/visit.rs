@@ -1,0 +1,169 @@
+//! What a click says about its visitor: browser, OS, device class, whether it is a bot, and
+//! where it came from. Pure functions over request data; no I/O.
+
+use std::sync::LazyLock;
+
+/// Link unfurlers and other automated clients that woothee does not call crawlers. Matched
+/// case-insensitively as substrings of the user agent.
+const BOT_MARKERS: &[&str] = &[
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "facebookexternalhit",
+    "facebookcatalog",
+    "embedly",
+    "quora link preview",
+    "outbrain",
+    "pinterest",
+    "vkshare",
+    "w3c_validator",
+    "whatsapp",
+    "skypeuripreview",
+    "nuzzel",
+    "bitlybot",
+    "slack",
+    "discord",
+    "telegram",
+    "linkedin",
+    "preview",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "go-http-client",
+    "okhttp",
+    "java/",
+    "libwww",
+    "httpclient",
+    "axios/",
+    "node-fetch",
+    "headless",
+    "lighthouse",
+    "monitor",
+    "uptime",
+    "pingdom",
+];
+
+static PARSER: LazyLock<woothee::parser::Parser> = LazyLock::new(woothee::parser::Parser::new);
+
+/// A visit, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visit {
+    /// Automated client (crawler, unfurler, monitor, HEAD request, no user agent).
+    pub bot: bool,
+    /// Browser family, e.g. `Chrome`; `unknown` when not recognised.
+    pub browser: String,
+    /// Operating system, e.g. `Windows 10`, `iPhone`; `unknown` when not recognised.
+    pub os: String,
+    /// `desktop`, `mobile`, `tablet`, `bot` or `unknown`.
+    pub device: String,
+}
+
+/// Classifies a request by its user agent and method.
+pub fn classify(user_agent: Option<&str>, head: bool) -> Visit {
+    let ua = user_agent.map(str::trim).filter(|u| !u.is_empty());
+    let parsed = ua.and_then(|u| PARSER.parse(u));
+    let lower = ua.map(str::to_ascii_lowercase).unwrap_or_default();
+    let crawler = parsed.as_ref().is_some_and(|p| p.category == "crawler");
+    let marked = BOT_MARKERS.iter().any(|m| lower.contains(m));
+    let bot = head || ua.is_none() || crawler || marked;
+    let known = |s: &str| {
+        if s.is_empty() || s == "UNKNOWN" {
+            "unknown".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let (browser, os, category) = match &parsed {
+        Some(p) => (known(p.name), known(p.os), p.category),
+        None => ("unknown".to_owned(), "unknown".to_owned(), "UNKNOWN"),
+    };
+    let device = if bot {
+        "bot"
+    } else if lower.contains("ipad") || (lower.contains("android") && !lower.contains("mobile")) {
+        "tablet"
+    } else {
+        match category {
+            "pc" => "desktop",
+            "smartphone" | "mobilephone" => "mobile",
+            _ => "unknown",
+        }
+    };
+    Visit {
+        bot,
+        browser,
+        os,
+        device: device.to_owned(),
+    }
+}
+
+/// The host of a `Referer` header, lower-cased, without a `www.` prefix; `None` for none or
+/// for anything that is not an http(s) URL.
+pub fn referrer_host(referer: Option<&str>) -> Option<String> {
+    let url = url::Url::parse(referer?.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some(host.strip_prefix("www.").map(str::to_owned).unwrap_or(host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME_WIN: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+        (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) \
+        AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+
+    #[test]
+    fn browsers_and_devices() {
+        let v = classify(Some(CHROME_WIN), false);
+        assert_eq!(
+            (v.bot, v.browser.as_str(), v.device.as_str()),
+            (false, "Chrome", "desktop")
+        );
+        assert!(v.os.starts_with("Windows"), "{}", v.os);
+        let v = classify(Some(SAFARI_IPHONE), false);
+        assert_eq!(
+            (v.bot, v.browser.as_str(), v.os.as_str(), v.device.as_str()),
+            (false, "Safari", "iPhone", "mobile")
+        );
+    }
+
+    #[test]
+    fn bots_unfurlers_head_and_empty_agents_are_bots() {
+        for ua in [
+            "Googlebot/2.1 (+http://www.google.com/bot.html)",
+            "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+            "Twitterbot/1.0",
+            "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+            "curl/8.4.0",
+            "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)",
+        ] {
+            let v = classify(Some(ua), false);
+            assert!(v.bot, "{ua}");
+            assert_eq!(v.device, "bot");
+        }
+        assert!(classify(Some(CHROME_WIN), true).bot, "HEAD");
+        assert!(classify(None, false).bot);
+        assert!(classify(Some("  "), false).bot);
+    }
+
+    #[test]
+    fn referrers() {
+        assert_eq!(
+            referrer_host(Some("https://www.Google.com/search?q=x")).as_deref(),
+            Some("google.com")
+        );
+        assert_eq!(
+            referrer_host(Some("http://t.co/abc")).as_deref(),
+            Some("t.co")
+        );
+        assert_eq!(referrer_host(Some("android-app://com.slack")), None);
+        assert_eq!(referrer_host(Some("nonsense")), None);
+        assert_eq!(referrer_host(None), None);
+    }
+}

@@ -1,0 +1,290 @@
+//! Click analytics over HTTP: thousands of redirects with mixed agents, referrers and
+//! addresses add up exactly in `/stats`, people and bots apart; queued clicks survive a
+//! SIGTERM.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+
+use common::process::Snip;
+use common::*;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// (user agent, bot?, browser, device) — the expectations are written out, not computed.
+const AGENTS: &[(&str, bool, &str, &str)] = &[
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        false,
+        "Chrome",
+        "desktop",
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+        false,
+        "Safari",
+        "mobile",
+    ),
+    (
+        "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+        false,
+        "Firefox",
+        "desktop",
+    ),
+    (
+        "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+        true,
+        "",
+        "",
+    ),
+    (
+        "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+        true,
+        "",
+        "",
+    ),
+    (
+        "Googlebot/2.1 (+http://www.google.com/bot.html)",
+        true,
+        "",
+        "",
+    ),
+    ("Twitterbot/1.0", true, "", ""),
+];
+
+const REFERRERS: &[Option<&str>] = &[
+    Some("https://www.google.com/search?q=snip"),
+    Some("https://t.co/xyz"),
+    Some("https://news.ycombinator.com/item?id=1"),
+    None,
+];
+
+fn sum(list: &Value) -> i64 {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["clicks"].as_i64().unwrap())
+        .sum()
+}
+
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app.get_anon("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_redirects_add_up_exactly() {
+    let app = spawn_app_with(|c| c.rate_limits.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/stats")
+        .await;
+
+    // Request i: agent i % 7, referrer i % 4, address i % 50, and every 25th a HEAD.
+    let n = 10_000usize;
+    let plan: Vec<(usize, usize, usize, bool)> = (0..n)
+        .map(|i| (i % AGENTS.len(), i % REFERRERS.len(), i % 50, i % 25 == 0))
+        .collect();
+    let statuses: Vec<StatusCode> = futures::stream::iter(plan.clone())
+        .map(|(a, r, ip, head)| {
+            let method = if head { Method::HEAD } else { Method::GET };
+            let mut req = app
+                .client
+                .request(method, app.url(&format!("/{code}")))
+                .header("user-agent", AGENTS[a].0)
+                .header("x-forwarded-for", format!("198.51.100.{ip}"));
+            if let Some(r) = REFERRERS[r] {
+                req = req.header("referer", r);
+            }
+            async move { req.send().await.unwrap().status() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::FOUND));
+
+    // Expected, from the plan.
+    let mut bots = 0i64;
+    let mut browsers: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut devices: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut visitors = HashSet::new();
+    for (a, _, ip, head) in &plan {
+        let (_, bot, browser, device) = AGENTS[*a];
+        if bot || *head {
+            bots += 1;
+            continue;
+        }
+        *browsers.entry(browser).or_default() += 1;
+        *devices.entry(device).or_default() += 1;
+        visitors.insert((*a, *ip));
+    }
+    let humans = n as i64 - bots;
+
+    // The worker writes every half second; wait (bounded) until all are written.
+    for _ in 0..200 {
+        if metric(&app, "snip_click_events_total{state=\"written\"}").await >= n as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&app, "snip_click_events_total{state=\"dropped\"}").await,
+        0
+    );
+
+    let path = format!("/api/v1/links/{code}/stats");
+    let s = expect_json(app.get(&path, &app.admin_key).await, StatusCode::OK).await;
+    assert_eq!(s["total"], n as i64);
+    assert_eq!(s["bots"], bots);
+    assert_eq!(s["humans"], humans);
+    assert_eq!(s["unique_visitors"], visitors.len() as i64);
+    let series_total: i64 = s["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["clicks"].as_i64().unwrap())
+        .sum();
+    assert_eq!(series_total, n as i64);
+    for dim in ["referrers", "browsers", "os", "devices", "countries"] {
+        assert_eq!(
+            sum(&s[dim]),
+            humans,
+            "{dim} do not add up to the people's clicks"
+        );
+    }
+    let got: BTreeMap<String, i64> = s["browsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_owned(),
+                v["clicks"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, i64> = browsers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), *v))
+        .collect();
+    assert_eq!(got, want);
+    let devices_got: BTreeMap<String, i64> = s["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_owned(),
+                v["clicks"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let devices_want: BTreeMap<String, i64> =
+        devices.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    assert_eq!(devices_got, devices_want);
+    let referrers: Vec<&str> = s["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value"].as_str().unwrap())
+        .collect();
+    for r in ["google.com", "t.co", "news.ycombinator.com", "direct"] {
+        assert!(referrers.contains(&r), "{r} missing from {referrers:?}");
+    }
+    assert_eq!(
+        s["countries"],
+        json!([{"value": "unknown", "clicks": humans}])
+    );
+
+    // The link's own click total agrees.
+    let link = expect_json(
+        app.get(&format!("/api/v1/links/{code}"), &app.admin_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(link["clicks"], n as i64);
+}
+
+#[tokio::test]
+async fn stats_parameters_are_checked_and_stats_are_private() {
+    let app = spawn_app().await;
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/p")
+        .await;
+    let path = format!("/api/v1/links/{code}/stats");
+    for (q, field) in [
+        ("?from=yesterday", "from"),
+        ("?interval=week", "interval"),
+        ("?from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z", "from"),
+        ("?from=2020-01-01T00:00:00Z&to=2030-01-01T00:00:00Z", "from"),
+        (
+            "?interval=hour&from=2030-01-01T00:00:00Z&to=2030-03-01T00:00:00Z",
+            "from",
+        ),
+    ] {
+        expect_field_error(app.get(&format!("{path}{q}"), &app.admin_key).await, field).await;
+    }
+    let s = expect_json(
+        app.get(
+            &format!("{path}?from=2030-01-01T00:00:00Z&to=2030-01-03T00:00:00Z&interval=day"),
+            &app.admin_key,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(s["series"].as_array().unwrap().len(), 2);
+    assert_eq!(s["series"][0]["t"], "2030-01-01T00:00:00.000Z");
+    let (_, other) = app.create_user("o@example.com").await;
+    expect_problem(app.get(&path, &other).await, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_clicks_are_written_before_exit_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/snip.db", dir.path().display());
+    let key = "snip_TTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT";
+    let snip = Snip::start(dir.path(), &db, key, "", &[]);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client
+        .post(snip.url("/api/v1/links"))
+        .bearer_auth(key)
+        .json(&json!({"url": "https://example.com/", "alias": "flush"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    for _ in 0..300 {
+        let res = client
+            .get(snip.url("/flush"))
+            .header("user-agent", AGENTS[0].0)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 302);
+    }
+    // Straight away: most clicks are still in the queue.
+    snip.terminate();
+    let status = tokio::task::spawn_blocking(move || snip.wait())
+        .await
+        .unwrap();
+    assert!(status.success());
+
+    let snip = Snip::start(dir.path(), &db, key, "", &[]);
+    let link: Value = client
+        .get(snip.url("/api/v1/links/flush"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(link["clicks"], 300);
+}
