@@ -38,6 +38,14 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Rate-limit policies.
     pub rate_limits: RateLimits,
+    /// NATS with JetStream for click events between nodes, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: Option<String>,
+    /// JetStream stream of click events (created when missing).
+    pub nats_stream: String,
+    /// Subject click events are published on.
+    pub nats_subject: String,
+    /// Durable consumer the workers of every node share.
+    pub nats_durable: String,
     /// PostgreSQL shards for links (the first also holds users and keys). When set,
     /// `database_url` is not used.
     pub shards: Vec<ShardConfig>,
@@ -121,6 +129,10 @@ impl Default for Config {
             cache: CacheConfig::default(),
             rate_limits: RateLimits::default(),
             shards: Vec::new(),
+            nats_url: None,
+            nats_stream: "SNIP_CLICKS".into(),
+            nats_subject: "snip.clicks".into(),
+            nats_durable: "snip-workers".into(),
         }
     }
 }
@@ -145,6 +157,9 @@ impl std::fmt::Debug for Config {
             .field("cache", &self.cache)
             .field("rate_limits", &self.rate_limits)
             .field("shards", &self.shards)
+            .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("nats_stream", &self.nats_stream)
+            .field("nats_subject", &self.nats_subject)
             .finish()
     }
 }
@@ -176,6 +191,8 @@ pub struct Overrides {
     pub redis_url: Option<String>,
     /// `--shard` (repeated); replaces the file's shards when given.
     pub shards: Vec<String>,
+    /// `--nats` / `SNIP_NATS_URL`.
+    pub nats_url: Option<String>,
 }
 
 impl Config {
@@ -197,12 +214,14 @@ impl Config {
             bootstrap_admin_key,
             redis_url,
             shards,
+            nats_url,
         } = overrides;
         config.listen = listen.unwrap_or(config.listen);
         config.database_url = database_url.unwrap_or(config.database_url);
         config.base_url = base_url.or(config.base_url);
         config.bootstrap_admin_key = bootstrap_admin_key.or(config.bootstrap_admin_key);
         config.redis_url = redis_url.or(config.redis_url);
+        config.nats_url = nats_url.or(config.nats_url);
         if !shards.is_empty() {
             config.shards = shards.iter().map(|u| ShardConfig::from_url(u)).collect();
         }

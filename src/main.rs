@@ -44,6 +44,9 @@ enum Command {
         /// Redis for the shared cache and rate limits, e.g. redis://127.0.0.1:6379.
         #[arg(long = "redis", env = "SNIP_REDIS_URL", hide_env_values = true)]
         redis_url: Option<String>,
+        /// NATS with JetStream for click events, e.g. nats://127.0.0.1:4222.
+        #[arg(long = "nats", env = "SNIP_NATS_URL", hide_env_values = true)]
+        nats_url: Option<String>,
     },
     /// Apply the store's migrations and exit.
     Migrate,
@@ -85,13 +88,19 @@ enum KeysCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     snip::telemetry::init();
-    let (listen, base_url, redis_url) = match &cli.command {
+    let (listen, base_url, redis_url, nats_url) = match &cli.command {
         Command::Serve {
             listen,
             base_url,
             redis_url,
-        } => (listen.clone(), base_url.clone(), redis_url.clone()),
-        _ => (None, None, None),
+            nats_url,
+        } => (
+            listen.clone(),
+            base_url.clone(),
+            redis_url.clone(),
+            nats_url.clone(),
+        ),
+        _ => (None, None, None, None),
     };
     let config = Config::load(
         cli.config.as_deref(),
@@ -102,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
             redis_url,
             shards: cli.shards.clone(),
+            nats_url,
         },
     )?;
     match cli.command {

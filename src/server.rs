@@ -93,8 +93,24 @@ impl App {
         let links = store.links();
         let users = store.users();
         let workers = CancellationToken::new();
-        let (queue, click_worker) =
-            clicks::start(QueueSettings::default(), links.clone(), workers.clone());
+        let nats = match &config.nats_url {
+            Some(url) => Some(Arc::new(
+                clicks::nats::Nats::connect(clicks::nats::NatsSettings {
+                    url: url.clone(),
+                    stream: config.nats_stream.clone(),
+                    subject: config.nats_subject.clone(),
+                    durable: config.nats_durable.clone(),
+                })
+                .await?,
+            )),
+            None => None,
+        };
+        let (queue, click_worker) = clicks::start(
+            QueueSettings::default(),
+            links.clone(),
+            nats,
+            workers.clone(),
+        );
 
         let redis = match &config.redis_url {
             Some(url) => Some(RedisConn::new(

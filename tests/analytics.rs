@@ -76,8 +76,32 @@ async fn metric(app: &TestApp, name: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_redirects_add_up_exactly() {
+async fn ten_thousand_redirects_add_up_exactly_in_process() {
     let app = spawn_app_with(|c| c.rate_limits.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    ten_thousand_redirects_add_up_exactly(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_redirects_add_up_exactly_through_nats() {
+    let Some(url) = common::nats::shared() else {
+        return;
+    };
+    let names = common::nats::Names::unique();
+    let app = spawn_app_with(|c| {
+        c.rate_limits.trusted_proxies = vec!["127.0.0.1".into()];
+        names.configure(&url, c);
+    })
+    .await;
+    ten_thousand_redirects_add_up_exactly(&app).await;
+    assert_eq!(
+        metric(&app, "snip_click_events_total{state=\"published\"}").await,
+        10_000
+    );
+    drop(app);
+    names.clean(&url).await;
+}
+
+async fn ten_thousand_redirects_add_up_exactly(app: &TestApp) {
     let code = app
         .create_link_to(&app.admin_key, "https://example.com/stats")
         .await;
@@ -123,14 +147,14 @@ async fn ten_thousand_redirects_add_up_exactly() {
     let humans = n as i64 - bots;
 
     // The worker writes every half second; wait (bounded) until all are written.
-    for _ in 0..200 {
-        if metric(&app, "snip_click_events_total{state=\"written\"}").await >= n as u64 {
+    for _ in 0..400 {
+        if metric(app, "snip_click_events_total{state=\"written\"}").await >= n as u64 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(
-        metric(&app, "snip_click_events_total{state=\"dropped\"}").await,
+        metric(app, "snip_click_events_total{state=\"dropped\"}").await,
         0
     );
 

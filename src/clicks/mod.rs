@@ -4,6 +4,8 @@
 //! a click is dropped and counted, never awaited. Every event carries a UUIDv7, so a batch
 //! that is retried counts once.
 
+pub mod nats;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -79,6 +81,8 @@ pub struct ClickStats {
     pub queued: AtomicU64,
     /// Events dropped because the queue was full or closed.
     pub dropped: AtomicU64,
+    /// Events stored in NATS JetStream (scale-out mode).
+    pub published: AtomicU64,
     /// Events written to the store.
     pub written: AtomicU64,
 }
@@ -126,11 +130,12 @@ impl Default for QueueSettings {
     }
 }
 
-/// Creates the queue and its worker. The worker runs until `shutdown` is cancelled, then
-/// drains what is queued and returns.
+/// Creates the queue and its workers: in process, or through NATS JetStream when `nats` is
+/// given. They run until `shutdown` is cancelled, then drain what is queued and return.
 pub fn start(
     settings: QueueSettings,
     store: Arc<dyn LinkStore>,
+    nats: Option<Arc<nats::Nats>>,
     shutdown: CancellationToken,
 ) -> (ClickQueue, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.capacity);
@@ -139,7 +144,26 @@ pub fn start(
         tx,
         stats: stats.clone(),
     };
-    let worker = tokio::spawn(run_worker(settings, rx, store, stats, shutdown));
+    let worker = match nats {
+        None => tokio::spawn(run_worker(settings, rx, store, stats, shutdown)),
+        Some(nats) => {
+            // The consumer stops first-class with the rest; the forwarder then publishes
+            // what is still queued.
+            let consumer_stop = shutdown.child_token();
+            let consumer = tokio::spawn(nats::consume(
+                nats.clone(),
+                store,
+                stats.clone(),
+                settings.batch_size,
+                consumer_stop,
+            ));
+            let forwarder = nats::forward(nats, rx, stats, shutdown, Duration::from_secs(5));
+            tokio::spawn(async move {
+                forwarder.await;
+                let _ = consumer.await;
+            })
+        }
+    };
     (queue, worker)
 }
 

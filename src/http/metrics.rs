@@ -86,6 +86,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     for (fate, v) in [
         ("queued", get(&clicks.queued)),
         ("dropped", get(&clicks.dropped)),
+        ("published", get(&clicks.published)),
         ("written", get(&clicks.written)),
     ] {
         let _ = writeln!(out, "snip_click_events_total{{state=\"{fate}\"}} {v}");

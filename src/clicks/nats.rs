@@ -1,0 +1,268 @@
+//! NATS JetStream between the redirect edge and the workers, for more than one node.
+//!
+//! Each node's redirect handler still only does a `try_send` into its bounded local queue. A
+//! forwarder publishes from that queue to the stream (subject `snip.clicks` by default) with
+//! the event id as `Nats-Msg-Id`, so a publish retried after a lost acknowledgement is stored
+//! once (JetStream's duplicate window). While NATS is unreachable the events wait in the
+//! local queue, and what does not fit is dropped and counted. Workers on every node share a
+//! durable pull consumer; a batch is acknowledged only after the store committed it, and a
+//! redelivered batch counts once because the store skips event ids it has applied.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{ClickEvent, ClickStats};
+use crate::domain::code::Code;
+use crate::store::{ClickFact, LinkStore};
+
+/// Where the events go.
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    /// `nats://host:port`.
+    pub url: String,
+    /// Stream name (created when missing).
+    pub stream: String,
+    /// Subject the events are published on.
+    pub subject: String,
+    /// Durable consumer the workers share.
+    pub durable: String,
+}
+
+/// The wire form of an event.
+#[derive(Debug, Serialize, Deserialize)]
+struct Wire {
+    id: String,
+    code: String,
+    at: DateTime<Utc>,
+    head: bool,
+    ua: Option<String>,
+    referrer: Option<String>,
+    visitor: Option<String>,
+    country: Option<String>,
+}
+
+impl From<&ClickEvent> for Wire {
+    fn from(e: &ClickEvent) -> Self {
+        Wire {
+            id: e.event_id.clone(),
+            code: e.code.to_string(),
+            at: e.at,
+            head: e.head,
+            ua: e.user_agent.clone(),
+            referrer: e.referrer.clone(),
+            visitor: e.visitor.clone(),
+            country: e.country.clone(),
+        }
+    }
+}
+
+impl Wire {
+    fn into_event(self) -> Option<ClickEvent> {
+        Some(ClickEvent {
+            event_id: self.id,
+            code: Code::from_path(&self.code)?,
+            at: self.at,
+            head: self.head,
+            user_agent: self.ua,
+            referrer: self.referrer,
+            visitor: self.visitor,
+            country: self.country,
+        })
+    }
+}
+
+/// A JetStream context with the stream made sure of.
+pub struct Nats {
+    js: jetstream::Context,
+    settings: NatsSettings,
+}
+
+impl Nats {
+    /// Connects (retrying in the background if NATS is down, so snip starts anyway).
+    pub async fn connect(settings: NatsSettings) -> anyhow::Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(settings.url.as_str())
+            .await
+            .context("connecting to NATS")?;
+        Ok(Self {
+            js: jetstream::new(client),
+            settings,
+        })
+    }
+
+    async fn consumer(&self) -> anyhow::Result<PullConsumer> {
+        let stream = self
+            .js
+            .get_or_create_stream(jetstream::stream::Config {
+                name: self.settings.stream.clone(),
+                subjects: vec![self.settings.subject.clone()],
+                duplicate_window: Duration::from_secs(120),
+                max_age: Duration::from_secs(7 * 86_400),
+                ..Default::default()
+            })
+            .await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &self.settings.durable,
+                jetstream::consumer::pull::Config {
+                    durable_name: Some(self.settings.durable.clone()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 100_000,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(consumer)
+    }
+}
+
+/// Publishes from the local queue until `shutdown`; then publishes what is queued (for at
+/// most `drain_for`) and returns.
+pub async fn forward(
+    nats: Arc<Nats>,
+    mut rx: mpsc::Receiver<ClickEvent>,
+    stats: Arc<ClickStats>,
+    shutdown: CancellationToken,
+    drain_for: Duration,
+) {
+    let mut pending: Vec<ClickEvent> = Vec::new();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if pending.is_empty() {
+            tokio::select! {
+                n = rx.recv_many(&mut pending, 256) => if n == 0 { break },
+                () = shutdown.cancelled() => break,
+            }
+        }
+        if publish(&nats, &mut pending, &stats).await {
+            backoff = Duration::from_millis(50);
+        } else {
+            // NATS is away: keep what we have, let the bounded queue buffer the rest.
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {},
+                () = shutdown.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+    rx.close();
+    let deadline = tokio::time::Instant::now() + drain_for;
+    while let Some(ev) = rx.recv().await {
+        pending.push(ev);
+    }
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        if !publish(&nats, &mut pending, &stats).await {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    stats
+        .dropped
+        .fetch_add(pending.len() as u64, Ordering::Relaxed);
+}
+
+/// Publishes `pending`, keeping in it whatever was not acknowledged. `true` when all were.
+async fn publish(nats: &Nats, pending: &mut Vec<ClickEvent>, stats: &ClickStats) -> bool {
+    let mut acks = Vec::with_capacity(pending.len());
+    for ev in pending.iter() {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", ev.event_id.as_str());
+        let body = serde_json::to_vec(&Wire::from(ev)).unwrap_or_default();
+        let ack = nats
+            .js
+            .publish_with_headers(nats.settings.subject.clone(), headers, Bytes::from(body))
+            .await;
+        acks.push(ack);
+    }
+    let mut kept = Vec::new();
+    for (ev, ack) in pending.drain(..).zip(acks) {
+        let stored = match ack {
+            Ok(fut) => matches!(
+                tokio::time::timeout(Duration::from_secs(5), fut).await,
+                Ok(Ok(_))
+            ),
+            Err(_) => false,
+        };
+        if stored {
+            stats.published.fetch_add(1, Ordering::Relaxed);
+        } else {
+            kept.push(ev);
+        }
+    }
+    let all = kept.is_empty();
+    *pending = kept;
+    all
+}
+
+/// Applies batches from the durable consumer until `shutdown`, acknowledging each batch
+/// after the store committed it.
+pub async fn consume(
+    nats: Arc<Nats>,
+    store: Arc<dyn LinkStore>,
+    stats: Arc<ClickStats>,
+    batch_size: usize,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let consumer = match nats.consumer().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "click consumer not ready");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {},
+                    () = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let batch = consumer
+                .fetch()
+                .max_messages(batch_size)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await;
+            let Ok(mut batch) = batch else { break };
+            let mut messages = Vec::new();
+            while let Some(Ok(m)) = batch.next().await {
+                messages.push(m);
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let facts: Vec<ClickFact> = messages
+                .iter()
+                .filter_map(|m| serde_json::from_slice::<Wire>(&m.payload).ok())
+                .filter_map(Wire::into_event)
+                .map(|e| e.fact())
+                .collect();
+            match store.apply_clicks(&facts).await {
+                Ok(_) => {
+                    stats
+                        .written
+                        .fetch_add(facts.len() as u64, Ordering::Relaxed);
+                    for m in &messages {
+                        let _ = m.ack().await;
+                    }
+                }
+                // Not acknowledged: JetStream redelivers, and the event ids make that safe.
+                Err(e) => tracing::warn!(error = %e, "applying clicks from NATS failed"),
+            }
+        }
+    }
+}
