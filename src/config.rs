@@ -38,6 +38,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Rate-limit policies.
     pub rate_limits: RateLimits,
+    /// A MaxMind-format country database (`.mmdb`) for click countries.
+    pub geoip: Option<std::path::PathBuf>,
     /// NATS with JetStream for click events between nodes, e.g. `nats://127.0.0.1:4222`.
     pub nats_url: Option<String>,
     /// JetStream stream of click events (created when missing).
@@ -130,6 +132,7 @@ impl Default for Config {
             rate_limits: RateLimits::default(),
             shards: Vec::new(),
             nats_url: None,
+            geoip: None,
             nats_stream: "SNIP_CLICKS".into(),
             nats_subject: "snip.clicks".into(),
             nats_durable: "snip-workers".into(),
@@ -158,6 +161,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limits", &self.rate_limits)
             .field("shards", &self.shards)
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
+            .field("geoip", &self.geoip)
             .field("nats_stream", &self.nats_stream)
             .field("nats_subject", &self.nats_subject)
             .finish()
@@ -193,6 +197,8 @@ pub struct Overrides {
     pub shards: Vec<String>,
     /// `--nats` / `SNIP_NATS_URL`.
     pub nats_url: Option<String>,
+    /// `--geoip` / `SNIP_GEOIP`.
+    pub geoip: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -215,6 +221,7 @@ impl Config {
             redis_url,
             shards,
             nats_url,
+            geoip,
         } = overrides;
         config.listen = listen.unwrap_or(config.listen);
         config.database_url = database_url.unwrap_or(config.database_url);
@@ -222,6 +229,7 @@ impl Config {
         config.bootstrap_admin_key = bootstrap_admin_key.or(config.bootstrap_admin_key);
         config.redis_url = redis_url.or(config.redis_url);
         config.nats_url = nats_url.or(config.nats_url);
+        config.geoip = geoip.or(config.geoip);
         if !shards.is_empty() {
             config.shards = shards.iter().map(|u| ShardConfig::from_url(u)).collect();
         }

@@ -47,6 +47,9 @@ enum Command {
         /// NATS with JetStream for click events, e.g. nats://127.0.0.1:4222.
         #[arg(long = "nats", env = "SNIP_NATS_URL", hide_env_values = true)]
         nats_url: Option<String>,
+        /// A MaxMind-format country database (.mmdb) for click countries.
+        #[arg(long = "geoip", env = "SNIP_GEOIP")]
+        geoip: Option<PathBuf>,
     },
     /// Apply the store's migrations and exit.
     Migrate,
@@ -88,19 +91,21 @@ enum KeysCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     snip::telemetry::init();
-    let (listen, base_url, redis_url, nats_url) = match &cli.command {
+    let (listen, base_url, redis_url, nats_url, geoip) = match &cli.command {
         Command::Serve {
             listen,
             base_url,
             redis_url,
             nats_url,
+            geoip,
         } => (
             listen.clone(),
             base_url.clone(),
             redis_url.clone(),
             nats_url.clone(),
+            geoip.clone(),
         ),
-        _ => (None, None, None, None),
+        _ => (None, None, None, None, None),
     };
     let config = Config::load(
         cli.config.as_deref(),
@@ -112,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
             redis_url,
             shards: cli.shards.clone(),
             nats_url,
+            geoip,
         },
     )?;
     match cli.command {

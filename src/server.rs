@@ -159,6 +159,10 @@ impl App {
             limiter,
             redis,
             visitors: Arc::new(crate::clicks::VisitorIds::new(store.links())),
+            geoip: match &config.geoip {
+                Some(path) => Some(Arc::new(crate::clicks::geoip::GeoIp::open(path)?)),
+                None => None,
+            },
         };
         let new_admin_key = match bootstrap(&state, bootstrap_key).await? {
             Bootstrap::CreatedWithKey(key) => Some(key),

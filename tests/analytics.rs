@@ -312,3 +312,58 @@ async fn queued_clicks_are_written_before_exit_on_sigterm() {
         .unwrap();
     assert_eq!(link["clicks"], 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn countries_come_from_the_geoip_database() {
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/geoip-test.mmdb");
+    let app = spawn_app_with(|c| {
+        c.rate_limits.trusted_proxies = vec!["127.0.0.1".into()];
+        c.geoip = Some(db);
+    })
+    .await;
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/geo")
+        .await;
+    // 3 × Germany, 2 × France, 1 × Japan, 1 × an address the database does not know.
+    let from = [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "198.51.100.130",
+        "198.51.100.131",
+        "203.0.113.5",
+        "192.0.2.1",
+    ];
+    for ip in from {
+        let res = app
+            .client
+            .get(app.url(&format!("/{code}")))
+            .header("user-agent", AGENTS[0].0)
+            .header("x-forwarded-for", ip)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FOUND);
+    }
+    for _ in 0..100 {
+        if metric(&app, "snip_click_events_total{state=\"written\"}").await >= 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let s = expect_json(
+        app.get(&format!("/api/v1/links/{code}/stats"), &app.admin_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        s["countries"],
+        json!([
+            {"value": "DE", "clicks": 3},
+            {"value": "FR", "clicks": 2},
+            {"value": "JP", "clicks": 1},
+            {"value": "unknown", "clicks": 1},
+        ])
+    );
+}

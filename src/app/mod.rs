@@ -39,6 +39,8 @@ pub struct AppState {
     pub redis: Option<crate::redis_conn::RedisConn>,
     /// Salted visitor hashes for unique-visitor counts.
     pub visitors: Arc<crate::clicks::VisitorIds>,
+    /// Countries of client addresses, when a GeoIP database is configured.
+    pub geoip: Option<Arc<crate::clicks::geoip::GeoIp>>,
 }
 
 /// Settings the use cases and handlers read.

@@ -149,7 +149,7 @@ async fn record(state: &AppState, code: Code, client: &Client, head: bool) {
         user_agent,
         referrer: referrer_host(client.referer.as_deref()),
         visitor,
-        country: None,
+        country: state.geoip.as_ref().and_then(|g| g.country(client.ip)),
     });
 }
 

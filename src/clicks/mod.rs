@@ -4,6 +4,7 @@
 //! a click is dropped and counted, never awaited. Every event carries a UUIDv7, so a batch
 //! that is retried counts once.
 
+pub mod geoip;
 pub mod nats;
 
 use std::net::IpAddr;
