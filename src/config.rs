@@ -38,6 +38,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Rate-limit policies.
     pub rate_limits: RateLimits,
+    /// What this node does.
+    pub role: Role,
     /// A MaxMind-format country database (`.mmdb`) for click countries.
     pub geoip: Option<std::path::PathBuf>,
     /// NATS with JetStream for click events between nodes, e.g. `nats://127.0.0.1:4222`.
@@ -92,6 +94,38 @@ impl std::fmt::Debug for ShardConfig {
     }
 }
 
+/// What a node does. Every role answers `/healthz`, `/readyz` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything (the default).
+    #[default]
+    All,
+    /// The REST API and its docs.
+    Api,
+    /// Redirects.
+    Redirect,
+    /// Applies click events from NATS (needs `nats_url`).
+    Worker,
+}
+
+impl Role {
+    /// Whether the node serves `/api/v1` and the docs.
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    /// Whether the node serves redirects.
+    pub fn serves_redirects(self) -> bool {
+        matches!(self, Role::All | Role::Redirect)
+    }
+
+    /// Whether the node consumes click events from NATS.
+    pub fn consumes_clicks(self) -> bool {
+        matches!(self, Role::All | Role::Worker)
+    }
+}
+
 /// Sizes and lifetimes of the redirect cache.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -133,6 +167,7 @@ impl Default for Config {
             shards: Vec::new(),
             nats_url: None,
             geoip: None,
+            role: Role::All,
             nats_stream: "SNIP_CLICKS".into(),
             nats_subject: "snip.clicks".into(),
             nats_durable: "snip-workers".into(),
@@ -162,6 +197,7 @@ impl std::fmt::Debug for Config {
             .field("shards", &self.shards)
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("geoip", &self.geoip)
+            .field("role", &self.role)
             .field("nats_stream", &self.nats_stream)
             .field("nats_subject", &self.nats_subject)
             .finish()
@@ -199,6 +235,8 @@ pub struct Overrides {
     pub nats_url: Option<String>,
     /// `--geoip` / `SNIP_GEOIP`.
     pub geoip: Option<std::path::PathBuf>,
+    /// `--role` / `SNIP_ROLE`.
+    pub role: Option<Role>,
 }
 
 impl Config {
@@ -222,6 +260,7 @@ impl Config {
             shards,
             nats_url,
             geoip,
+            role,
         } = overrides;
         config.listen = listen.unwrap_or(config.listen);
         config.database_url = database_url.unwrap_or(config.database_url);
@@ -230,6 +269,7 @@ impl Config {
         config.redis_url = redis_url.or(config.redis_url);
         config.nats_url = nats_url.or(config.nats_url);
         config.geoip = geoip.or(config.geoip);
+        config.role = role.unwrap_or(config.role);
         if !shards.is_empty() {
             config.shards = shards.iter().map(|u| ShardConfig::from_url(u)).collect();
         }

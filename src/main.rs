@@ -50,6 +50,9 @@ enum Command {
         /// A MaxMind-format country database (.mmdb) for click countries.
         #[arg(long = "geoip", env = "SNIP_GEOIP")]
         geoip: Option<PathBuf>,
+        /// What this node does: all, api, redirect, or worker (needs --nats).
+        #[arg(long, env = "SNIP_ROLE", value_enum)]
+        role: Option<snip::config::Role>,
     },
     /// Apply the store's migrations and exit.
     Migrate,
@@ -91,35 +94,29 @@ enum KeysCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     snip::telemetry::init();
-    let (listen, base_url, redis_url, nats_url, geoip) = match &cli.command {
-        Command::Serve {
-            listen,
-            base_url,
-            redis_url,
-            nats_url,
-            geoip,
-        } => (
-            listen.clone(),
-            base_url.clone(),
-            redis_url.clone(),
-            nats_url.clone(),
-            geoip.clone(),
-        ),
-        _ => (None, None, None, None, None),
+    let mut overrides = Overrides {
+        database_url: cli.database_url.clone(),
+        bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
+        shards: cli.shards.clone(),
+        ..Overrides::default()
     };
-    let config = Config::load(
-        cli.config.as_deref(),
-        Overrides {
-            listen,
-            database_url: cli.database_url.clone(),
-            base_url,
-            bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
-            redis_url,
-            shards: cli.shards.clone(),
-            nats_url,
-            geoip,
-        },
-    )?;
+    if let Command::Serve {
+        listen,
+        base_url,
+        redis_url,
+        nats_url,
+        geoip,
+        role,
+    } = &cli.command
+    {
+        overrides.listen = listen.clone();
+        overrides.base_url = base_url.clone();
+        overrides.redis_url = redis_url.clone();
+        overrides.nats_url = nats_url.clone();
+        overrides.geoip = geoip.clone();
+        overrides.role = *role;
+    }
+    let config = Config::load(cli.config.as_deref(), overrides)?;
     match cli.command {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate => {

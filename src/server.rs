@@ -105,10 +105,14 @@ impl App {
             )),
             None => None,
         };
+        if config.role == crate::config::Role::Worker && nats.is_none() {
+            bail!("--role worker applies click events from NATS: give --nats too");
+        }
         let (queue, click_worker) = clicks::start(
             QueueSettings::default(),
             links.clone(),
             nats,
+            config.role.consumes_clicks(),
             workers.clone(),
         );
 
@@ -197,7 +201,7 @@ impl App {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let router = crate::http::router(self.state.clone());
+        let router = crate::http::router(self.state.clone(), self.config.role);
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let server = axum::serve(
             listener,

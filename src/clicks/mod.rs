@@ -132,11 +132,13 @@ impl Default for QueueSettings {
 }
 
 /// Creates the queue and its workers: in process, or through NATS JetStream when `nats` is
-/// given. They run until `shutdown` is cancelled, then drain what is queued and return.
+/// given (then this node also applies events from the stream if `consume`). They run until
+/// `shutdown` is cancelled, then drain what is queued and return.
 pub fn start(
     settings: QueueSettings,
     store: Arc<dyn LinkStore>,
     nats: Option<Arc<nats::Nats>>,
+    consume: bool,
     shutdown: CancellationToken,
 ) -> (ClickQueue, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(settings.capacity);
@@ -150,18 +152,21 @@ pub fn start(
         Some(nats) => {
             // The consumer stops first-class with the rest; the forwarder then publishes
             // what is still queued.
-            let consumer_stop = shutdown.child_token();
-            let consumer = tokio::spawn(nats::consume(
-                nats.clone(),
-                store,
-                stats.clone(),
-                settings.batch_size,
-                consumer_stop,
-            ));
+            let consumer = consume.then(|| {
+                tokio::spawn(nats::consume(
+                    nats.clone(),
+                    store,
+                    stats.clone(),
+                    settings.batch_size,
+                    shutdown.child_token(),
+                ))
+            });
             let forwarder = nats::forward(nats, rx, stats, shutdown, Duration::from_secs(5));
             tokio::spawn(async move {
                 forwarder.await;
-                let _ = consumer.await;
+                if let Some(consumer) = consumer {
+                    let _ = consumer.await;
+                }
             })
         }
     };

@@ -26,13 +26,14 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
+use crate::config::Role;
 use error::ApiError;
 
 /// Bulk requests carry up to 1,000 links, so they get a larger body limit.
 const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Builds the whole application router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, role: Role) -> Router {
     let body_limit = state.settings.body_limit;
     let request_id = HeaderName::from_static("x-request-id");
     let api = Router::new()
@@ -70,19 +71,23 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), guard::api));
 
-    Router::new()
-        .nest("/api/v1", api)
+    // Every role answers health checks and metrics; the rest depends on the role.
+    let mut app = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .merge(openapi::routes())
-        .route("/metrics", get(metrics::metrics))
-        .route(
+        .route("/metrics", get(metrics::metrics));
+    if role.serves_api() {
+        app = app.nest("/api/v1", api).merge(openapi::routes());
+    }
+    if role.serves_redirects() {
+        app = app.route(
             "/{code}",
-            get(redirect::follow)
-                .post(redirect::unlock)
-                .route_layer(middleware::from_fn_with_state(state.clone(), guard::redirects)),
-        )
-        .fallback(|| async { ApiError::not_found() })
+            get(redirect::follow).post(redirect::unlock).route_layer(
+                middleware::from_fn_with_state(state.clone(), guard::redirects),
+            ),
+        );
+    }
+    app.fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::map_response(error::fill_problem))
         .layer(
