@@ -40,6 +40,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// What this node does.
     pub role: Role,
+    /// Whether redirects produce click events (on by default; off for benchmarks).
+    pub analytics: bool,
     /// A MaxMind-format country database (`.mmdb`) for click countries.
     pub geoip: Option<std::path::PathBuf>,
     /// NATS with JetStream for click events between nodes, e.g. `nats://127.0.0.1:4222`.
@@ -168,6 +170,7 @@ impl Default for Config {
             nats_url: None,
             geoip: None,
             role: Role::All,
+            analytics: true,
             nats_stream: "SNIP_CLICKS".into(),
             nats_subject: "snip.clicks".into(),
             nats_durable: "snip-workers".into(),
@@ -198,6 +201,7 @@ impl std::fmt::Debug for Config {
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("geoip", &self.geoip)
             .field("role", &self.role)
+            .field("analytics", &self.analytics)
             .field("nats_stream", &self.nats_stream)
             .field("nats_subject", &self.nats_subject)
             .finish()

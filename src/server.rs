@@ -87,6 +87,7 @@ impl App {
                 .map(|p| IpRange::parse(p).map_err(anyhow::Error::msg))
                 .collect::<anyhow::Result<_>>()
                 .context("rate_limits.trusted_proxies")?,
+            analytics: config.analytics,
         };
 
         let store = AnyStore::from_config(&config).await?;

@@ -54,6 +54,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<crate::http::client_ip::IpRange>,
+    /// Whether redirects produce click events.
+    pub analytics: bool,
 }
 
 /// The authenticated caller of an API request.

@@ -132,6 +132,9 @@ async fn count(
 
 /// Puts a click on the queue (never waiting for it to be written).
 async fn record(state: &AppState, code: Code, client: &Client, head: bool) {
+    if !state.settings.analytics {
+        return;
+    }
     let now = state.clock.now();
     let user_agent = client
         .user_agent
