@@ -7,6 +7,7 @@
 pub mod geoip;
 pub mod nats;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -18,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::code::Code;
-use crate::domain::visit::classify;
+use crate::domain::visit::{Visit, classify};
 use crate::store::{ClickFact, LinkStore};
 
 /// One redirect served, as the edge saw it. The client's IP is never kept: only the
@@ -43,10 +44,47 @@ pub struct ClickEvent {
     pub country: Option<String>,
 }
 
+/// Classifies user agents, remembering the answers: the same agents come again and again,
+/// and parsing them is most of the worker's work.
+#[derive(Debug, Default)]
+pub struct Classifier {
+    seen: HashMap<String, Visit>,
+}
+
+impl Classifier {
+    /// Most agents remembered; past that the memory starts over.
+    const CAPACITY: usize = 10_000;
+
+    /// The classification of a request with `user_agent`, made with `HEAD` if `head`.
+    pub fn classify(&mut self, user_agent: Option<&str>, head: bool) -> Visit {
+        let key = user_agent.unwrap_or("");
+        let base = match self.seen.get(key) {
+            Some(v) => v.clone(),
+            None => {
+                let v = classify(user_agent, false);
+                if self.seen.len() >= Self::CAPACITY {
+                    self.seen.clear();
+                }
+                self.seen.insert(key.to_owned(), v.clone());
+                v
+            }
+        };
+        if head {
+            Visit {
+                bot: true,
+                device: "bot".into(),
+                ..base
+            }
+        } else {
+            base
+        }
+    }
+}
+
 impl ClickEvent {
     /// Classifies the event into what the store counts.
-    pub fn fact(&self) -> ClickFact {
-        let v = classify(self.user_agent.as_deref(), self.head);
+    pub fn fact(&self, classifier: &mut Classifier) -> ClickFact {
+        let v = classifier.classify(self.user_agent.as_deref(), self.head);
         let dims = if v.bot {
             Vec::new()
         } else {
@@ -181,6 +219,7 @@ async fn run_worker(
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(settings.batch_size);
+    let mut classifier = Classifier::default();
     let mut tick = tokio::time::interval(settings.flush_every);
     loop {
         let room = settings.batch_size - batch.len();
@@ -190,10 +229,10 @@ async fn run_worker(
                     break;
                 }
                 if batch.len() >= settings.batch_size {
-                    flush(&*store, &stats, &mut batch).await;
+                    flush(&*store, &stats, &mut classifier, &mut batch).await;
                 }
             }
-            _ = tick.tick() => flush(&*store, &stats, &mut batch).await,
+            _ = tick.tick() => flush(&*store, &stats, &mut classifier, &mut batch).await,
             () = shutdown.cancelled() => break,
         }
     }
@@ -202,20 +241,25 @@ async fn run_worker(
     while let Some(ev) = rx.recv().await {
         batch.push(ev);
         if batch.len() >= settings.batch_size {
-            flush(&*store, &stats, &mut batch).await;
+            flush(&*store, &stats, &mut classifier, &mut batch).await;
         }
     }
-    flush(&*store, &stats, &mut batch).await;
+    flush(&*store, &stats, &mut classifier, &mut batch).await;
 }
 
 /// Applies a batch. A failed write is retried a few times with back-off (the event ids make
 /// a retry count once); after that the batch is dropped and counted, so a dead store cannot
 /// grow memory without bound.
-async fn flush(store: &dyn LinkStore, stats: &ClickStats, batch: &mut Vec<ClickEvent>) {
+async fn flush(
+    store: &dyn LinkStore,
+    stats: &ClickStats,
+    classifier: &mut Classifier,
+    batch: &mut Vec<ClickEvent>,
+) {
     if batch.is_empty() {
         return;
     }
-    let facts: Vec<ClickFact> = batch.iter().map(ClickEvent::fact).collect();
+    let facts: Vec<ClickFact> = batch.iter().map(|e| e.fact(classifier)).collect();
     let n = batch.len() as u64;
     for attempt in 0..3u32 {
         match store.apply_clicks(&facts).await {
@@ -287,5 +331,27 @@ impl VisitorIds {
         h.update(b"|");
         h.update(user_agent.as_bytes());
         Some(hex::encode(&h.finalize()[..16]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_classifications_equal_fresh_ones() {
+        let mut c = Classifier::default();
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+            (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        for ua in [Some(chrome), Some("Twitterbot/1.0"), None] {
+            for head in [false, true, false, true] {
+                assert_eq!(
+                    c.classify(ua, head),
+                    classify(ua, head),
+                    "{ua:?} head={head}"
+                );
+            }
+        }
+        assert_eq!(c.seen.len(), 3);
     }
 }

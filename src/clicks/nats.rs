@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{ClickEvent, ClickStats};
+use super::{Classifier, ClickEvent, ClickStats};
 use crate::domain::code::Code;
 use crate::store::{ClickFact, LinkStore};
 
@@ -216,6 +216,7 @@ pub async fn consume(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut classifier = Classifier::default();
     while !shutdown.is_cancelled() {
         let consumer = match nats.consumer().await {
             Ok(c) => c,
@@ -249,7 +250,7 @@ pub async fn consume(
                 .iter()
                 .filter_map(|m| serde_json::from_slice::<Wire>(&m.payload).ok())
                 .filter_map(Wire::into_event)
-                .map(|e| e.fact())
+                .map(|e| e.fact(&mut classifier))
                 .collect();
             match store.apply_clicks(&facts).await {
                 Ok(_) => {
