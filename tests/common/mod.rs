@@ -471,6 +471,7 @@ impl TestApp {
         int_field(&page, "total")
     }
 }
+pub mod child;
 pub mod nats;
 pub mod postgres;
 pub mod process;

@@ -3,8 +3,8 @@
 //! private `nats-server` processes for tests that stop NATS on purpose.
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use tempfile::TempDir;
 
@@ -59,75 +59,42 @@ pub fn shared() -> Option<String> {
 
 /// A `nats-server -js` of the test's own, with its own port and store directory.
 pub struct PrivateNats {
-    port: u16,
-    dir: TempDir,
-    child: Option<Child>,
+    server: super::child::ChildServer,
+    _store: TempDir,
 }
 
 impl PrivateNats {
     /// Starts one; `None` (loudly, or a failure in CI) without `nats-server`.
     pub fn start() -> Option<Self> {
-        let mut n = PrivateNats {
-            port: super::redis::free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        if let Err(e) = n.resume() {
-            if std::env::var_os("CI").is_some() {
-                panic!("cannot start nats-server: {e}");
-            }
-            eprintln!("\n!!! SKIPPED: cannot start nats-server ({e}) !!!\n");
-            return None;
-        }
-        Some(n)
+        let store = tempfile::tempdir().unwrap();
+        let dir = store.path().to_owned();
+        let bin = ["/usr/sbin/nats-server", "nats-server"]
+            .into_iter()
+            .find(|b| Command::new(b).arg("--version").output().is_ok())
+            .unwrap_or("nats-server");
+        let server = super::child::ChildServer::start("nats-server", move |port| {
+            let mut c = Command::new(bin);
+            c.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(&dir);
+            c
+        })?;
+        Some(PrivateNats {
+            server,
+            _store: store,
+        })
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://127.0.0.1:{}", self.server.port)
     }
 
     /// Starts it (again) on the same port and store.
     pub fn resume(&mut self) -> Result<(), String> {
-        let bin = ["/usr/sbin/nats-server", "nats-server"]
-            .into_iter()
-            .find(|b| Command::new(b).arg("--version").output().is_ok())
-            .ok_or("nats-server not found")?;
-        let child = Command::new(bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err("nats-server did not start listening".into())
+        self.server.resume()
     }
 
     /// Kills it (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateNats {
-    fn drop(&mut self) {
-        self.kill();
+        self.server.kill();
     }
 }

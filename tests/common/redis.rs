@@ -3,8 +3,8 @@
 //! `redis-server` processes on their own ports for tests that stop Redis on purpose.
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The shared Redis every machine of this project runs.
 pub const SHARED_URL: &str = "redis://127.0.0.1:6379";
@@ -42,64 +42,32 @@ pub fn free_port() -> u16 {
 }
 
 /// A `redis-server` of the test's own, on its own port, that can be stopped and started.
-pub struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
+pub struct PrivateRedis(super::child::ChildServer);
 
 impl PrivateRedis {
     /// Starts one on a free port. `None` (loudly, or a failure in CI) without `redis-server`.
     pub fn start() -> Option<Self> {
-        let mut r = Self {
-            port: free_port(),
-            child: None,
-        };
-        if let Err(e) = r.resume() {
-            if std::env::var_os("CI").is_some() {
-                panic!("cannot start redis-server: {e}");
-            }
-            eprintln!("\n!!! SKIPPED: cannot start redis-server ({e}) !!!\n");
-            return None;
-        }
-        Some(r)
+        super::child::ChildServer::start("redis-server", |port| {
+            let mut c = Command::new("redis-server");
+            c.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"]);
+            c
+        })
+        .map(PrivateRedis)
     }
 
     /// Its URL.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://127.0.0.1:{}", self.0.port)
     }
 
     /// Starts it again on the same port (after [`Self::kill`]).
     pub fn resume(&mut self) -> Result<(), String> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err("redis-server did not start listening".into())
+        self.0.resume()
     }
 
     /// Kills it (SIGKILL): connections drop, the port closes.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
