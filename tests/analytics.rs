@@ -60,6 +60,24 @@ const REFERRERS: &[Option<&str>] = &[
     None,
 ];
 
+/// A stats list (`[{value, clicks}]`) as a map.
+fn counts(list: &Value) -> BTreeMap<String, i64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_owned(),
+                v["clicks"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn owned(m: &BTreeMap<&str, i64>) -> BTreeMap<String, i64> {
+    m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
 fn sum(list: &Value) -> i64 {
     list.as_array()
         .unwrap()
@@ -178,36 +196,8 @@ async fn ten_thousand_redirects_add_up_exactly(app: &TestApp) {
             "{dim} do not add up to the people's clicks"
         );
     }
-    let got: BTreeMap<String, i64> = s["browsers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["value"].as_str().unwrap().to_owned(),
-                v["clicks"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    let want: BTreeMap<String, i64> = browsers
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), *v))
-        .collect();
-    assert_eq!(got, want);
-    let devices_got: BTreeMap<String, i64> = s["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| {
-            (
-                v["value"].as_str().unwrap().to_owned(),
-                v["clicks"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    let devices_want: BTreeMap<String, i64> =
-        devices.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
-    assert_eq!(devices_got, devices_want);
+    assert_eq!(counts(&s["browsers"]), owned(&browsers));
+    assert_eq!(counts(&s["devices"]), owned(&devices));
     let referrers: Vec<&str> = s["referrers"]
         .as_array()
         .unwrap()
