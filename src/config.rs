@@ -42,6 +42,8 @@ pub struct Config {
     pub role: Role,
     /// Whether redirects produce click events (on by default; off for benchmarks).
     pub analytics: bool,
+    /// How often added-up clicks are written, in milliseconds: the delay of the statistics.
+    pub click_flush_ms: u64,
     /// A MaxMind-format country database (`.mmdb`) for click countries.
     pub geoip: Option<std::path::PathBuf>,
     /// NATS with JetStream for click events between nodes, e.g. `nats://127.0.0.1:4222`.
@@ -171,6 +173,7 @@ impl Default for Config {
             geoip: None,
             role: Role::All,
             analytics: true,
+            click_flush_ms: 10_000,
             nats_stream: "SNIP_CLICKS".into(),
             nats_subject: "snip.clicks".into(),
             nats_durable: "snip-workers".into(),
@@ -202,6 +205,7 @@ impl std::fmt::Debug for Config {
             .field("geoip", &self.geoip)
             .field("role", &self.role)
             .field("analytics", &self.analytics)
+            .field("click_flush_ms", &self.click_flush_ms)
             .field("nats_stream", &self.nats_stream)
             .field("nats_subject", &self.nats_subject)
             .finish()

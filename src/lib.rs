@@ -17,6 +17,7 @@ pub mod domain;
 pub mod http;
 pub mod ratelimit;
 pub mod redis_conn;
+pub mod resilience;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 use snip::config::{Config, Overrides};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: a server allocates and frees many small strings per request, and glibc's
+/// allocator spends much of its time consolidating them (measured in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "snip", version, about = "A self-hosted URL-shortening service")]
 struct Cli {

@@ -110,7 +110,10 @@ impl App {
             bail!("--role worker applies click events from NATS: give --nats too");
         }
         let (queue, click_worker) = clicks::start(
-            QueueSettings::default(),
+            QueueSettings {
+                flush_every: Duration::from_millis(config.click_flush_ms.max(10)),
+                ..QueueSettings::default()
+            },
             links.clone(),
             nats,
             config.role.consumes_clicks(),
@@ -154,7 +157,7 @@ impl App {
             workers.clone(),
         )));
 
-        let state = AppState {
+        let state = AppState::new(crate::app::Services {
             links,
             users,
             clock,
@@ -168,7 +171,7 @@ impl App {
                 Some(path) => Some(Arc::new(crate::clicks::geoip::GeoIp::open(path)?)),
                 None => None,
             },
-        };
+        });
         let new_admin_key = match bootstrap(&state, bootstrap_key).await? {
             Bootstrap::CreatedWithKey(key) => Some(key),
             Bootstrap::Created | Bootstrap::AlreadyDone => None,

@@ -164,7 +164,7 @@ async fn ten_thousand_redirects_add_up_exactly(app: &TestApp) {
     }
     let humans = n as i64 - bots;
 
-    // The worker writes every half second; wait (bounded) until all are written.
+    // The worker writes every two seconds; wait (bounded) until all are written.
     for _ in 0..400 {
         if metric(app, "snip_click_events_total{state=\"written\"}").await >= n as u64 {
             break;

@@ -436,7 +436,7 @@ macro_rules! store_suite {
                 let click =
                     |id: &str, at: DateTime<Utc>, bot: bool, visitor: &str, browser: &str| {
                         ClickFact {
-                            event_id: id.into(),
+                            event_id: (!id.is_empty()).then(|| id.to_owned()),
                             code: code("ck"),
                             at,
                             bot,
@@ -456,15 +456,21 @@ macro_rules! store_suite {
                     click("e4", t(0) + TimeDelta::hours(1), false, "v2", "Firefox"),
                 ];
                 assert_eq!(
-                    b.links.apply_clicks(&batch).await.unwrap(),
+                    b.links.apply_clicks("b1", &batch).await.unwrap(),
                     4,
                     "e4 twice in one batch"
                 );
                 // The same batch again (a retry after a lost commit acknowledgement) adds nothing.
-                assert_eq!(b.links.apply_clicks(&batch).await.unwrap(), 0);
+                assert_eq!(b.links.apply_clicks("b1", &batch).await.unwrap(), 0);
+                // Its events redelivered in another batch add nothing either.
+                assert_eq!(b.links.apply_clicks("b2", &batch[1..]).await.unwrap(), 0);
+                // Events without ids of their own count once per batch id.
+                let anonymous = vec![click("", t(3), true, "", "")];
+                assert_eq!(b.links.apply_clicks("b3", &anonymous).await.unwrap(), 1);
+                assert_eq!(b.links.apply_clicks("b3", &anonymous).await.unwrap(), 0);
                 assert_eq!(
                     b.links.get_link(&code("ck")).await.unwrap().unwrap().clicks,
-                    4
+                    5
                 );
                 let stats = b
                     .links
@@ -472,7 +478,7 @@ macro_rules! store_suite {
                     .await
                     .unwrap();
                 let h0 = t(0).timestamp_millis() - t(0).timestamp_millis() % 3_600_000;
-                assert_eq!(stats.series, vec![(h0, 3, 1), (h0 + 3_600_000, 1, 0)]);
+                assert_eq!(stats.series, vec![(h0, 4, 2), (h0 + 3_600_000, 1, 0)]);
                 assert_eq!(stats.unique_visitors, 2);
                 let mut dims = stats.dims.clone();
                 dims.sort();

@@ -18,9 +18,28 @@ use crate::domain::user::{Role, UserId};
 use crate::ratelimit::Limiter;
 use crate::store::{KeyRecord, LinkStore, StoreError, Taken, UserRecord, UserStore};
 
-/// Everything a request may need. Built once; cloning copies a few `Arc`s.
+/// Everything a request may need, built once and shared: a clone (one per request and
+/// middleware layer) is a single reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Shares `services` with every request.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     /// Link storage.
     pub links: Arc<dyn LinkStore>,
     /// User and key storage.

@@ -145,7 +145,7 @@ async fn record(state: &AppState, code: Code, client: &Client, head: bool) {
         .id(client.ip, user_agent.as_deref().unwrap_or(""), now)
         .await;
     state.clicks.record(ClickEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
+        event_id: None,
         code,
         at: now,
         head,

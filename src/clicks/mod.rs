@@ -1,11 +1,13 @@
 //! Click analytics that never slow a redirect: the handler does a non-blocking `try_send`
 //! into a bounded queue; a worker drains it in batches, classifies each click (browser, OS,
 //! device, bot) and has the store apply the batch in one transaction. When the queue is full
-//! a click is dropped and counted, never awaited. Every event carries a UUIDv7, so a batch
-//! that is retried counts once.
+//! a click is dropped and counted, never awaited. Each batch carries a UUIDv7 that the store
+//! records with it, so a batch that is retried counts once; events that travel through NATS
+//! carry ids of their own, so a redelivered one counts once too.
 
 pub mod geoip;
 pub mod nats;
+pub mod tally;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,13 +23,14 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::code::Code;
 use crate::domain::visit::{Visit, classify};
 use crate::store::{ClickFact, LinkStore};
+pub use tally::{KnownVisitors, Tally};
 
 /// One redirect served, as the edge saw it. The client's IP is never kept: only the
 /// salted visitor hash.
 #[derive(Debug, Clone)]
 pub struct ClickEvent {
-    /// Unique id (UUIDv7).
-    pub event_id: String,
+    /// Unique id (UUIDv7), given when the event leaves this node (through NATS).
+    pub event_id: Option<String>,
     /// The code that was followed.
     pub code: Code,
     /// When.
@@ -45,30 +48,22 @@ pub struct ClickEvent {
 }
 
 /// Classifies user agents, remembering the answers: the same agents come again and again,
-/// and parsing them is most of the worker's work.
+/// and parsing them is most of the worker's work. Each agent gets a small number that stays
+/// valid until [`Classifier::trim`].
 #[derive(Debug, Default)]
 pub struct Classifier {
-    seen: HashMap<String, Visit>,
+    ids: HashMap<String, u32, foldhash::fast::RandomState>,
+    visits: Vec<Visit>,
 }
 
 impl Classifier {
-    /// Most agents remembered; past that the memory starts over.
+    /// Most agents remembered across batches.
     const CAPACITY: usize = 10_000;
 
     /// The classification of a request with `user_agent`, made with `HEAD` if `head`.
     pub fn classify(&mut self, user_agent: Option<&str>, head: bool) -> Visit {
-        let key = user_agent.unwrap_or("");
-        let base = match self.seen.get(key) {
-            Some(v) => v.clone(),
-            None => {
-                let v = classify(user_agent, false);
-                if self.seen.len() >= Self::CAPACITY {
-                    self.seen.clear();
-                }
-                self.seen.insert(key.to_owned(), v.clone());
-                v
-            }
-        };
+        let id = self.id(user_agent);
+        let base = self.visit(id).clone();
         if head {
             Visit {
                 bot: true,
@@ -77,6 +72,32 @@ impl Classifier {
             }
         } else {
             base
+        }
+    }
+
+    /// The number of `user_agent`'s classification (for a `GET`).
+    pub fn id(&mut self, user_agent: Option<&str>) -> u32 {
+        let key = user_agent.unwrap_or("");
+        if let Some(id) = self.ids.get(key) {
+            return *id;
+        }
+        let id = self.visits.len() as u32;
+        self.visits.push(classify(user_agent, false));
+        self.ids.insert(key.to_owned(), id);
+        id
+    }
+
+    /// The classification numbered `id`.
+    pub fn visit(&self, id: u32) -> &Visit {
+        &self.visits[id as usize]
+    }
+
+    /// Forgets every agent if more than `CAPACITY` are remembered; numbers given before are
+    /// then void, so call it only when nothing holds one.
+    pub fn trim(&mut self) {
+        if self.visits.len() > Self::CAPACITY {
+            self.ids.clear();
+            self.visits.clear();
         }
     }
 }
@@ -148,13 +169,18 @@ impl ClickQueue {
     }
 }
 
+/// How often the in-process worker takes what is queued.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+
 /// Settings of the in-process queue.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueSettings {
     /// Queue capacity, in events.
     pub capacity: usize,
-    /// Largest batch written at once.
+    /// Most clicks taken from the stream at once (NATS).
     pub batch_size: usize,
+    /// Most rows a batch of added-up clicks may hold before it is written.
+    pub batch_rows: usize,
     /// Longest a click waits in a partial batch.
     pub flush_every: Duration,
 }
@@ -164,7 +190,8 @@ impl Default for QueueSettings {
         Self {
             capacity: 65_536,
             batch_size: 4_096,
-            flush_every: Duration::from_millis(500),
+            batch_rows: 250_000,
+            flush_every: Duration::from_secs(10),
         }
     }
 }
@@ -218,64 +245,86 @@ async fn run_worker(
     stats: Arc<ClickStats>,
     shutdown: CancellationToken,
 ) {
-    let mut batch = Vec::with_capacity(settings.batch_size);
+    // Clicks are added up as they arrive, so a batch writes one row per link, hour and
+    // dimension value however many clicks it holds.
+    let mut tally = Tally::default();
     let mut classifier = Classifier::default();
-    let mut tick = tokio::time::interval(settings.flush_every);
+    // The queue is drained on a short timer rather than on every event: a redirect's
+    // `try_send` then wakes nobody, and the worker runs a few times a second in long runs.
+    let mut drain = tokio::time::interval(DRAIN_EVERY.min(settings.flush_every));
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_flush = tokio::time::Instant::now();
     loop {
-        let room = settings.batch_size - batch.len();
         tokio::select! {
-            n = rx.recv_many(&mut batch, room) => {
-                if n == 0 {
-                    break;
-                }
-                if batch.len() >= settings.batch_size {
-                    flush(&*store, &stats, &mut classifier, &mut batch).await;
+            _ = drain.tick() => {}
+            () = shutdown.cancelled() => break,
+        }
+        // At most a queue's worth per tick, so a busy queue cannot keep the worker here.
+        for _ in 0..settings.capacity {
+            match rx.try_recv() {
+                Ok(e) => tally.add(&e, &mut classifier),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                // Every sender is gone: write what there is and stop.
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    flush(&*store, &stats, &mut tally, &mut classifier).await;
+                    return;
                 }
             }
-            _ = tick.tick() => flush(&*store, &stats, &mut classifier, &mut batch).await,
-            () = shutdown.cancelled() => break,
+            if tally.rows() >= settings.batch_rows {
+                flush(&*store, &stats, &mut tally, &mut classifier).await;
+                last_flush = tokio::time::Instant::now();
+            }
+        }
+        if last_flush.elapsed() >= settings.flush_every {
+            flush(&*store, &stats, &mut tally, &mut classifier).await;
+            last_flush = tokio::time::Instant::now();
         }
     }
     // Shutdown: take whatever is still queued without waiting for new events.
     rx.close();
-    while let Some(ev) = rx.recv().await {
-        batch.push(ev);
-        if batch.len() >= settings.batch_size {
-            flush(&*store, &stats, &mut classifier, &mut batch).await;
-        }
+    while let Some(e) = rx.recv().await {
+        tally.add(&e, &mut classifier);
     }
-    flush(&*store, &stats, &mut classifier, &mut batch).await;
+    flush(&*store, &stats, &mut tally, &mut classifier).await;
 }
 
-/// Applies a batch. A failed write is retried a few times with back-off (the event ids make
+/// A new event or batch id: a UUIDv7, so ids sort by time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Writes a batch. A failed write is retried a few times with back-off (the batch id makes
 /// a retry count once); after that the batch is dropped and counted, so a dead store cannot
 /// grow memory without bound.
 async fn flush(
     store: &dyn LinkStore,
     stats: &ClickStats,
+    tally: &mut Tally,
     classifier: &mut Classifier,
-    batch: &mut Vec<ClickEvent>,
 ) {
-    if batch.is_empty() {
+    if tally.clicks() == 0 {
         return;
     }
-    let facts: Vec<ClickFact> = batch.iter().map(|e| e.fact(classifier)).collect();
-    let n = batch.len() as u64;
+    let batch = tally.take(classifier);
+    classifier.trim();
+    let batch_id = new_id();
     for attempt in 0..3u32 {
-        match store.apply_clicks(&facts).await {
+        match store.apply_click_totals(&batch_id, &batch).await {
             Ok(_) => {
-                stats.written.fetch_add(n, Ordering::Relaxed);
-                batch.clear();
+                stats.written.fetch_add(batch.clicks, Ordering::Relaxed);
                 return;
             }
             Err(e) => {
                 tracing::warn!(error = %e, attempt, "writing clicks failed");
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                tokio::time::sleep(crate::resilience::full_jitter(
+                    Duration::from_millis(100),
+                    attempt,
+                ))
+                .await;
             }
         }
     }
-    stats.dropped.fetch_add(n, Ordering::Relaxed);
-    batch.clear();
+    stats.dropped.fetch_add(batch.clicks, Ordering::Relaxed);
 }
 
 /// Visitor ids: a hash of IP and user agent under the day's salt, which the store keeps (so
@@ -352,6 +401,38 @@ mod tests {
                 );
             }
         }
-        assert_eq!(c.seen.len(), 3);
+        assert_eq!(c.visits.len(), 3);
+    }
+
+    #[test]
+    fn tallied_events_equal_added_facts() {
+        let mut c = Classifier::default();
+        let (mut tally, mut via_facts) = (Tally::default(), crate::store::ClickTotals::default());
+        let agents = [
+            Some("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"),
+            Some("Slackbot 1.0"),
+            None,
+        ];
+        for (i, ua) in agents.iter().cycle().take(12).enumerate() {
+            let e = ClickEvent {
+                event_id: None,
+                code: Code::from_path(if i % 2 == 0 { "aa" } else { "bb" }).unwrap(),
+                at: chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64 * 900_000)
+                    .unwrap(),
+                head: i % 5 == 0,
+                user_agent: ua.map(str::to_owned),
+                referrer: (i % 3 == 0).then(|| "t.co".to_owned()),
+                visitor: Some(format!("v{}", i % 4)),
+                country: (i % 4 == 0).then(|| "DE".to_owned()),
+            };
+            tally.add(&e, &mut c);
+            via_facts.add(&e.fact(&mut c));
+        }
+        assert_eq!(tally.clicks(), 12);
+        let direct = tally.take(&c);
+        assert_eq!(direct.clicks, 12);
+        assert_eq!(direct, via_facts);
+        // Taken, the tally is empty but still knows today's visitors.
+        assert_eq!((tally.clicks(), tally.rows()), (0, 0));
     }
 }

@@ -6,7 +6,7 @@
 //! once (JetStream's duplicate window). While NATS is unreachable the events wait in the
 //! local queue, and what does not fit is dropped and counted. Workers on every node share a
 //! durable pull consumer; a batch is acknowledged only after the store committed it, and a
-//! redelivered batch counts once because the store skips event ids it has applied.
+//! redelivered event counts once because the store skips event ids it has applied.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -54,7 +54,7 @@ struct Wire {
 impl From<&ClickEvent> for Wire {
     fn from(e: &ClickEvent) -> Self {
         Wire {
-            id: e.event_id.clone(),
+            id: e.event_id.clone().unwrap_or_else(super::new_id),
             code: e.code.to_string(),
             at: e.at,
             head: e.head,
@@ -69,7 +69,7 @@ impl From<&ClickEvent> for Wire {
 impl Wire {
     fn into_event(self) -> Option<ClickEvent> {
         Some(ClickEvent {
-            event_id: self.id,
+            event_id: Some(self.id),
             code: Code::from_path(&self.code)?,
             at: self.at,
             head: self.head,
@@ -176,10 +176,12 @@ pub async fn forward(
 /// Publishes `pending`, keeping in it whatever was not acknowledged. `true` when all were.
 async fn publish(nats: &Nats, pending: &mut Vec<ClickEvent>, stats: &ClickStats) -> bool {
     let mut acks = Vec::with_capacity(pending.len());
-    for ev in pending.iter() {
+    for ev in pending.iter_mut() {
+        // The id is given once, so a publish retried after a lost acknowledgement is known.
+        let id = ev.event_id.get_or_insert_with(super::new_id);
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", ev.event_id.as_str());
-        let body = serde_json::to_vec(&Wire::from(ev)).unwrap_or_default();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        let body = serde_json::to_vec(&Wire::from(&*ev)).unwrap_or_default();
         let ack = nats
             .js
             .publish_with_headers(nats.settings.subject.clone(), headers, Bytes::from(body))
@@ -252,7 +254,7 @@ pub async fn consume(
                 .filter_map(Wire::into_event)
                 .map(|e| e.fact(&mut classifier))
                 .collect();
-            match store.apply_clicks(&facts).await {
+            match store.apply_clicks(&super::new_id(), &facts).await {
                 Ok(_) => {
                     stats
                         .written

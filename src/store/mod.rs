@@ -2,6 +2,7 @@
 //! Adapters live beside this file, one per backend (`sqlite.rs`, `postgres.rs`); `rows.rs`
 //! holds what they share: turning rows into records.
 
+pub mod clicks;
 pub mod postgres;
 pub mod ring;
 mod rows;
@@ -13,6 +14,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+pub use clicks::{ClickFact, ClickTotals, LinkTotals};
 
 use crate::domain::code::Code;
 use crate::domain::key::Scopes;
@@ -330,9 +333,14 @@ pub trait LinkStore: Send + Sync + 'static {
     ) -> StoreResult<Option<IdempotencyRecord>>;
 
     /// Counts a batch of clicks in one transaction: hourly totals (bots apart), per-day
-    /// dimensions and unique visitors of people. Events already applied (same `event_id`)
-    /// are skipped, so a retried or redelivered batch counts once. Returns how many were new.
-    async fn apply_clicks(&self, clicks: &[ClickFact]) -> StoreResult<usize>;
+    /// dimensions and unique visitors of people. A batch whose `batch_id` was applied before
+    /// is skipped whole, and so is each event whose `event_id` was, so a retried batch and a
+    /// redelivered event count once. Returns how many were new.
+    async fn apply_clicks(&self, batch_id: &str, clicks: &[ClickFact]) -> StoreResult<usize>;
+
+    /// Writes clicks already added up, in one transaction, unless a batch with `batch_id`
+    /// was applied before (then nothing changes and the answer is `false`).
+    async fn apply_click_totals(&self, batch_id: &str, totals: &ClickTotals) -> StoreResult<bool>;
 
     /// Click statistics of a link over `[from, to)`, the series in buckets of `bucket_ms`.
     async fn click_stats(
@@ -350,23 +358,6 @@ pub trait LinkStore: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> StoreResult<()>;
-}
-
-/// One click, classified, ready to be counted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClickFact {
-    /// Unique id (UUIDv7): what makes counting idempotent.
-    pub event_id: String,
-    /// The link.
-    pub code: Code,
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Counted apart from people.
-    pub bot: bool,
-    /// Salted hash of IP and user agent (people only).
-    pub visitor: Option<String>,
-    /// `(dimension, value)` pairs: referrer, browser, os, device, country (people only).
-    pub dims: Vec<(&'static str, String)>,
 }
 
 /// Aggregated clicks of one link over a time range.

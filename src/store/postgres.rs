@@ -14,9 +14,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 
 use super::{
-    ClickFact, ClickStats, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage,
-    LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult,
-    Taken, UserRecord, UserStore,
+    ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
+    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError,
+    StoreResult, Taken, UserRecord, UserStore,
 };
 use crate::clock::to_millis;
 use crate::domain::code::Code;
@@ -534,12 +534,22 @@ impl LinkStore for PgStore {
         Ok(row.as_ref().map(idempotency_from_row).transpose()?)
     }
 
-    async fn apply_clicks(&self, clicks: &[ClickFact]) -> StoreResult<usize> {
+    async fn apply_clicks(&self, batch_id: &str, clicks: &[ClickFact]) -> StoreResult<usize> {
         if clicks.is_empty() {
             return Ok(0);
         }
         let mut tx = self.pool.begin().await?;
-        let applied = apply_click_batch(&mut tx, clicks).await?;
+        let applied = apply_click_batch(&mut tx, batch_id, clicks).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn apply_click_totals(&self, batch_id: &str, totals: &ClickTotals) -> StoreResult<bool> {
+        if totals.is_empty() {
+            return Ok(false);
+        }
+        let mut tx = self.pool.begin().await?;
+        let applied = apply_click_totals_on(&mut tx, batch_id, totals).await?;
         tx.commit().await?;
         Ok(applied)
     }

@@ -217,67 +217,98 @@ pub(crate) fn day_of(ms: i64) -> i64 {
     ms - ms.rem_euclid(86_400_000)
 }
 
-/// Defines `apply_click_batch`, `click_stats_on` and `daily_salt_on`: the analytics
+/// Defines `apply_click_batch`, `apply_click_totals_on`, `click_stats_on` and `daily_salt_on`: the analytics
 /// statements, on one connection of the backend `$db`.
 macro_rules! click_statements {
     ($db:ty) => {
-        /// Applies a batch of clicks on `conn` (inside the caller's transaction).
+        /// Records `batch_id` on `conn`; `false` if it was recorded before (the batch was
+        /// applied, and a retry must change nothing).
+        async fn claim_click_batch(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            batch_id: &str,
+            at: i64,
+        ) -> $crate::store::StoreResult<bool> {
+            let new_batch: Option<String> =
+                sqlx::QueryBuilder::<$db>::new("INSERT INTO click_events (event_id, at) VALUES (")
+                    .push_bind(batch_id.to_owned())
+                    .push(", ")
+                    .push_bind(at)
+                    .push(") ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+                    .build_query_scalar()
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            // Ids are kept a week: far longer than any retry or redelivery.
+            sqlx::QueryBuilder::<$db>::new("DELETE FROM click_events WHERE at < ")
+                .push_bind(at - 7 * 86_400_000)
+                .build()
+                .execute(&mut *conn)
+                .await?;
+            Ok(new_batch.is_some())
+        }
+
+        /// Applies a batch of clicks on `conn` (inside the caller's transaction): nothing if
+        /// a batch with `batch_id` was applied before; of the rest, every fact that carries
+        /// an event id not seen before, and every fact without one.
         async fn apply_click_batch(
             conn: &mut <$db as sqlx::Database>::Connection,
+            batch_id: &str,
             facts: &[$crate::store::ClickFact],
         ) -> $crate::store::StoreResult<usize> {
-            use std::collections::{HashMap, HashSet};
+            use std::collections::HashSet;
             use $crate::clock::to_millis;
-            use $crate::store::rows::day_of;
 
-            // Record the ids; only events not seen before are counted.
+            let Some(last) = facts.iter().map(|f| to_millis(f.at)).max() else {
+                return Ok(0);
+            };
+            if !claim_click_batch(&mut *conn, batch_id, last).await? {
+                return Ok(0);
+            }
+            // Events with ids of their own (from the stream, where one may be redelivered in
+            // another batch) count only if not seen before.
+            let with_ids: Vec<(&str, i64)> = facts
+                .iter()
+                .filter_map(|f| f.event_id.as_deref().map(|id| (id, to_millis(f.at))))
+                .collect();
             let mut fresh: HashSet<String> = HashSet::new();
-            for chunk in facts.chunks(500) {
+            for chunk in with_ids.chunks(500) {
                 let mut qb =
                     sqlx::QueryBuilder::<$db>::new("INSERT INTO click_events (event_id, at) ");
-                qb.push_values(chunk, |mut b, f| {
-                    b.push_bind(f.event_id.clone()).push_bind(to_millis(f.at));
+                qb.push_values(chunk, |mut b, (id, at)| {
+                    b.push_bind(id.to_string()).push_bind(*at);
                 });
                 qb.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
                 let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
                 fresh.extend(ids);
             }
-            let mut hours: HashMap<(&str, i64), (i64, i64)> = HashMap::new();
-            let mut dims: HashMap<(&str, i64, &str, &str), i64> = HashMap::new();
-            let mut visitors: HashSet<(&str, i64, &str)> = HashSet::new();
-            let mut applied = 0;
+            let mut totals = $crate::store::ClickTotals::default();
             for f in facts {
                 // `remove` also drops a second copy of one event within the batch.
-                if !fresh.remove(&f.event_id) {
+                if f.event_id.as_ref().is_some_and(|id| !fresh.remove(id)) {
                     continue;
                 }
-                applied += 1;
-                let at = to_millis(f.at);
-                let hour = at - at.rem_euclid(3_600_000);
-                let day = day_of(at);
-                let h = hours.entry((f.code.as_str(), hour)).or_default();
-                h.0 += 1;
-                if f.bot {
-                    h.1 += 1;
-                    continue;
-                }
-                for (dim, value) in &f.dims {
-                    *dims
-                        .entry((f.code.as_str(), day, dim, value.as_str()))
-                        .or_default() += 1;
-                }
-                if let Some(v) = &f.visitor {
-                    visitors.insert((f.code.as_str(), day, v.as_str()));
-                }
+                totals.add(f);
             }
-            let hours: Vec<_> = hours.into_iter().collect();
+            write_click_totals(&mut *conn, &totals).await?;
+            Ok(totals.clicks as usize)
+        }
+
+        /// Writes added-up clicks on `conn`, a few hundred rows a statement.
+        async fn write_click_totals(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            totals: &$crate::store::ClickTotals,
+        ) -> $crate::store::StoreResult<()> {
+            let hours: Vec<_> = totals
+                .links
+                .iter()
+                .flat_map(|(code, l)| l.hours.iter().map(move |(h, n)| (code, h, n)))
+                .collect();
             for chunk in hours.chunks(300) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO clicks_by_hour (code, hour, clicks, bots) ",
                 );
-                qb.push_values(chunk, |mut b, ((code, hour), (n, bots))| {
-                    b.push_bind(code.to_string())
-                        .push_bind(*hour)
+                qb.push_values(chunk, |mut b, (code, hour, (n, bots))| {
+                    b.push_bind(code.as_str().to_owned())
+                        .push_bind(**hour)
                         .push_bind(*n)
                         .push_bind(*bots);
                 });
@@ -288,13 +319,23 @@ macro_rules! click_statements {
                 );
                 qb.build().execute(&mut *conn).await?;
             }
-            let dims: Vec<_> = dims.into_iter().collect();
+            let dims: Vec<_> = totals
+                .links
+                .iter()
+                .flat_map(|(code, l)| {
+                    l.dims.iter().flat_map(move |((day, dim), values)| {
+                        values
+                            .iter()
+                            .map(move |(value, n)| (code, *day, *dim, value, *n))
+                    })
+                })
+                .collect();
             for chunk in dims.chunks(200) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO clicks_by_dim (code, day, dim, value, clicks) ",
                 );
-                qb.push_values(chunk, |mut b, ((code, day, dim, value), n)| {
-                    b.push_bind(code.to_string())
+                qb.push_values(chunk, |mut b, (code, day, dim, value, n)| {
+                    b.push_bind(code.as_str().to_owned())
                         .push_bind(*day)
                         .push_bind(dim.to_string())
                         .push_bind(value.to_string())
@@ -306,27 +347,41 @@ macro_rules! click_statements {
                 );
                 qb.build().execute(&mut *conn).await?;
             }
-            let visitors: Vec<_> = visitors.into_iter().collect();
+            let visitors: Vec<_> = totals
+                .links
+                .iter()
+                .flat_map(|(code, l)| {
+                    l.visitors
+                        .iter()
+                        .flat_map(move |(day, vs)| vs.iter().map(move |v| (code, *day, v)))
+                })
+                .collect();
             for chunk in visitors.chunks(300) {
                 let mut qb =
                     sqlx::QueryBuilder::<$db>::new("INSERT INTO visitors (code, day, visitor) ");
                 qb.push_values(chunk, |mut b, (code, day, v)| {
-                    b.push_bind(code.to_string())
+                    b.push_bind(code.as_str().to_owned())
                         .push_bind(*day)
                         .push_bind(v.to_string());
                 });
                 qb.push(" ON CONFLICT (code, day, visitor) DO NOTHING");
                 qb.build().execute(&mut *conn).await?;
             }
-            // Ids are kept a week: far longer than any redelivery.
-            if let Some(last) = facts.last() {
-                sqlx::QueryBuilder::<$db>::new("DELETE FROM click_events WHERE at < ")
-                    .push_bind(to_millis(last.at) - 7 * 86_400_000)
-                    .build()
-                    .execute(&mut *conn)
-                    .await?;
+            Ok(())
+        }
+
+        /// Applies added-up clicks on `conn` unless `batch_id` was applied before.
+        async fn apply_click_totals_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            batch_id: &str,
+            totals: &$crate::store::ClickTotals,
+        ) -> $crate::store::StoreResult<bool> {
+            if totals.is_empty() || !claim_click_batch(&mut *conn, batch_id, totals.last_at).await?
+            {
+                return Ok(false);
             }
-            Ok(applied)
+            write_click_totals(&mut *conn, totals).await?;
+            Ok(true)
         }
 
         /// The statistics of one link on `conn`.

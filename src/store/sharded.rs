@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use super::postgres::PgStore;
 use super::ring::{Ring, RingMember};
 use super::{
-    ClickFact, ClickStats, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage,
-    LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult,
-    Taken, UserRecord, UserStore,
+    ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
+    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError,
+    StoreResult, Taken, UserRecord, UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
@@ -320,7 +320,7 @@ impl LinkStore for ShardedStore {
             .await
     }
 
-    async fn apply_clicks(&self, clicks: &[ClickFact]) -> StoreResult<usize> {
+    async fn apply_clicks(&self, batch_id: &str, clicks: &[ClickFact]) -> StoreResult<usize> {
         let mut by_shard: HashMap<usize, Vec<ClickFact>> = HashMap::new();
         for c in clicks {
             by_shard
@@ -330,7 +330,21 @@ impl LinkStore for ShardedStore {
         }
         let mut applied = 0;
         for (shard, batch) in by_shard {
-            applied += self.shards[shard].store.apply_clicks(&batch).await?;
+            applied += self.shards[shard]
+                .store
+                .apply_clicks(batch_id, &batch)
+                .await?;
+        }
+        Ok(applied)
+    }
+
+    async fn apply_click_totals(&self, batch_id: &str, totals: &ClickTotals) -> StoreResult<bool> {
+        let mut applied = false;
+        for (shard, part) in totals.clone().split(|code| self.owner(code)) {
+            applied |= self.shards[shard]
+                .store
+                .apply_click_totals(batch_id, &part)
+                .await?;
         }
         Ok(applied)
     }

@@ -17,9 +17,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
 
 use super::{
-    ClickFact, ClickStats, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields, LinkPage,
-    LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError, StoreResult,
-    Taken, UserRecord, UserStore,
+    ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
+    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError,
+    StoreResult, Taken, UserRecord, UserStore,
 };
 use crate::clock::to_millis;
 use crate::domain::code::Code;
@@ -63,10 +63,12 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // The writer's page cache (32 MiB, taken as pages are used) holds the hot part of the
+        // click aggregates, which every batch of clicks updates.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("cache_size", "-32768"))
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         // An in-memory database exists once per connection: share the writer.
@@ -323,12 +325,22 @@ impl LinkStore for SqliteStore {
         Ok(row.as_ref().map(idempotency_from_row).transpose()?)
     }
 
-    async fn apply_clicks(&self, clicks: &[ClickFact]) -> StoreResult<usize> {
+    async fn apply_clicks(&self, batch_id: &str, clicks: &[ClickFact]) -> StoreResult<usize> {
         if clicks.is_empty() {
             return Ok(0);
         }
         let mut tx = self.write.begin().await?;
-        let applied = apply_click_batch(&mut tx, clicks).await?;
+        let applied = apply_click_batch(&mut tx, batch_id, clicks).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    async fn apply_click_totals(&self, batch_id: &str, totals: &ClickTotals) -> StoreResult<bool> {
+        if totals.is_empty() {
+            return Ok(false);
+        }
+        let mut tx = self.write.begin().await?;
+        let applied = apply_click_totals_on(&mut tx, batch_id, totals).await?;
         tx.commit().await?;
         Ok(applied)
     }

@@ -62,6 +62,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         database_url: format!("sqlite://{}/snip.db", dir.path().display()),
         base_url: Some(base.clone()),
         bootstrap_admin_key: Some(ADMIN_KEY.to_string()),
+        // Statistics a fifth of a second behind, so tests need not wait for them.
+        click_flush_ms: 200,
         ..Config::default()
     };
     // The manual clock never refills a token bucket, so the default budgets (50 writes
