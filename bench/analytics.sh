@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Redirect throughput with click analytics on and off, measured in one run on this machine.
+# Codes are uniformly random, or Zipf-distributed (s = 1) with ZIPF=1 in the environment.
 # Two release servers (analytics on / off) on CPU 0, wrk on CPU 1, 127.0.0.1 only; every run
 # is bounded in time. Prints a Markdown table and the ratio of the medians.
 #
@@ -13,13 +14,19 @@ LINKS=10000
 KEY=snip_BENCHBENCHBENCHBENCHBENCHBENCHBE
 
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet
-BIN=target/release/snip
+# SNIP_BIN measures a binary built before (then nothing is built).
+BIN=${SNIP_BIN:-}
+if [ -z "$BIN" ]; then
+    cargo build --release --quiet
+    BIN=target/release/snip
+fi
 
 WORK=$(mktemp -d)
-PIDS=()
+# Servers are started in command substitutions (subshells), so their pids go to a file.
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -f "$WORK/pids" ]; then
+        while read -r p; do kill "$p" 2>/dev/null || true; done < "$WORK/pids"
+    fi
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -39,7 +46,7 @@ TOML
     SNIP_BOOTSTRAP_ADMIN_KEY=$KEY RUST_LOG=warn taskset -c 0 "$BIN" serve \
         --listen "127.0.0.1:$port" --database "sqlite://$WORK/$name.db" \
         --config "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
-    PIDS+=($!)
+    echo $! >> "$WORK/pids"
     for _ in $(seq 1 100); do
         curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
         sleep 0.1

@@ -44,6 +44,10 @@ pub struct Config {
     pub analytics: bool,
     /// How often added-up clicks are written, in milliseconds: the delay of the statistics.
     pub click_flush_ms: u64,
+    /// Longest wait for one store call, in milliseconds.
+    pub store_timeout_ms: u64,
+    /// Longest time one HTTP request may take, in seconds (then 503).
+    pub request_timeout_secs: u64,
     /// A MaxMind-format country database (`.mmdb`) for click countries.
     pub geoip: Option<std::path::PathBuf>,
     /// NATS with JetStream for click events between nodes, e.g. `nats://127.0.0.1:4222`.
@@ -140,6 +144,8 @@ pub struct CacheConfig {
     pub ttl_secs: u64,
     /// Seconds an unknown code stays cached.
     pub negative_ttl_secs: u64,
+    /// Seconds past `ttl_secs` a link is kept to answer redirects while the store is down.
+    pub stale_if_error_secs: u64,
 }
 
 impl Default for CacheConfig {
@@ -148,6 +154,7 @@ impl Default for CacheConfig {
             capacity: 1_000_000,
             ttl_secs: 300,
             negative_ttl_secs: 5,
+            stale_if_error_secs: 3600,
         }
     }
 }
@@ -174,6 +181,8 @@ impl Default for Config {
             role: Role::All,
             analytics: true,
             click_flush_ms: 10_000,
+            store_timeout_ms: 5_000,
+            request_timeout_secs: 30,
             nats_stream: "SNIP_CLICKS".into(),
             nats_subject: "snip.clicks".into(),
             nats_durable: "snip-workers".into(),
@@ -206,6 +215,8 @@ impl std::fmt::Debug for Config {
             .field("role", &self.role)
             .field("analytics", &self.analytics)
             .field("click_flush_ms", &self.click_flush_ms)
+            .field("store_timeout_ms", &self.store_timeout_ms)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .field("nats_stream", &self.nats_stream)
             .field("nats_subject", &self.nats_subject)
             .finish()

@@ -1,33 +1,24 @@
 //! One Redis connection shared by the cache and the rate limiter, with the rules every call
-//! obeys: a tight timeout, a health state logged once per change, and a short back-off
-//! after a failure so a dead Redis costs one timeout a second, not one per request.
+//! obeys: a tight timeout, and a circuit breaker (logged once per change) so a dead Redis
+//! costs one timeout a second, not one per request.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-/// How long after a failure calls are skipped before Redis is tried again.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+use crate::resilience::{Breaker, BreakerSettings, BreakerState};
 
-/// A Redis connection with timeouts and a health state. Cheap to clone.
+/// A Redis connection with timeouts and a circuit breaker. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisConn {
     client: redis::Client,
     manager: ConnectionManager,
     timeout: Duration,
     prefix: Arc<str>,
-    health: Arc<Health>,
-}
-
-struct Health {
-    up: AtomicBool,
-    /// Milliseconds since `epoch` of the last failure.
-    failed_at: AtomicI64,
-    epoch: Instant,
+    breaker: Arc<Breaker>,
 }
 
 impl RedisConn {
@@ -47,11 +38,16 @@ impl RedisConn {
             manager,
             timeout,
             prefix: prefix.into(),
-            health: Arc::new(Health {
-                up: AtomicBool::new(true),
-                failed_at: AtomicI64::new(i64::MIN / 2),
-                epoch: Instant::now(),
-            }),
+            // Redis is on every request's path and has a local fallback: one failure opens
+            // the breaker, and it probes again within a second.
+            breaker: Arc::new(Breaker::new(
+                "redis",
+                BreakerSettings {
+                    failures_to_open: 1,
+                    open_for: Duration::from_secs(1),
+                    max_open_for: Duration::from_secs(1),
+                },
+            )),
         })
     }
 
@@ -75,53 +71,41 @@ impl RedisConn {
         self.timeout
     }
 
-    /// Whether the last call succeeded.
+    /// Whether Redis is answering (its breaker is closed).
     pub fn is_up(&self) -> bool {
-        self.health.up.load(Ordering::Relaxed)
+        self.breaker.state() == BreakerState::Closed
     }
 
-    fn now_ms(&self) -> i64 {
-        i64::try_from(self.health.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+    /// The breaker, for metrics.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// Runs one Redis call under the timeout. `Err(())` when Redis failed, timed out, or
-    /// failed less than a second ago (then nothing is sent).
+    /// its breaker is open (then nothing is sent).
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, ()>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let h = &self.health;
-        if !h.up.load(Ordering::Relaxed)
-            && self.now_ms() - h.failed_at.load(Ordering::Relaxed)
-                < RETRY_AFTER_FAILURE.as_millis() as i64
-        {
+        let Some(permit) = self.breaker.allow() else {
             return Err(());
-        }
+        };
         match tokio::time::timeout(self.timeout, f(self.manager.clone())).await {
             Ok(Ok(v)) => {
-                if !h.up.swap(true, Ordering::Relaxed) {
-                    tracing::info!("redis is reachable again");
-                }
+                permit.success();
                 Ok(v)
             }
             Ok(Err(e)) => {
-                self.failed(&e.to_string());
+                tracing::debug!(error = %e, "redis call failed");
+                permit.failure();
                 Err(())
             }
             Err(_) => {
-                self.failed("timed out");
+                tracing::debug!("redis call timed out");
+                permit.failure();
                 Err(())
             }
-        }
-    }
-
-    fn failed(&self, why: &str) {
-        self.health
-            .failed_at
-            .store(self.now_ms(), Ordering::Relaxed);
-        if self.health.up.swap(false, Ordering::Relaxed) {
-            tracing::warn!(error = why, "redis unavailable; serving without it");
         }
     }
 }

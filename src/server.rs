@@ -22,7 +22,8 @@ use crate::ratelimit::local::LocalLimiter;
 use crate::ratelimit::redis::RedisLimiter;
 use crate::ratelimit::{Backend, Limiter};
 use crate::redis_conn::RedisConn;
-use crate::store::AnyStore;
+use crate::store::guarded::{Guard, Guarded};
+use crate::store::{AnyStore, LinkStore, UserStore};
 
 /// A built snip, ready to serve.
 pub struct App {
@@ -88,11 +89,23 @@ impl App {
                 .collect::<anyhow::Result<_>>()
                 .context("rate_limits.trusted_proxies")?,
             analytics: config.analytics,
+            request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
         };
 
         let store = AnyStore::from_config(&config).await?;
-        let links = store.links();
-        let users = store.users();
+        // Everything but migrations and rebalancing reaches the store through its guard:
+        // timeouts, the circuit breaker, retries of reads, latency per operation.
+        let store_guard = Arc::new(Guard::new(Duration::from_millis(
+            config.store_timeout_ms.max(1),
+        )));
+        let links: Arc<dyn LinkStore> = Arc::new(Guarded::<dyn LinkStore>::new(
+            store.links(),
+            store_guard.clone(),
+        ));
+        let users: Arc<dyn UserStore> = Arc::new(Guarded::<dyn UserStore>::new(
+            store.users(),
+            store_guard.clone(),
+        ));
         let workers = CancellationToken::new();
         let nats = match &config.nats_url {
             Some(url) => Some(Arc::new(
@@ -115,7 +128,7 @@ impl App {
                 ..QueueSettings::default()
             },
             links.clone(),
-            nats,
+            nats.clone(),
             config.role.consumes_clicks(),
             workers.clone(),
         );
@@ -136,6 +149,7 @@ impl App {
                 capacity: config.cache.capacity,
                 ttl: Duration::from_secs(config.cache.ttl_secs),
                 negative_ttl: Duration::from_secs(config.cache.negative_ttl_secs),
+                stale_if_error: Duration::from_secs(config.cache.stale_if_error_secs),
             },
         ));
         let backend = match &redis {
@@ -158,6 +172,7 @@ impl App {
         )));
 
         let state = AppState::new(crate::app::Services {
+            visitors: Arc::new(crate::clicks::VisitorIds::new(links.clone())),
             links,
             users,
             clock,
@@ -166,7 +181,9 @@ impl App {
             cache,
             limiter,
             redis,
-            visitors: Arc::new(crate::clicks::VisitorIds::new(store.links())),
+            store_guard,
+            nats,
+            http: Arc::default(),
             geoip: match &config.geoip {
                 Some(path) => Some(Arc::new(crate::clicks::geoip::GeoIp::open(path)?)),
                 None => None,

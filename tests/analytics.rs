@@ -86,13 +86,6 @@ fn sum(list: &Value) -> i64 {
         .sum()
 }
 
-async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = app.get_anon("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_redirects_add_up_exactly_in_process() {
     let app = spawn_app_with(|c| c.rate_limits.trusted_proxies = vec!["127.0.0.1".into()]).await;
@@ -112,7 +105,8 @@ async fn ten_thousand_redirects_add_up_exactly_through_nats() {
     .await;
     ten_thousand_redirects_add_up_exactly(&app).await;
     assert_eq!(
-        metric(&app, "snip_click_events_total{state=\"published\"}").await,
+        app.metric("snip_click_events_total{state=\"published\"}")
+            .await,
         10_000
     );
     drop(app);
@@ -166,13 +160,18 @@ async fn ten_thousand_redirects_add_up_exactly(app: &TestApp) {
 
     // The worker writes every two seconds; wait (bounded) until all are written.
     for _ in 0..400 {
-        if metric(app, "snip_click_events_total{state=\"written\"}").await >= n as u64 {
+        if app
+            .metric("snip_click_events_total{state=\"written\"}")
+            .await
+            >= n as u64
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(
-        metric(app, "snip_click_events_total{state=\"dropped\"}").await,
+        app.metric("snip_click_events_total{state=\"dropped\"}")
+            .await,
         0
     );
 
@@ -291,15 +290,7 @@ async fn queued_clicks_are_written_before_exit_on_sigterm() {
     assert!(status.success());
 
     let snip = Snip::start(dir.path(), &db, key, "", &[]);
-    let link: Value = client
-        .get(snip.url("/api/v1/links/flush"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link = snip.get_json(&client, "/api/v1/links/flush", key).await;
     assert_eq!(link["clicks"], 300);
 }
 
@@ -336,7 +327,11 @@ async fn countries_come_from_the_geoip_database() {
         assert_eq!(res.status(), StatusCode::FOUND);
     }
     for _ in 0..100 {
-        if metric(&app, "snip_click_events_total{state=\"written\"}").await >= 7 {
+        if app
+            .metric("snip_click_events_total{state=\"written\"}")
+            .await
+            >= 7
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -9,13 +9,6 @@ use common::nats::{Names, PrivateNats};
 use common::*;
 use reqwest::StatusCode;
 
-async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = app.get_anon("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 async fn follow(app: &TestApp, code: &str, n: usize) {
     for _ in 0..n {
         let res = app
@@ -51,13 +44,14 @@ async fn clicks_made_while_nats_is_down_are_counted_after_it_returns() {
 
     let written = "snip_click_events_total{state=\"written\"}";
     for _ in 0..300 {
-        if metric(&app, written).await >= 600 {
+        if app.metric(written).await >= 600 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        metric(&app, "snip_click_events_total{state=\"dropped\"}").await,
+        app.metric("snip_click_events_total{state=\"dropped\"}")
+            .await,
         0
     );
     let stats = expect_json(

@@ -25,14 +25,6 @@ async fn app() -> TestApp {
     spawn_app_with(|c| c.rate_limits = limits()).await
 }
 
-/// A metric's value from `/metrics`, 0 when absent.
-async fn metric(app: &TestApp, line_start: &str) -> u64 {
-    let text = app.get_anon("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn writes_beyond_the_burst_get_429_with_headers_until_tokens_refill() {
     let app = app().await;
@@ -76,7 +68,8 @@ async fn writes_beyond_the_burst_get_429_with_headers_until_tokens_refill() {
         .await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
-        metric(&app, "snip_rate_limited_total{policy=\"writes\"}").await,
+        app.metric("snip_rate_limited_total{policy=\"writes\"}")
+            .await,
         2
     );
 }
@@ -144,7 +137,8 @@ async fn redirects_are_limited_per_client_ip_behind_a_trusted_proxy() {
         StatusCode::FOUND
     );
     assert_eq!(
-        metric(&app, "snip_rate_limited_total{policy=\"redirects\"}").await,
+        app.metric("snip_rate_limited_total{policy=\"redirects\"}")
+            .await,
         1
     );
 }
@@ -187,15 +181,15 @@ async fn cache_counters_move_with_redirects() {
     let hits = "snip_cache_requests_total{level=\"l1\",result=\"hit\"}";
     let misses = "snip_cache_requests_total{level=\"l1\",result=\"miss\"}";
     let negative = "snip_cache_requests_total{level=\"l1\",result=\"negative_hit\"}";
-    let (h0, m0) = (metric(&app, hits).await, metric(&app, misses).await);
+    let (h0, m0) = (app.metric(hits).await, app.metric(misses).await);
     assert_eq!(app.redirect(&code).await.status(), StatusCode::FOUND);
     assert_eq!(
-        (metric(&app, hits).await, metric(&app, misses).await),
+        (app.metric(hits).await, app.metric(misses).await),
         (h0, m0 + 1)
     );
     assert_eq!(app.redirect(&code).await.status(), StatusCode::FOUND);
     assert_eq!(
-        (metric(&app, hits).await, metric(&app, misses).await),
+        (app.metric(hits).await, app.metric(misses).await),
         (h0 + 1, m0 + 1)
     );
     for _ in 0..3 {
@@ -204,5 +198,5 @@ async fn cache_counters_move_with_redirects() {
             StatusCode::NOT_FOUND
         );
     }
-    assert_eq!(metric(&app, negative).await, 2);
+    assert_eq!(app.metric(negative).await, 2);
 }

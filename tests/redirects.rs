@@ -258,8 +258,11 @@ async fn health_and_readiness_answer_200() {
     let health = expect_json(app.get_anon("/healthz").await, StatusCode::OK).await;
     assert_eq!(health, json!({ "status": "ok" }));
     let ready = expect_json(app.get_anon("/readyz").await, StatusCode::OK).await;
-    assert!(ready["status"].is_string(), "{ready}");
-    assert_eq!(ready["checks"]["store"], "up", "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["checks"]["store"]["state"], "up", "{ready}");
+    assert_eq!(ready["checks"]["store"]["circuit"], "closed", "{ready}");
+    // Only configured dependencies are checked.
+    assert!(ready["checks"].get("redis").is_none(), "{ready}");
 }
 
 #[tokio::test]

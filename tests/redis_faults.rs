@@ -12,13 +12,6 @@ use common::*;
 use reqwest::StatusCode;
 use snip::ratelimit::{Policy, RateLimits};
 
-async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = app.get_anon("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Redirects every code `rounds` times; every answer must be the right redirect.
 async fn redirect_all(app: &TestApp, links: &HashMap<String, String>, rounds: usize) {
     for _ in 0..rounds {
@@ -54,8 +47,8 @@ async fn redis_down_then_back_costs_no_request() {
         links.insert(app.create_link_to(&app.admin_key, &url).await, url);
     }
     redirect_all(&app, &links, 5).await;
-    assert_eq!(metric(&app, "snip_redis_up").await, 1);
-    assert_eq!(metric(&app, "snip_rate_limit_fallback_total").await, 0);
+    assert_eq!(app.metric("snip_redis_up").await, 1);
+    assert_eq!(app.metric("snip_rate_limit_fallback_total").await, 0);
 
     redis.kill();
     // Writes and reads go on: new links are created and followed while Redis is down.
@@ -66,15 +59,16 @@ async fn redis_down_then_back_costs_no_request() {
     redirect_all(&app, &links, 5).await;
     let res = app.get("/api/v1/links?limit=100", &app.admin_key).await;
     assert_eq!(items(&expect_json(res, StatusCode::OK).await).len(), 20);
-    assert_eq!(metric(&app, "snip_redis_up").await, 0);
-    let fallbacks = metric(&app, "snip_rate_limit_fallback_total").await;
+    assert_eq!(app.metric("snip_redis_up").await, 0);
+    // Still ready (Redis has a fallback), but saying what is missing.
+    let ready = expect_json(app.get_anon("/readyz").await, StatusCode::OK).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["checks"]["redis"]["state"], "down", "{ready}");
+    let fallbacks = app.metric("snip_rate_limit_fallback_total").await;
     assert!(fallbacks > 0, "the limiter did not fall back");
     assert!(
-        metric(
-            &app,
-            "snip_cache_requests_total{level=\"l2\",result=\"error\"}"
-        )
-        .await
+        app.metric("snip_cache_requests_total{level=\"l2\",result=\"error\"}")
+            .await
             > 0
     );
 
@@ -83,17 +77,21 @@ async fn redis_down_then_back_costs_no_request() {
     let mut recovered = false;
     for _ in 0..100 {
         redirect_all(&app, &links, 1).await;
-        if metric(&app, "snip_redis_up").await == 1 {
+        if app.metric("snip_redis_up").await == 1 {
             recovered = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(recovered, "snip did not reconnect to Redis");
-    let after = metric(&app, "snip_rate_limit_fallback_total").await;
+    assert_eq!(
+        app.metric("snip_circuit_state{dependency=\"redis\"}").await,
+        0
+    );
+    let after = app.metric("snip_rate_limit_fallback_total").await;
     redirect_all(&app, &links, 3).await;
     assert_eq!(
-        metric(&app, "snip_rate_limit_fallback_total").await,
+        app.metric("snip_rate_limit_fallback_total").await,
         after,
         "the limiter still falls back with Redis up"
     );

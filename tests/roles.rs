@@ -9,13 +9,6 @@ use common::*;
 use reqwest::StatusCode;
 use snip::config::Role;
 
-async fn metric(app: &TestApp, name: &str) -> u64 {
-    let text = app.get_anon("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_redirect_and_worker_nodes_split_the_work() {
     let Some(url) = common::nats::shared() else {
@@ -54,19 +47,21 @@ async fn api_redirect_and_worker_nodes_split_the_work() {
     }
     let written = "snip_click_events_total{state=\"written\"}";
     for _ in 0..200 {
-        if metric(&worker, written).await >= 50 {
+        if worker.metric(written).await >= 50 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(metric(&worker, written).await, 50);
+    assert_eq!(worker.metric(written).await, 50);
     assert_eq!(
-        metric(&redirect, written).await,
+        redirect.metric(written).await,
         0,
         "the redirect node applied clicks"
     );
     assert_eq!(
-        metric(&redirect, "snip_click_events_total{state=\"published\"}").await,
+        redirect
+            .metric("snip_click_events_total{state=\"published\"}")
+            .await,
         50
     );
     let stats = expect_json(

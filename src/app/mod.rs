@@ -60,6 +60,13 @@ pub struct Services {
     pub visitors: Arc<crate::clicks::VisitorIds>,
     /// Countries of client addresses, when a GeoIP database is configured.
     pub geoip: Option<Arc<crate::clicks::geoip::GeoIp>>,
+    /// What every store call goes through (its breaker and latencies, for health and
+    /// metrics).
+    pub store_guard: Arc<crate::store::guarded::Guard>,
+    /// NATS, when click events go through it.
+    pub nats: Option<Arc<crate::clicks::nats::Nats>>,
+    /// Request and redirect counters of the HTTP edge.
+    pub http: Arc<crate::http::metrics::HttpMetrics>,
 }
 
 /// Settings the use cases and handlers read.
@@ -75,6 +82,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<crate::http::client_ip::IpRange>,
     /// Whether redirects produce click events.
     pub analytics: bool,
+    /// Longest time one request may take.
+    pub request_timeout: std::time::Duration,
 }
 
 /// The authenticated caller of an API request.

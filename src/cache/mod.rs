@@ -46,6 +46,9 @@ pub struct CacheSettings {
     pub ttl: Duration,
     /// How long an unknown code stays cached.
     pub negative_ttl: Duration,
+    /// How long past `ttl` a found link is kept, to answer while the store is down
+    /// (stale-if-error).
+    pub stale_if_error: Duration,
 }
 
 impl Default for CacheSettings {
@@ -54,6 +57,7 @@ impl Default for CacheSettings {
             capacity: 1_000_000,
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(3600),
         }
     }
 }
@@ -86,34 +90,53 @@ pub struct CacheStats {
     pub store_loads: AtomicU64,
     /// Invalidations applied to this node's L1.
     pub invalidations: AtomicU64,
+    /// Redirects answered from an expired entry because the store could not be reached.
+    pub stale_served: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// An L1 entry: the value, and until when it is fresh. A found link stays in L1 for
+/// `stale_if_error` past that, to answer while the store is down.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    value: Cached,
+    fresh_until: Instant,
+}
+
 struct PerValueTtl(CacheSettings);
 
-impl moka::Expiry<Code, Cached> for PerValueTtl {
-    fn expire_after_create(&self, _: &Code, value: &Cached, _: Instant) -> Option<Duration> {
-        Some(self.0.ttl_of(value))
+impl PerValueTtl {
+    fn keep(&self, value: &Cached) -> Duration {
+        match value {
+            Cached::Found(_) => self.0.ttl + self.0.stale_if_error,
+            Cached::Missing => self.0.negative_ttl,
+        }
+    }
+}
+
+impl moka::Expiry<Code, Entry> for PerValueTtl {
+    fn expire_after_create(&self, _: &Code, e: &Entry, _: Instant) -> Option<Duration> {
+        Some(self.keep(&e.value))
     }
 
     fn expire_after_update(
         &self,
         _: &Code,
-        value: &Cached,
+        e: &Entry,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.0.ttl_of(value))
+        Some(self.keep(&e.value))
     }
 }
 
 /// This node's L1, shared with the task that applies invalidations from other nodes.
 #[derive(Clone)]
 pub struct L1 {
-    entries: moka::future::Cache<Code, Cached>,
+    entries: moka::future::Cache<Code, Entry>,
     /// Bumped by every invalidation; a load that raced with one is not kept.
     generation: Arc<AtomicU64>,
     stats: Arc<CacheStats>,
@@ -191,25 +214,80 @@ impl RedirectCache {
     /// What a redirect of `code` needs; `None` when no link has the code.
     pub async fn get(&self, code: &Code) -> StoreResult<Option<Arc<RedirectTarget>>> {
         if let Some(hit) = self.l1.entries.get(code).await {
-            match hit {
-                Cached::Found(_) => bump(&self.l1.stats.l1_hits),
-                Cached::Missing => bump(&self.l1.stats.l1_negative_hits),
+            if Instant::now() < hit.fresh_until {
+                match hit.value {
+                    Cached::Found(_) => bump(&self.l1.stats.l1_hits),
+                    Cached::Missing => bump(&self.l1.stats.l1_negative_hits),
+                }
+                return Ok(hit.value.into_option());
             }
-            return Ok(hit.into_option());
+            return self.revalidate(code, hit).await;
         }
         bump(&self.l1.stats.l1_misses);
         let generation = self.l1.generation.load(Ordering::Acquire);
         let loaded = self
             .l1
             .entries
-            .try_get_with_by_ref(code, self.load(code))
+            .try_get_with_by_ref(code, async {
+                let value = self.load(code).await?;
+                Ok::<_, StoreError>(self.entry(value))
+            })
             .await
-            .map_err(|e| StoreError::Other(anyhow::anyhow!("loading {code}: {e}")))?;
+            .map_err(|e| match &*e {
+                StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+                other => StoreError::Other(anyhow::anyhow!("loading {code}: {other}")),
+            })?;
         if self.l1.generation.load(Ordering::Acquire) != generation {
             // An invalidation arrived while we loaded: what we loaded may predate it.
             self.l1.entries.invalidate(code).await;
         }
-        Ok(loaded.into_option())
+        Ok(loaded.value.into_option())
+    }
+
+    fn entry(&self, value: Cached) -> Entry {
+        let fresh_until = Instant::now() + self.settings.ttl_of(&value);
+        Entry { value, fresh_until }
+    }
+
+    /// An expired entry of a found link: load it again; if the store cannot be reached,
+    /// answer with the stale entry (stale-if-error). While one request reloads, others are
+    /// answered from the stale entry for a second instead of loading too.
+    async fn revalidate(
+        &self,
+        code: &Code,
+        stale: Entry,
+    ) -> StoreResult<Option<Arc<RedirectTarget>>> {
+        bump(&self.l1.stats.l1_misses);
+        let generation = self.l1.generation.load(Ordering::Acquire);
+        self.l1
+            .entries
+            .insert(
+                code.clone(),
+                Entry {
+                    value: stale.value.clone(),
+                    fresh_until: Instant::now() + Duration::from_secs(1),
+                },
+            )
+            .await;
+        match self.load(code).await {
+            Ok(value) => {
+                if self.l1.generation.load(Ordering::Acquire) == generation {
+                    self.l1
+                        .entries
+                        .insert(code.clone(), self.entry(value.clone()))
+                        .await;
+                } else {
+                    self.l1.entries.invalidate(code).await;
+                }
+                Ok(value.into_option())
+            }
+            Err(StoreError::Unavailable(why)) => {
+                tracing::debug!(%code, reason = %why, "store unavailable: serving a stale link");
+                bump(&self.l1.stats.stale_served);
+                Ok(stale.value.into_option())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn load(&self, code: &Code) -> StoreResult<Cached> {

@@ -167,6 +167,11 @@ impl ClickQueue {
     pub fn stats(&self) -> &ClickStats {
         &self.stats
     }
+
+    /// Events waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
 }
 
 /// How often the in-process worker takes what is queued.

@@ -83,6 +83,7 @@ impl Wire {
 
 /// A JetStream context with the stream made sure of.
 pub struct Nats {
+    client: async_nats::Client,
     js: jetstream::Context,
     settings: NatsSettings,
 }
@@ -97,9 +98,15 @@ impl Nats {
             .await
             .context("connecting to NATS")?;
         Ok(Self {
-            js: jetstream::new(client),
+            js: jetstream::new(client.clone()),
+            client,
             settings,
         })
+    }
+
+    /// Whether the client is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     async fn consumer(&self) -> anyhow::Result<PullConsumer> {

@@ -7,7 +7,11 @@ use serde::Serialize;
 
 use crate::app::AppError;
 use crate::domain::FieldError;
-use crate::store::Taken;
+use crate::store::{StoreError, Taken};
+
+/// Seconds a client should wait before retrying after a 503: about the time the circuit
+/// breaker of a dead dependency waits before it probes again.
+const RETRY_AFTER_SECS: &str = "2";
 
 /// The media type of problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -54,6 +58,14 @@ impl ApiError {
     /// 400 for a request that cannot be understood.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "", detail)
+    }
+
+    /// 503 for a dependency that is down, with `Retry-After`.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail).with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        )
     }
 
     /// 404.
@@ -143,6 +155,10 @@ impl From<AppError> for ApiError {
                 "too-many-items",
                 format!("at most {n} items per request"),
             ),
+            AppError::Store(StoreError::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "store unavailable");
+                Self::unavailable("the database cannot be reached; try again shortly")
+            }
             e @ (AppError::Store(_) | AppError::Internal(_)) => Self::internal(&e),
         }
     }

@@ -15,21 +15,59 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: 200 when the store answers within a second, 503 otherwise.
+/// Readiness: every configured dependency checked (each within a second). 200 while the
+/// store answers — Redis and NATS have fallbacks, so without them the node is `degraded`
+/// but serves; 503 when the store does not.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    const CHECK: Duration = Duration::from_secs(1);
     let store_up = matches!(
-        tokio::time::timeout(Duration::from_secs(1), state.links.ping()).await,
+        tokio::time::timeout(CHECK, state.links.ping()).await,
         Ok(Ok(()))
     );
-    let (status, word) = if store_up {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    let mut checks = serde_json::Map::new();
+    checks.insert(
+        "store".into(),
+        json!({
+            "state": if store_up { "up" } else { "down" },
+            "required": true,
+            "circuit": state.store_guard.breaker.state().as_str(),
+        }),
+    );
+    let mut degraded = false;
+    if let Some(redis) = &state.redis {
+        let up = matches!(
+            tokio::time::timeout(
+                CHECK,
+                redis.call(|mut c| async move {
+                    redis::cmd("PING").query_async::<String>(&mut c).await
+                })
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        degraded |= !up;
+        checks.insert(
+            "redis".into(),
+            json!({
+                "state": if up { "up" } else { "down" },
+                "required": false,
+                "circuit": redis.breaker().state().as_str(),
+            }),
+        );
+    }
+    if let Some(nats) = &state.nats {
+        let up = nats.is_connected();
+        degraded |= !up;
+        checks.insert(
+            "nats".into(),
+            json!({"state": if up { "up" } else { "down" }, "required": false}),
+        );
+    }
+    let (status, word) = match (store_up, degraded) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (true, true) => (StatusCode::OK, "degraded"),
+        (true, false) => (StatusCode::OK, "ready"),
     };
-    let check = if store_up { "up" } else { "down" };
-    (
-        status,
-        Json(json!({"status": word, "checks": {"store": check}})),
-    )
+    (status, Json(json!({"status": word, "checks": checks})))
 }

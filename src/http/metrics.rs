@@ -5,11 +5,84 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::State;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::app::AppError;
 use crate::app::AppState;
+use crate::app::redirect::Resolution;
+use crate::resilience::{Breaker, HistogramVec};
+
+/// What the HTTP edge counts: requests and their latency by route template and status
+/// class, and redirects by outcome.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    /// Latency by route template (`/{code}`, never a raw path) and status class.
+    pub requests: HistogramVec,
+    /// Redirect requests by outcome, in the order of [`REDIRECT_OUTCOMES`].
+    pub redirects: [AtomicU64; REDIRECT_OUTCOMES.len()],
+}
+
+/// The outcomes redirects are counted by.
+pub const REDIRECT_OUTCOMES: [&str; 6] = [
+    "redirect",
+    "password_required",
+    "wrong_password",
+    "not_found",
+    "gone",
+    "error",
+];
+
+impl HttpMetrics {
+    /// Counts a redirect request's outcome.
+    pub fn redirect(&self, outcome: &Result<Resolution, AppError>) {
+        let i = match outcome {
+            Ok(Resolution::Redirect { .. }) => 0,
+            Ok(Resolution::PasswordRequired) => 1,
+            Ok(Resolution::WrongPassword) => 2,
+            Ok(Resolution::NotFound) => 3,
+            Ok(Resolution::Gone) => 4,
+            Err(_) => 5,
+        };
+        self.redirects[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Middleware: times every request and counts it under its route template.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let class = match res.status().as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    state
+        .http
+        .requests
+        .with(&[route.as_deref().unwrap_or("unmatched"), class])
+        .observe(started.elapsed());
+    res
+}
+
+fn breaker_lines(out: &mut String, b: &Breaker) {
+    let _ = writeln!(
+        out,
+        "snip_circuit_state{{dependency=\"{}\"}} {}",
+        b.name(),
+        b.state().as_gauge()
+    );
+}
 
 fn get(c: &AtomicU64) -> u64 {
     c.load(Ordering::Relaxed)
@@ -91,6 +164,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ] {
         let _ = writeln!(out, "snip_click_events_total{{state=\"{fate}\"}} {v}");
     }
+    family(
+        &mut out,
+        "snip_click_queue_depth",
+        "gauge",
+        "Click events waiting in this node's queue.",
+    );
+    let _ = writeln!(out, "snip_click_queue_depth {}", state.clicks.depth());
     if let Some(redis) = &state.redis {
         family(
             &mut out,
@@ -99,6 +179,103 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             "Whether the last Redis call succeeded.",
         );
         let _ = writeln!(out, "snip_redis_up {}", u8::from(redis.is_up()));
+    }
+
+    family(
+        &mut out,
+        "snip_http_request_duration_seconds",
+        "histogram",
+        "HTTP requests by route template and status class.",
+    );
+    state.http.requests.render(
+        &mut out,
+        "snip_http_request_duration_seconds",
+        &["route", "status"],
+    );
+    family(
+        &mut out,
+        "snip_redirects_total",
+        "counter",
+        "Redirect requests by outcome.",
+    );
+    for (outcome, n) in REDIRECT_OUTCOMES.iter().zip(&state.http.redirects) {
+        let _ = writeln!(
+            out,
+            "snip_redirects_total{{outcome=\"{outcome}\"}} {}",
+            get(n)
+        );
+    }
+    family(
+        &mut out,
+        "snip_cache_stale_served_total",
+        "counter",
+        "Redirects answered from an expired cache entry because the store was down.",
+    );
+    let _ = writeln!(
+        out,
+        "snip_cache_stale_served_total {}",
+        get(&cache.stale_served)
+    );
+
+    let guard = &state.store_guard;
+    family(
+        &mut out,
+        "snip_store_call_duration_seconds",
+        "histogram",
+        "Store calls by operation and outcome (ok, error, unavailable).",
+    );
+    guard.latency.render(
+        &mut out,
+        "snip_store_call_duration_seconds",
+        &["op", "outcome"],
+    );
+    family(
+        &mut out,
+        "snip_store_pool_connections",
+        "gauge",
+        "Store connections by pool and state.",
+    );
+    for u in state.links.pool_usage() {
+        let _ = writeln!(
+            out,
+            "snip_store_pool_connections{{pool=\"{}\",state=\"idle\"}} {}\n\
+             snip_store_pool_connections{{pool=\"{}\",state=\"busy\"}} {}\n\
+             snip_store_pool_connections{{pool=\"{}\",state=\"max\"}} {}",
+            u.pool,
+            u.idle,
+            u.pool,
+            u.size.saturating_sub(u.idle),
+            u.pool,
+            u.max
+        );
+    }
+    family(
+        &mut out,
+        "snip_circuit_state",
+        "gauge",
+        "Circuit breaker per dependency: 0 closed, 1 open, 2 half-open.",
+    );
+    breaker_lines(&mut out, &guard.breaker);
+    if let Some(redis) = &state.redis {
+        breaker_lines(&mut out, redis.breaker());
+    }
+    family(
+        &mut out,
+        "snip_circuit_rejected_total",
+        "counter",
+        "Calls refused at once because a dependency's circuit was open.",
+    );
+    let _ = writeln!(
+        out,
+        "snip_circuit_rejected_total{{dependency=\"store\"}} {}",
+        get(&guard.breaker.rejected)
+    );
+    if let Some(redis) = &state.redis {
+        let _ = writeln!(
+            out,
+            "snip_circuit_rejected_total{{dependency=\"redis\"}} {}",
+            get(&redis.breaker().rejected)
+        );
     }
     (
         [(

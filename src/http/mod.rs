@@ -87,7 +87,10 @@ pub fn router(state: AppState, role: Role) -> Router {
             ),
         );
     }
+    let timeout = state.settings.request_timeout;
     app.fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn(move |req, next| deadline(timeout, req, next)))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::map_response(error::fill_problem))
         .layer(
@@ -107,6 +110,22 @@ pub fn router(state: AppState, role: Role) -> Router {
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
         .with_state(state)
+}
+
+/// A request that takes longer than `limit` is answered 503 (with `Retry-After`) and its
+/// work dropped, so a stuck dependency cannot hold connections forever.
+async fn deadline(
+    limit: std::time::Duration,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(limit_ms = limit.as_millis() as u64, "request timed out");
+            ApiError::unavailable("the request took too long; try again shortly").into_response()
+        }
+    }
 }
 
 /// A panic in a handler is a bug: log it and answer a plain 500 problem.

@@ -45,8 +45,9 @@ pub async fn follow(
         None => (code.as_str(), Visit::Follow),
     };
     let client = client(&state, peer, &headers);
-    let resolution = resolve(&state, code, visit, &client).await?;
-    Ok(respond(code, visit, resolution))
+    let resolution = resolve(&state, code, visit, &client).await;
+    state.http.redirect(&resolution);
+    Ok(respond(code, visit, resolution?))
 }
 
 /// The password form's fields.
@@ -70,8 +71,9 @@ pub async fn unlock(
         ));
     };
     let client = client(&state, peer, &headers);
-    let resolution = resolve(&state, &code, Visit::Unlock(&form.password), &client).await?;
-    Ok(respond(&code, Visit::Unlock(""), resolution))
+    let resolution = resolve(&state, &code, Visit::Unlock(&form.password), &client).await;
+    state.http.redirect(&resolution);
+    Ok(respond(&code, Visit::Unlock(""), resolution?))
 }
 
 fn respond(code: &str, visit: Visit<'_>, resolution: Resolution) -> Response {

@@ -3,6 +3,7 @@
 //! holds what they share: turning rows into records.
 
 pub mod clicks;
+pub mod guarded;
 pub mod postgres;
 pub mod ring;
 mod rows;
@@ -117,7 +118,11 @@ pub enum StoreError {
     /// A unique constraint refused the write; names what was taken.
     #[error("{0} already taken")]
     Conflict(Taken),
-    /// Anything else: the database is down, a query failed. Logged, never shown to clients.
+    /// The database cannot be reached (connection refused or lost, no answer in time, or
+    /// its circuit breaker is open). Clients get 503 with `Retry-After`.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a query failed. Logged, never shown to clients.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -358,6 +363,36 @@ pub trait LinkStore: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The connection pools, for metrics.
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        Vec::new()
+    }
+}
+
+/// One connection pool's use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Which pool, e.g. `write`, `read`, or a shard's name.
+    pub pool: String,
+    /// Open connections.
+    pub size: u32,
+    /// Of those, idle.
+    pub idle: u32,
+    /// Most connections it may open.
+    pub max: u32,
+}
+
+impl PoolUsage {
+    /// The use of an sqlx pool named `pool`.
+    pub fn of<DB: sqlx::Database>(pool: &str, p: &sqlx::Pool<DB>) -> Self {
+        Self {
+            pool: pool.to_owned(),
+            size: p.size(),
+            idle: p.num_idle() as u32,
+            max: p.options().get_max_connections(),
+        }
+    }
 }
 
 /// Aggregated clicks of one link over a time range.

@@ -15,8 +15,8 @@ use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
 
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
-    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError,
-    StoreResult, Taken, UserRecord, UserStore,
+    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, PoolUsage, RedirectTarget,
+    StoreError, StoreResult, Taken, UserRecord, UserStore,
 };
 use crate::clock::to_millis;
 use crate::domain::code::Code;
@@ -573,6 +573,10 @@ impl LinkStore for PgStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![PoolUsage::of("postgres", &self.pool)]
     }
 }
 

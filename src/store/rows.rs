@@ -481,6 +481,21 @@ pub(crate) fn on_unique(e: sqlx::Error, taken: super::Taken) -> super::StoreErro
 
 impl From<sqlx::Error> for super::StoreError {
     fn from(e: sqlx::Error) -> Self {
-        super::StoreError::Other(e.into())
+        use sqlx::Error as E;
+        // SQLSTATE classes 08 (connection exception) and 57P (operator intervention:
+        // shutdown, cannot connect now) mean the database is away, not the query wrong.
+        let away = |code: &str| code.starts_with("08") || code.starts_with("57P");
+        match &e {
+            E::Io(_)
+            | E::Tls(_)
+            | E::Protocol(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed => super::StoreError::Unavailable(e.to_string()),
+            E::Database(db) if db.code().is_some_and(|c| away(&c)) => {
+                super::StoreError::Unavailable(e.to_string())
+            }
+            _ => super::StoreError::Other(e.into()),
+        }
     }
 }

@@ -16,8 +16,8 @@ use super::postgres::PgStore;
 use super::ring::{Ring, RingMember};
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
-    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError,
-    StoreResult, Taken, UserRecord, UserStore,
+    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, PoolUsage, RedirectTarget,
+    StoreError, StoreResult, Taken, UserRecord, UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
@@ -375,6 +375,18 @@ impl LinkStore for ShardedStore {
             LinkStore::ping(&*s.store).await?;
         }
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.store.pool_usage().into_iter().map(|mut u| {
+                    u.pool = s.name.clone();
+                    u
+                })
+            })
+            .collect()
     }
 }
 

@@ -18,8 +18,8 @@ use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
 
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
-    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, RedirectTarget, StoreError,
-    StoreResult, Taken, UserRecord, UserStore,
+    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, PoolUsage, RedirectTarget,
+    StoreError, StoreResult, Taken, UserRecord, UserStore,
 };
 use crate::clock::to_millis;
 use crate::domain::code::Code;
@@ -364,6 +364,13 @@ impl LinkStore for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![
+            PoolUsage::of("write", &self.write),
+            PoolUsage::of("read", &self.read),
+        ]
     }
 }
 

@@ -238,6 +238,15 @@ impl TestApp {
         expect_json(resp, StatusCode::CREATED).await
     }
 
+    /// The value of the first `/metrics` line that starts with `line_start` (a metric name
+    /// with its labels), 0 when there is none.
+    pub async fn metric(&self, line_start: &str) -> u64 {
+        let text = self.get_anon("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// `GET /{code}` without a key, as a browser would.
     pub async fn redirect(&self, code: &str) -> Response {
         self.get_anon(&format!("/{code}")).await
@@ -477,4 +486,5 @@ pub mod child;
 pub mod nats;
 pub mod postgres;
 pub mod process;
+pub mod proxy;
 pub mod redis;

@@ -1,6 +1,7 @@
 //! The real `snip` binary as a child process: for tests of what only a whole process shows
 //! (SIGKILL, SIGTERM, two nodes sharing Redis).
 
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
@@ -71,6 +72,29 @@ impl Snip {
     /// `http://ADDR{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// `GET path` with `key`, answered with JSON.
+    pub async fn get_json(&self, client: &reqwest::Client, path: &str, key: &str) -> Value {
+        let res = client.get(self.url(path)).bearer_auth(key).send().await;
+        res.unwrap().json().await.unwrap()
+    }
+
+    /// `POST path` of `body` with `key`, answered with JSON.
+    pub async fn post_json(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> Value {
+        let res = client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await;
+        res.unwrap().json().await.unwrap()
     }
 
     /// Kills it with SIGKILL and waits for it.

@@ -1,0 +1,149 @@
+//! Observability and resilience over real HTTP: the metrics move as requests are made, and
+//! a store that stops answering opens its circuit (calls fail fast with 503), cached
+//! redirects keep working (stale-if-error), and everything recovers when it returns.
+
+mod common;
+
+use std::time::Duration;
+
+use common::postgres::TestDb;
+use common::proxy::{Mode, Proxy};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_redirects_by_outcome() {
+    let app = spawn_app().await;
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/m")
+        .await;
+    for _ in 0..2 {
+        assert!(app.redirect(&code).await.status().is_redirection());
+    }
+    assert_eq!(
+        app.redirect("nosuchcode").await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let requests = |route: &str, class: &str| {
+        format!("snip_http_request_duration_seconds_count{{route=\"{route}\",status=\"{class}\"}}")
+    };
+    assert_eq!(app.metric(&requests("/{code}", "3xx")).await, 2);
+    assert_eq!(app.metric(&requests("/{code}", "4xx")).await, 1);
+    assert_eq!(app.metric(&requests("/api/v1/links", "2xx")).await, 1);
+    assert_eq!(
+        app.metric("snip_redirects_total{outcome=\"redirect\"}")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.metric("snip_redirects_total{outcome=\"not_found\"}")
+            .await,
+        1
+    );
+    // One store read per code: the second redirect of `code` came from the cache.
+    assert_eq!(
+        app.metric("snip_store_call_duration_seconds_count{op=\"get_redirect\",outcome=\"ok\"}")
+            .await,
+        2
+    );
+    assert_eq!(
+        app.metric("snip_circuit_state{dependency=\"store\"}").await,
+        0
+    );
+    assert_eq!(
+        app.metric("snip_store_pool_connections{pool=\"write\",state=\"max\"}")
+            .await,
+        1
+    );
+    // Labels are route templates: no raw path, no code, ever becomes a label.
+    let text = app.get_anon("/metrics").await.text().await.unwrap();
+    assert!(!text.contains(&code), "a raw code leaked into the metrics");
+    assert!(!text.contains("nosuchcode"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_store_opens_the_circuit_and_cached_redirects_keep_working() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let app = spawn_app_with(|c| {
+        c.database_url = url;
+        c.store_timeout_ms = 300;
+        // Cached links go stale after a second, so the outage is met by stale entries.
+        c.cache.ttl_secs = 1;
+    })
+    .await;
+    let mut codes = Vec::new();
+    for i in 0..10 {
+        let code = app
+            .create_link_to(&app.admin_key, &format!("https://example.com/{i}"))
+            .await;
+        assert!(app.redirect(&code).await.status().is_redirection());
+        codes.push(code);
+    }
+
+    // The database host stops answering: connections hang, nothing comes back.
+    proxy.set(Mode::Blackhole);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for round in 0..20 {
+        for code in &codes {
+            let status = app.redirect(code).await.status();
+            assert!(
+                status.is_redirection(),
+                "round {round}: a cached code answered {status} while the store was down"
+            );
+        }
+    }
+    assert!(app.metric("snip_cache_stale_served_total").await > 0);
+
+    // Writes fail, fast, with 503 and Retry-After, once the circuit is open.
+    for _ in 0..10 {
+        let res = app
+            .post_link(&app.admin_key, &json!({"url": "https://example.com/new"}))
+            .await;
+        assert_eq!(res.headers()["retry-after"], "2");
+        let problem = expect_problem(res, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert!(problem["type"].as_str().unwrap().ends_with("/unavailable"));
+    }
+    assert_ne!(
+        app.metric("snip_circuit_state{dependency=\"store\"}").await,
+        0
+    );
+    assert!(
+        app.metric("snip_circuit_rejected_total{dependency=\"store\"}")
+            .await
+            > 0,
+        "no call was refused without waiting: the circuit never opened"
+    );
+    let ready = app.get_anon("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["store"]["state"], "down");
+
+    // The database is back: a probe closes the circuit and writes succeed again.
+    proxy.set(Mode::Pass);
+    let mut created = false;
+    for _ in 0..150 {
+        let res = app
+            .post_link(&app.admin_key, &json!({"url": "https://example.com/back"}))
+            .await;
+        if res.status() == StatusCode::CREATED {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(created, "writes did not recover after the store came back");
+    assert_eq!(
+        app.metric("snip_circuit_state{dependency=\"store\"}").await,
+        0
+    );
+    assert_eq!(app.get_anon("/readyz").await.status(), StatusCode::OK);
+    for code in &codes {
+        assert!(app.redirect(code).await.status().is_redirection());
+    }
+}
