@@ -48,6 +48,8 @@ pub struct Config {
     pub store_timeout_ms: u64,
     /// Longest time one HTTP request may take, in seconds (then 503).
     pub request_timeout_secs: u64,
+    /// An OTLP/HTTP collector that receives traces, e.g. `http://127.0.0.1:4318`.
+    pub otlp_endpoint: Option<String>,
     /// A MaxMind-format country database (`.mmdb`) for click countries.
     pub geoip: Option<std::path::PathBuf>,
     /// NATS with JetStream for click events between nodes, e.g. `nats://127.0.0.1:4222`.
@@ -183,6 +185,7 @@ impl Default for Config {
             click_flush_ms: 10_000,
             store_timeout_ms: 5_000,
             request_timeout_secs: 30,
+            otlp_endpoint: None,
             nats_stream: "SNIP_CLICKS".into(),
             nats_subject: "snip.clicks".into(),
             nats_durable: "snip-workers".into(),
@@ -217,6 +220,7 @@ impl std::fmt::Debug for Config {
             .field("click_flush_ms", &self.click_flush_ms)
             .field("store_timeout_ms", &self.store_timeout_ms)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("otlp_endpoint", &self.otlp_endpoint)
             .field("nats_stream", &self.nats_stream)
             .field("nats_subject", &self.nats_subject)
             .finish()
@@ -256,6 +260,8 @@ pub struct Overrides {
     pub geoip: Option<std::path::PathBuf>,
     /// `--role` / `SNIP_ROLE`.
     pub role: Option<Role>,
+    /// `--otlp-endpoint` / `SNIP_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Config {
@@ -280,6 +286,7 @@ impl Config {
             nats_url,
             geoip,
             role,
+            otlp_endpoint,
         } = overrides;
         config.listen = listen.unwrap_or(config.listen);
         config.database_url = database_url.unwrap_or(config.database_url);
@@ -289,6 +296,7 @@ impl Config {
         config.nats_url = nats_url.or(config.nats_url);
         config.geoip = geoip.or(config.geoip);
         config.role = role.unwrap_or(config.role);
+        config.otlp_endpoint = otlp_endpoint.or(config.otlp_endpoint);
         if !shards.is_empty() {
             config.shards = shards.iter().map(|u| ShardConfig::from_url(u)).collect();
         }

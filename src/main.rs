@@ -58,6 +58,9 @@ enum Command {
         /// What this node does: all, api, redirect, or worker (needs --nats).
         #[arg(long, env = "SNIP_ROLE", value_enum)]
         role: Option<snip::config::Role>,
+        /// Export traces over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318.
+        #[arg(long = "otlp-endpoint", env = "SNIP_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
     },
     /// Apply the store's migrations and exit.
     Migrate,
@@ -98,7 +101,6 @@ enum KeysCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    snip::telemetry::init();
     let mut overrides = Overrides {
         database_url: cli.database_url.clone(),
         bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
@@ -112,8 +114,10 @@ async fn main() -> anyhow::Result<()> {
         nats_url,
         geoip,
         role,
+        otlp_endpoint,
     } = &cli.command
     {
+        overrides.otlp_endpoint = otlp_endpoint.clone();
         overrides.listen = listen.clone();
         overrides.base_url = base_url.clone();
         overrides.redis_url = redis_url.clone();
@@ -122,8 +126,13 @@ async fn main() -> anyhow::Result<()> {
         overrides.role = *role;
     }
     let config = Config::load(cli.config.as_deref(), overrides)?;
+    let telemetry = snip::telemetry::init(config.otlp_endpoint.as_deref())?;
     match cli.command {
-        Command::Serve { .. } => serve(config).await,
+        Command::Serve { .. } => {
+            let served = serve(config).await;
+            telemetry.shutdown();
+            served
+        }
         Command::Migrate => {
             snip::store::AnyStore::from_config(&config)
                 .await?

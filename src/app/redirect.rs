@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use tracing::Instrument;
+
 use super::{AppError, AppState, blocking};
 use crate::clicks::ClickEvent;
 use crate::domain::code::Code;
@@ -64,7 +66,8 @@ pub async fn resolve(
     let Some(code) = Code::from_path(code) else {
         return Ok(Resolution::NotFound);
     };
-    let Some(target) = state.cache.get(&code).await? else {
+    let lookup = state.cache.get(&code);
+    let Some(target) = lookup.instrument(tracing::debug_span!("cache.get")).await? else {
         return Ok(Resolution::NotFound);
     };
     let now = state.clock.now();

@@ -157,6 +157,7 @@ pub struct ClickQueue {
 impl ClickQueue {
     /// Enqueues a click without waiting; a full queue drops it (counted).
     pub fn record(&self, event: ClickEvent) {
+        let _span = tracing::debug_span!("queue.send").entered();
         match self.tx.try_send(event) {
             Ok(()) => self.stats.queued.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.stats.dropped.fetch_add(1, Ordering::Relaxed),

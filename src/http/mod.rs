@@ -93,6 +93,10 @@ pub fn router(state: AppState, role: Role) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::map_response(error::fill_problem))
+        .layer(middleware::map_response(|mut res: Response| async move {
+            crate::telemetry::inject_trace(res.headers_mut());
+            res
+        }))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -103,7 +107,9 @@ pub fn router(state: AppState, role: Role) -> Router {
                             .get("x-request-id")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
-                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                        let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id);
+                        crate::telemetry::continue_trace(&span, req.headers());
+                        span
                     }),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))

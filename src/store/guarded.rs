@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
@@ -52,7 +53,8 @@ impl Guard {
                 return Err(StoreError::Unavailable("circuit open".into()));
             };
             let started = Instant::now();
-            let result = match tokio::time::timeout(self.timeout, call()).await {
+            let span = tracing::debug_span!("store", op);
+            let result = match tokio::time::timeout(self.timeout, call().instrument(span)).await {
                 Ok(r) => r,
                 Err(_) => Err(StoreError::Unavailable(format!(
                     "no answer within {} ms",
