@@ -45,20 +45,16 @@ impl Telemetry {
 pub fn init(otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let fmt = tracing_subscriber::fmt::layer();
-    let logs = if std::io::stdout().is_terminal() {
-        fmt.with_filter(filter).boxed()
-    } else {
-        fmt.json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_filter(filter)
-            .boxed()
-    };
     let Some(endpoint) = otlp_endpoint else {
-        let _ = tracing_subscriber::registry().with(logs).try_init();
+        // One global filter: callsites it disables cost nothing at all (a per-layer filter
+        // would be asked on every span, measurably on the redirect path).
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(log_layer())
+            .try_init();
         return Ok(Telemetry { provider: None });
     };
+    let logs = log_layer().with_filter(filter);
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
@@ -96,6 +92,27 @@ pub fn init(otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
     Ok(Telemetry {
         provider: Some(provider),
     })
+}
+
+/// Whether spans are exported.
+pub fn tracing_enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+/// Log lines: JSON when stdout is not a terminal, readable text when it is.
+fn log_layer<S>() -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let fmt = tracing_subscriber::fmt::layer();
+    if std::io::stdout().is_terminal() {
+        fmt.boxed()
+    } else {
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed()
+    }
 }
 
 /// Makes the span of a request a child of the caller's trace, from its `traceparent`.

@@ -54,10 +54,7 @@ impl HttpMetrics {
 
 /// Middleware: times every request and counts it under its route template.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let res = next.run(req).await;
     let class = match res.status().as_u16() {
@@ -70,7 +67,10 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     state
         .http
         .requests
-        .with(&[route.as_deref().unwrap_or("unmatched"), class])
+        .with(&[
+            route.as_ref().map_or("unmatched", MatchedPath::as_str),
+            class,
+        ])
         .observe(started.elapsed());
     res
 }

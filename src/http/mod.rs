@@ -35,6 +35,7 @@ const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Builds the whole application router.
 pub fn router(state: AppState, role: Role) -> Router {
     let body_limit = state.settings.body_limit;
+    let timeout = state.settings.request_timeout;
     let request_id = HeaderName::from_static("x-request-id");
     let api = Router::new()
         .route("/links", post(links::create).get(links::list))
@@ -69,7 +70,12 @@ pub fn router(state: AppState, role: Role) -> Router {
         )
         .route("/me", get(users::me))
         .fallback(|| async { ApiError::not_found() })
-        .layer(middleware::from_fn_with_state(state.clone(), guard::api));
+        .layer(middleware::from_fn_with_state(state.clone(), guard::api))
+        // Redirects are bounded by the store's own timeout; API requests, which may make
+        // several calls, by a deadline of their own.
+        .layer(middleware::from_fn(move |req, next| {
+            deadline(timeout, req, next)
+        }));
 
     // Every role answers health checks and metrics; the rest depends on the role.
     let mut app = Router::new()
@@ -87,16 +93,21 @@ pub fn router(state: AppState, role: Role) -> Router {
             ),
         );
     }
-    let timeout = state.settings.request_timeout;
-    app.fallback(|| async { ApiError::not_found() })
-        .layer(middleware::from_fn(move |req, next| deadline(timeout, req, next)))
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::map_response(error::fill_problem))
-        .layer(middleware::map_response(|mut res: Response| async move {
+    app = app
+        .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ));
+    if crate::telemetry::tracing_enabled() {
+        app = app.layer(middleware::map_response(|mut res: Response| async move {
             crate::telemetry::inject_trace(res.headers_mut());
             res
-        }))
+        }));
+    }
+    app
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::map_response(error::fill_problem))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))

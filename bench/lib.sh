@@ -1,0 +1,94 @@
+# Shared by the benchmark scripts: servers on CPU 0, wrk on CPU 1, 127.0.0.1 only, every
+# run bounded in time. Source it after `set -euo pipefail` and `cd` to the repository.
+
+KEY=snip_BENCHBENCHBENCHBENCHBENCHBENCHBE
+WORK=$(mktemp -d)
+
+# Servers are started in command substitutions (subshells), so their pids go to a file.
+cleanup() {
+    if [ -f "$WORK/pids" ]; then
+        while read -r p; do kill "$p" 2>/dev/null || true; done < "$WORK/pids"
+    fi
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_for() {
+    for _ in $(seq 1 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0
+        sleep 0.1
+    done
+    echo "nothing answers on port $1" >&2
+    return 1
+}
+
+# start_snip BIN NAME TOML -> prints the port. TOML is the server's configuration file text.
+start_snip() {
+    local bin=$1 name=$2 toml=$3 port
+    port=$(free_port)
+    printf '%s\n' "$toml" > "$WORK/$name.toml"
+    SNIP_BOOTSTRAP_ADMIN_KEY=$KEY RUST_LOG=warn taskset -c 0 "$bin" serve \
+        --listen "127.0.0.1:$port" --database "sqlite://$WORK/$name.db" \
+        --config "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
+    echo $! >> "$WORK/pids"
+    wait_for "$port"
+    echo "$port"
+}
+
+# start_limit BIN -> prints the port of the limit server.
+start_limit() {
+    local port
+    port=$(free_port)
+    taskset -c 0 "$1" "127.0.0.1:$port" > "$WORK/limit.log" 2>&1 &
+    echo $! >> "$WORK/pids"
+    wait_for "$port"
+    echo "$port"
+}
+
+# load PORT N FILE: creates N links (in bulks of 1,000), writes their codes to FILE.
+load() {
+    local port=$1 n=$2 file=$3
+    : > "$file"
+    for batch in $(seq 1 $(((n + 999) / 1000))); do
+        python3 - "$batch" > "$WORK/bulk.json" <<'PY'
+import json, sys
+b = int(sys.argv[1])
+print(json.dumps({"links": [{"url": f"https://example.com/{b}/{i}"} for i in range(1000)]}))
+PY
+        curl -sf -X POST "http://127.0.0.1:$port/api/v1/links/bulk" \
+            -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+            --data-binary "@$WORK/bulk.json" \
+            | python3 -c 'import json,sys; [print(r["link"]["code"]) for r in json.load(sys.stdin)["results"]]' >> "$file"
+    done
+}
+
+# run PORT CODES SECONDS -> "rps p50_ms p99_ms"; ZIPF in the environment picks Zipf codes.
+run() {
+    local port=$1 file=$2 seconds=$3
+    CODES=$file taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency \
+        -s bench/random-code.lua "http://127.0.0.1:$port" > "$WORK/wrk.out"
+    python3 - "$WORK/wrk.out" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+def ms(label):
+    m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", text)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+errors = re.search(r"Socket errors: (.*)", text)
+if errors:
+    print(f"wrk reported socket errors: {errors.group(1)}", file=sys.stderr)
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if non2xx:
+    print(f"wrk saw {non2xx.group(1)} answers that were not redirects", file=sys.stderr)
+print(f"{rps:.0f} {ms(50):.3f} {ms(99):.3f}")
+PY
+}
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { python3 -c "print(f'{$1/$2:.3f}')"; }
