@@ -40,6 +40,17 @@ async fn clicks_made_while_nats_is_down_are_counted_after_it_returns() {
     follow(&app, &code, 300).await;
     nats.kill();
     follow(&app, &code, 300).await;
+    // Publishing fails, so NATS's circuit opens: it is probed, not hammered.
+    let circuit = "snip_circuit_state{dependency=\"nats\"}";
+    let mut opened = false;
+    for _ in 0..150 {
+        if app.metric(circuit).await != 0 {
+            opened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(opened, "the NATS circuit never opened while NATS was down");
     nats.resume().unwrap();
 
     let written = "snip_click_events_total{state=\"written\"}";
@@ -62,4 +73,9 @@ async fn clicks_made_while_nats_is_down_are_counted_after_it_returns() {
     .await;
     assert_eq!(stats["total"], 600);
     assert_eq!(stats["humans"], 600);
+    assert_eq!(
+        app.metric(circuit).await,
+        0,
+        "closed again once NATS answers"
+    );
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Classifier, ClickEvent, ClickStats};
 use crate::domain::code::Code;
+use crate::resilience::{Breaker, BreakerSettings};
 use crate::store::{ClickFact, LinkStore};
 
 /// Where the events go.
@@ -84,6 +85,8 @@ impl Wire {
 /// A JetStream context with the stream made sure of.
 pub struct Nats {
     client: async_nats::Client,
+    /// Opens when publishing fails, so a dead NATS is probed, not hammered.
+    breaker: Breaker,
     js: jetstream::Context,
     settings: NatsSettings,
 }
@@ -100,8 +103,21 @@ impl Nats {
         Ok(Self {
             js: jetstream::new(client.clone()),
             client,
+            breaker: Breaker::new(
+                "nats",
+                BreakerSettings {
+                    failures_to_open: 1,
+                    open_for: Duration::from_millis(100),
+                    max_open_for: Duration::from_secs(2),
+                },
+            ),
             settings,
         })
+    }
+
+    /// The breaker of publishing, for metrics and readiness.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// Whether the client is connected now.
@@ -146,7 +162,6 @@ pub async fn forward(
     drain_for: Duration,
 ) {
     let mut pending: Vec<ClickEvent> = Vec::new();
-    let mut backoff = Duration::from_millis(50);
     loop {
         if pending.is_empty() {
             tokio::select! {
@@ -154,15 +169,24 @@ pub async fn forward(
                 () = shutdown.cancelled() => break,
             }
         }
-        if publish(&nats, &mut pending, &stats).await {
-            backoff = Duration::from_millis(50);
-        } else {
-            // NATS is away: keep what we have, let the bounded queue buffer the rest.
+        // NATS is away while the breaker is open: keep what we have, let the bounded queue
+        // buffer the rest, and try again when it lets a probe through (its open time grows
+        // from 0.1 s to 2 s, with jitter).
+        let Some(permit) = nats.breaker.allow() else {
+            let wait = nats
+                .breaker
+                .retry_after()
+                .unwrap_or(Duration::from_millis(50));
             tokio::select! {
-                () = tokio::time::sleep(backoff) => {},
+                () = tokio::time::sleep(wait) => {},
                 () = shutdown.cancelled() => break,
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        };
+        if publish(&nats, &mut pending, &stats).await {
+            permit.success();
+        } else {
+            permit.failure();
         }
     }
     rx.close();

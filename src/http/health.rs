@@ -61,7 +61,11 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         degraded |= !up;
         checks.insert(
             "nats".into(),
-            json!({"state": if up { "up" } else { "down" }, "required": false}),
+            json!({
+                "state": if up { "up" } else { "down" },
+                "required": false,
+                "circuit": nats.breaker().state().as_str(),
+            }),
         );
     }
     let (status, word) = match (store_up, degraded) {

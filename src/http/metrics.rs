@@ -259,6 +259,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(redis) = &state.redis {
         breaker_lines(&mut out, redis.breaker());
     }
+    if let Some(nats) = &state.nats {
+        breaker_lines(&mut out, nats.breaker());
+    }
     family(
         &mut out,
         "snip_circuit_rejected_total",
@@ -275,6 +278,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             out,
             "snip_circuit_rejected_total{{dependency=\"redis\"}} {}",
             get(&redis.breaker().rejected)
+        );
+    }
+    if let Some(nats) = &state.nats {
+        let _ = writeln!(
+            out,
+            "snip_circuit_rejected_total{{dependency=\"nats\"}} {}",
+            get(&nats.breaker().rejected)
         );
     }
     (

@@ -5,12 +5,14 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A running `snip serve`. Killed on drop.
 pub struct Snip {
     child: Option<Child>,
     /// `127.0.0.1:PORT` it listens on.
     pub addr: String,
+    log: Arc<Mutex<String>>,
 }
 
 impl Snip {
@@ -56,12 +58,27 @@ impl Snip {
                 break v["addr"].as_str().expect("addr field").to_owned();
             }
         };
-        // Keep draining the log so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining the log (kept for tests that read it) so the child never blocks
+        // on a full pipe.
+        let log: Arc<Mutex<String>> = Arc::default();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut log = kept.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         Snip {
             child: Some(child),
             addr,
+            log,
         }
+    }
+
+    /// What it has logged since it listened.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
     }
 
     /// The child's standard error, when the command piped it.
