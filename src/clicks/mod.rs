@@ -59,6 +59,18 @@ pub struct Classifier {
 impl Classifier {
     /// Most agents remembered across batches.
     const CAPACITY: usize = 10_000;
+    /// Most agents remembered within one batch.
+    const MAX: usize = 50_000;
+
+    /// Agents remembered.
+    pub fn len(&self) -> usize {
+        self.visits.len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.visits.is_empty()
+    }
 
     /// The classification of a request with `user_agent`, made with `HEAD` if `head`.
     pub fn classify(&mut self, user_agent: Option<&str>, head: bool) -> Visit {
@@ -276,7 +288,9 @@ async fn run_worker(
                     return;
                 }
             }
-            if tally.rows() >= settings.batch_rows {
+            // Many distinct user agents (say, made up by a client) also end a batch: their
+            // classifications are only forgotten between batches.
+            if tally.rows() >= settings.batch_rows || classifier.len() >= Classifier::MAX {
                 flush(&*store, &stats, &mut tally, &mut classifier).await;
                 last_flush = tokio::time::Instant::now();
             }
