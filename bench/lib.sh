@@ -7,7 +7,10 @@ WORK=$(mktemp -d)
 # Servers are started in command substitutions (subshells), so their pids go to a file.
 cleanup() {
     if [ -f "$WORK/pids" ]; then
-        while read -r p; do kill "$p" 2>/dev/null || true; done < "$WORK/pids"
+        while read -r p; do
+            kill -CONT "$p" 2>/dev/null || true
+            kill "$p" 2>/dev/null || true
+        done < "$WORK/pids"
     fi
     wait 2>/dev/null || true
     rm -rf "$WORK"
@@ -27,17 +30,31 @@ wait_for() {
     return 1
 }
 
-# start_snip BIN NAME TOML -> prints the port. TOML is the server's configuration file text.
+# start_snip BIN NAME TOML [DB] -> prints the port. TOML is the server's configuration file
+# text; DB the SQLite file (a new one in $WORK by default). The pid goes to $WORK/NAME.pid.
 start_snip() {
-    local bin=$1 name=$2 toml=$3 port
+    local bin=$1 name=$2 toml=$3 db=${4:-$WORK/$2.db} port
     port=$(free_port)
     printf '%s\n' "$toml" > "$WORK/$name.toml"
     SNIP_BOOTSTRAP_ADMIN_KEY=$KEY RUST_LOG=warn taskset -c 0 "$bin" serve \
-        --listen "127.0.0.1:$port" --database "sqlite://$WORK/$name.db" \
+        --listen "127.0.0.1:$port" --database "sqlite://$db" \
         --config "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
     echo $! >> "$WORK/pids"
+    echo $! > "$WORK/$name.pid"
     wait_for "$port"
     echo "$port"
+}
+
+# rss NAME -> the server's resident memory in KiB.
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$(cat "$WORK/$1.pid")/status"; }
+
+# only NAME: every other server stopped (SIGSTOP), so that nothing else runs on its core
+# while NAME is measured (a paused server's click flush cannot land in another's run).
+only() {
+    local f
+    for f in "$WORK"/*.pid; do
+        if [ "$f" = "$WORK/$1.pid" ]; then kill -CONT "$(cat "$f")"; else kill -STOP "$(cat "$f")"; fi
+    done
 }
 
 # start_limit BIN -> prints the port of the limit server.
@@ -46,6 +63,7 @@ start_limit() {
     port=$(free_port)
     taskset -c 0 "$1" "127.0.0.1:$port" > "$WORK/limit.log" 2>&1 &
     echo $! >> "$WORK/pids"
+    echo $! > "$WORK/limit.pid"
     wait_for "$port"
     echo "$port"
 }
@@ -67,11 +85,13 @@ PY
     done
 }
 
-# run PORT CODES SECONDS -> "rps p50_ms p99_ms"; ZIPF in the environment picks Zipf codes.
+# run PORT SECONDS SCRIPT [VAR=value...] -> "rps p50_ms p99_ms": wrk on CPU 1, one thread,
+# 32 keep-alive connections, the Lua SCRIPT given the variables (see bench/redirects.lua).
 run() {
-    local port=$1 file=$2 seconds=$3
-    CODES=$file taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency \
-        -s bench/random-code.lua "http://127.0.0.1:$port" > "$WORK/wrk.out"
+    local port=$1 seconds=$2 script=$3
+    shift 3
+    env "$@" taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency \
+        -s "$script" "http://127.0.0.1:$port" > "$WORK/wrk.out"
     python3 - "$WORK/wrk.out" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()

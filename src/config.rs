@@ -42,6 +42,9 @@ pub struct Config {
     pub role: Role,
     /// Whether redirects produce click events (on by default; off for benchmarks).
     pub analytics: bool,
+    /// Whether `GET /{code}` of a link held in L1 is answered before the router (the hot
+    /// path; on by default; off only to measure what it saves).
+    pub hot_path: bool,
     /// How often added-up clicks are written, in milliseconds: the delay of the statistics.
     pub click_flush_ms: u64,
     /// Longest wait for one store call, in milliseconds.
@@ -182,6 +185,7 @@ impl Default for Config {
             geoip: None,
             role: Role::All,
             analytics: true,
+            hot_path: true,
             click_flush_ms: 10_000,
             store_timeout_ms: 5_000,
             request_timeout_secs: 30,
@@ -217,6 +221,7 @@ impl std::fmt::Debug for Config {
             .field("geoip", &self.geoip)
             .field("role", &self.role)
             .field("analytics", &self.analytics)
+            .field("hot_path", &self.hot_path)
             .field("click_flush_ms", &self.click_flush_ms)
             .field("store_timeout_ms", &self.store_timeout_ms)
             .field("request_timeout_secs", &self.request_timeout_secs)

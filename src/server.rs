@@ -1,7 +1,6 @@
 //! Wiring: builds the store, the click pipeline and the state from a [`Config`], then serves
 //! until told to stop. The binary and the integration tests both start snip through here.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,6 +88,7 @@ impl App {
                 .collect::<anyhow::Result<_>>()
                 .context("rate_limits.trusted_proxies")?,
             analytics: config.analytics,
+            hot_path: config.hot_path && config.role.serves_redirects(),
             request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
         };
 
@@ -224,11 +224,8 @@ impl App {
     ) -> anyhow::Result<()> {
         let router = crate::http::router(self.state.clone(), self.config.role);
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server =
+            crate::http::serve::serve(listener, self.state.clone(), router, shutdown.clone());
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(grace).await;

@@ -82,6 +82,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<crate::http::client_ip::IpRange>,
     /// Whether redirects produce click events.
     pub analytics: bool,
+    /// Whether cached redirects take the hot path (see `crate::http::serve`).
+    pub hot_path: bool,
     /// Longest time one request may take.
     pub request_timeout: std::time::Duration,
 }

@@ -1,6 +1,7 @@
 //! The redirect use case: from a code to where it goes, with every rule that can refuse it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use tracing::Instrument;
 
@@ -106,6 +107,34 @@ pub async fn resolve(
                 Ok(Resolution::WrongPassword)
             }
         }
+    }
+}
+
+/// The hot path, first step: the link, if this node holds it fresh in L1 and it needs
+/// nothing but a redirect (live, no password, no click limit). `None` sends the request the
+/// general way, through [`resolve`], which applies every rule and counts the cache lookup.
+pub async fn hot_target(state: &AppState, code: &Code) -> Option<Arc<RedirectTarget>> {
+    let target = state.cache.peek(code).await?;
+    let plain = !target.deleted
+        && target.password_hash.is_none()
+        && target.max_clicks.is_none()
+        && target.expires_at.is_none_or(|t| t > state.clock.now());
+    plain.then_some(target)
+}
+
+/// The hot path, second step: counts the cache hit and the click of a [`hot_target`], and
+/// answers without touching the store.
+pub async fn follow_hot(
+    state: &AppState,
+    code: Code,
+    target: &RedirectTarget,
+    client: &Client,
+) -> Resolution {
+    state.cache.count_hit();
+    record(state, code, client, false).await;
+    Resolution::Redirect {
+        url: target.url.as_str().to_owned(),
+        status: target.redirect_status,
     }
 }
 

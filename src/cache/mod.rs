@@ -206,6 +206,11 @@ impl RedirectCache {
         &self.l1
     }
 
+    /// Entries in L1 (approximate while writes are pending).
+    pub fn l1_len(&self) -> u64 {
+        self.l1.entries.entry_count()
+    }
+
     /// The counters.
     pub fn stats(&self) -> &CacheStats {
         &self.l1.stats
@@ -242,6 +247,22 @@ impl RedirectCache {
             self.l1.entries.invalidate(code).await;
         }
         Ok(loaded.value.into_option())
+    }
+
+    /// A found link that L1 holds fresh, without loading anything or counting the lookup
+    /// (the caller counts a hit with [`Self::count_hit`] when it uses the answer; otherwise it
+    /// asks [`Self::get`], which counts).
+    pub async fn peek(&self, code: &Code) -> Option<Arc<RedirectTarget>> {
+        let hit = self.l1.entries.get(code).await?;
+        match hit.value {
+            Cached::Found(t) if Instant::now() < hit.fresh_until => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Counts an L1 hit on a found link that [`Self::peek`] answered.
+    pub fn count_hit(&self) {
+        bump(&self.l1.stats.l1_hits);
     }
 
     fn entry(&self, value: Cached) -> Entry {

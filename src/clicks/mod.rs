@@ -396,7 +396,12 @@ impl VisitorIds {
         let mut h = Sha256::new();
         h.update(salt.as_bytes());
         h.update(b"|");
-        h.update(ip.to_string().as_bytes());
+        // The address in its usual text form, written without allocating.
+        let mut text = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{ip}"));
+        let len = cursor.position() as usize;
+        h.update(&text[..len]);
         h.update(b"|");
         h.update(user_agent.as_bytes());
         Some(hex::encode(&h.finalize()[..16]))

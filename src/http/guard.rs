@@ -111,24 +111,37 @@ async fn reject_anonymous(state: &AppState, ip: IpAddr, now: i64, why: &str) -> 
 
 /// Applies the per-IP redirect bucket.
 pub async fn redirects(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let now = to_millis(state.clock.now());
     let ip = client_ip(
         peer_ip(&req),
         req.headers(),
         &state.settings.trusted_proxies,
     );
-    let policy = PolicyName::Redirects;
-    let decision = state.limiter.check(policy, &ip.to_string(), now).await;
-    if let Some(d) = decision
-        && !d.allowed
-    {
-        return too_many(&state, policy, &d);
-    }
+    let decision = match redirect_token(&state, ip).await {
+        Ok(d) => d,
+        Err(refused) => return refused,
+    };
     let mut res = next.run(req).await;
     if let Some(d) = decision {
-        add_headers(&state, policy, &d, res.headers_mut());
+        redirect_headers(&state, &d, res.headers_mut());
     }
     res
+}
+
+/// Takes a token from `ip`'s redirect bucket: `Ok` to go on (with the decision whose headers
+/// [`redirect_headers`] adds; `None` when limiting is off), `Err` with the `429` answer.
+pub async fn redirect_token(state: &AppState, ip: IpAddr) -> Result<Option<Decision>, Response> {
+    let now = to_millis(state.clock.now());
+    let policy = PolicyName::Redirects;
+    let decision = state.limiter.check(policy, &ip.to_string(), now).await;
+    match decision {
+        Some(d) if !d.allowed => Err(too_many(state, policy, &d)),
+        d => Ok(d),
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` headers of an admitted redirect.
+pub fn redirect_headers(state: &AppState, d: &Decision, headers: &mut HeaderMap) {
+    add_headers(state, PolicyName::Redirects, d, headers);
 }
 
 fn secs(x: f64) -> u64 {

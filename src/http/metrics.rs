@@ -123,6 +123,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "snip_cache_invalidations_total {}",
         get(&cache.invalidations)
     );
+    family(
+        &mut out,
+        "snip_cache_entries",
+        "gauge",
+        "Entries in this node's L1 (found links and unknown codes).",
+    );
+    let _ = writeln!(out, "snip_cache_entries {}", state.cache.l1_len());
 
     family(
         &mut out,

@@ -1,5 +1,7 @@
-//! The HTTP edge: the router, one module per resource, extractors and error mapping.
-//! A request enters at [`router`], passes the layers, and lands in a handler of
+//! The HTTP edge: the connection loop, the router, one module per resource, extractors and
+//! error mapping. A connection is served by [`serve::serve`]: a `GET /{code}` of a cached
+//! link is answered there (the hot path); any other request enters at [`router`], passes
+//! the layers, and lands in a handler of
 //! `links`, `users`, `redirect` or `health`, which calls a use case in `crate::app`.
 
 pub mod client_ip;
@@ -11,18 +13,19 @@ pub mod links;
 pub mod metrics;
 pub mod openapi;
 pub mod redirect;
+pub mod serve;
 pub mod users;
 
 use std::any::Any;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, middleware};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -110,7 +113,7 @@ pub fn router(state: AppState, role: Role) -> Router {
         .layer(middleware::map_response(error::fill_problem))
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestId))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                         let id = req
@@ -127,6 +130,25 @@ pub fn router(state: AppState, role: Role) -> Router {
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
         .with_state(state)
+}
+
+/// A new request id: a random UUID (version 4) from the thread-local generator, without the
+/// system call per id that `Uuid::new_v4` makes.
+pub fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut buf = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+        .expect("a UUID is a valid header value")
+}
+
+/// Gives each request without an `x-request-id` a new one ([`new_request_id`]).
+#[derive(Clone, Copy)]
+struct MakeRequestId;
+
+impl tower_http::request_id::MakeRequestId for MakeRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<tower_http::request_id::RequestId> {
+        Some(tower_http::request_id::RequestId::new(new_request_id()))
+    }
 }
 
 /// A request that takes longer than `limit` is answered 503 (with `Retry-After`) and its

@@ -76,7 +76,8 @@ pub async fn unlock(
     Ok(respond(&code, Visit::Unlock(""), resolution?))
 }
 
-fn respond(code: &str, visit: Visit<'_>, resolution: Resolution) -> Response {
+/// The answer to a resolved request for `code`.
+pub(super) fn respond(code: &str, visit: Visit<'_>, resolution: Resolution) -> Response {
     match (resolution, visit) {
         (Resolution::Redirect { url, .. }, Visit::Preview) => {
             html(StatusCode::OK, &preview_page(code, &url))

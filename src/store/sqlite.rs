@@ -15,6 +15,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
@@ -52,6 +53,8 @@ macro_rules! key_columns {
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Creations waiting for the group commit.
+    inserts: mpsc::Sender<InsertJob>,
 }
 
 impl SqliteStore {
@@ -81,7 +84,13 @@ impl SqliteStore {
                 .connect_with(options)
                 .await?
         };
-        Ok(Self { read, write })
+        let (inserts, jobs) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(group_commit(write.clone(), jobs));
+        Ok(Self {
+            read,
+            write,
+            inserts,
+        })
     }
 
     /// Closes both pools, waiting for connections to be returned.
@@ -131,17 +140,74 @@ async fn insert_link_row<'e>(ex: impl SqliteExecutor<'e>, link: &LinkRecord) -> 
     Ok(done.rows_affected() == 1)
 }
 
-#[async_trait]
-impl LinkStore for SqliteStore {
-    async fn insert_link(
-        &self,
-        link: &LinkRecord,
-        idempotency: Option<&IdempotencySave>,
-    ) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
-        if let Some(idem) = idempotency {
-            let saved = sqlx::query(
-                "INSERT INTO idempotency_keys \
+/// A link to insert, waiting for the group commit.
+#[derive(Debug)]
+struct InsertJob {
+    link: LinkRecord,
+    idempotency: Option<IdempotencySave>,
+    reply: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Most creations committed together.
+const MAX_GROUP: usize = 256;
+
+/// The group committer: takes every insertion waiting (up to [`MAX_GROUP`]), applies each
+/// under a savepoint of one transaction (a conflict rolls back only its own), commits once
+/// (`synchronous=FULL`: durable before anyone hears back), then answers each caller. Under
+/// load, one fsync serves many creations; alone, a creation commits at once.
+async fn group_commit(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        match insert_group(&write, &group).await {
+            Ok(results) => {
+                for (job, result) in group.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                let unavailable = matches!(e, StoreError::Unavailable(_));
+                for job in group.drain(..) {
+                    let _ = job.reply.send(Err(if unavailable {
+                        StoreError::Unavailable(why.clone())
+                    } else {
+                        StoreError::Other(anyhow::anyhow!("inserting links: {why}"))
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the group; the outer error is the transaction's own (nothing was
+/// written), the inner ones each job's.
+async fn insert_group(
+    write: &SqlitePool,
+    group: &[InsertJob],
+) -> StoreResult<Vec<StoreResult<()>>> {
+    let mut tx = write.begin().await?;
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+        let result = insert_one(&mut tx, &job.link, job.idempotency.as_ref()).await;
+        if result.is_err() {
+            sqlx::query("ROLLBACK TO job").execute(&mut *tx).await?;
+        }
+        sqlx::query("RELEASE job").execute(&mut *tx).await?;
+        results.push(result);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn insert_one(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    link: &LinkRecord,
+    idempotency: Option<&IdempotencySave>,
+) -> StoreResult<()> {
+    if let Some(idem) = idempotency {
+        let saved = sqlx::query(
+            "INSERT INTO idempotency_keys \
                  (user_id, key, request_hash, state, status, location, response, created_at) \
                  VALUES (?, ?, ?, 'done', ?, ?, ?, ?) \
                  ON CONFLICT (user_id, key) DO UPDATE SET \
@@ -149,27 +215,48 @@ impl LinkStore for SqliteStore {
                  status = excluded.status, location = excluded.location, \
                  response = excluded.response, created_at = excluded.created_at \
                  WHERE idempotency_keys.created_at < ?",
-            )
-            .bind(idem.user_id)
-            .bind(&idem.key)
-            .bind(&idem.request_hash)
-            .bind(i64::from(idem.response.status))
-            .bind(idem.response.location.as_deref())
-            .bind(&idem.response.body)
-            .bind(to_millis(link.created_at))
-            .bind(to_millis(idem.expired_before))
-            .execute(&mut *tx)
-            .await?;
-            if saved.rows_affected() == 0 {
-                return Err(StoreError::Conflict(Taken::IdempotencyKey));
-            }
+        )
+        .bind(idem.user_id)
+        .bind(&idem.key)
+        .bind(&idem.request_hash)
+        .bind(i64::from(idem.response.status))
+        .bind(idem.response.location.as_deref())
+        .bind(&idem.response.body)
+        .bind(to_millis(link.created_at))
+        .bind(to_millis(idem.expired_before))
+        .execute(&mut **tx)
+        .await?;
+        if saved.rows_affected() == 0 {
+            return Err(StoreError::Conflict(Taken::IdempotencyKey));
         }
-        if !insert_link_row(&mut *tx, link).await? {
-            return Err(StoreError::Conflict(Taken::Code));
+    }
+    if !insert_link_row(&mut **tx, link).await? {
+        return Err(StoreError::Conflict(Taken::Code));
+    }
+    insert_tags(&mut **tx, link.code.as_str(), &link.fields.tags).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl LinkStore for SqliteStore {
+    async fn insert_link(
+        &self,
+        link: &LinkRecord,
+        idempotency: Option<&IdempotencySave>,
+    ) -> StoreResult<()> {
+        // Group commit: concurrent creations share one transaction, hence one fsync.
+        let (reply, answer) = oneshot::channel();
+        let job = InsertJob {
+            link: link.clone(),
+            idempotency: idempotency.cloned(),
+            reply,
+        };
+        if self.inserts.send(job).await.is_err() {
+            return Err(StoreError::Unavailable("the store is closed".into()));
         }
-        insert_tags(&mut *tx, link.code.as_str(), &link.fields.tags).await?;
-        tx.commit().await?;
-        Ok(())
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store is closed".into())))
     }
 
     async fn insert_links(&self, links: &[LinkRecord]) -> StoreResult<Vec<StoreResult<()>>> {

@@ -1,11 +1,37 @@
--- wrk script: GET a random code from the file named by $CODES (one code a line), uniformly,
--- or following Zipf's law (s = 1) when $ZIPF is set; every request carries one of a few real
--- user agents (browsers, phones and a crawler) and referrers, as real traffic does.
-local codes = {}
-for line in io.lines(os.getenv("CODES")) do
-  codes[#codes + 1] = line
+-- wrk script: GET codes like real traffic. Every request carries one of a few real user
+-- agents (browsers, phones, a crawler) and referrers.
+--
+-- Which codes, from the environment:
+--   CODES=file   the codes listed in the file, one a line;
+--   N=n          the codes of links 1..n made by examples/bulk_load.rs (no list needed);
+--   ZIPF=1       ranks follow Zipf's law (s = 1) instead of a uniform draw;
+--   SWEEP=1      every code once, in order (to fill a cache), then again.
+local codes, n = nil, tonumber(os.getenv("N") or "0")
+if os.getenv("CODES") then
+  codes = {}
+  for line in io.lines(os.getenv("CODES")) do
+    codes[#codes + 1] = line
+  end
+  n = #codes
 end
 math.randomseed(tonumber(os.getenv("SEED") or "42"))
+
+-- The code of link i, as examples/bulk_load.rs makes it: "b" .. base62(i * 48271 mod (2^31 - 1)).
+local digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+local function numbered(i)
+  local x, out = (i * 48271) % 2147483647, ""
+  while x > 0 do
+    local d = x % 62
+    out = digits:sub(d + 1, d + 1) .. out
+    x = (x - d) / 62
+  end
+  return "b" .. out
+end
+
+local function code(rank)
+  if codes then return codes[rank] end
+  return numbered(rank)
+end
 
 local agents = {
   "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
@@ -22,25 +48,31 @@ local cumulative = nil
 if os.getenv("ZIPF") then
   cumulative = {}
   local total = 0
-  for k = 1, #codes do
+  for k = 1, n do
     total = total + 1 / k
     cumulative[k] = total
   end
-  for k = 1, #codes do
+  for k = 1, n do
     cumulative[k] = cumulative[k] / total
   end
 end
 
+local sweep = os.getenv("SWEEP") and 0 or nil
+
 local function pick()
-  if not cumulative then
-    return codes[math.random(#codes)]
+  if sweep then
+    sweep = sweep % n + 1
+    return sweep
   end
-  local u, lo, hi = math.random(), 1, #codes
+  if not cumulative then
+    return math.random(n)
+  end
+  local u, lo, hi = math.random(), 1, n
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
     if cumulative[mid] < u then lo = mid + 1 else hi = mid end
   end
-  return codes[lo]
+  return lo
 end
 
 request = function()
@@ -49,5 +81,5 @@ request = function()
   if referrer ~= "" then
     headers["Referer"] = referrer
   end
-  return wrk.format("GET", "/" .. pick(), headers)
+  return wrk.format("GET", "/" .. code(pick()), headers)
 end

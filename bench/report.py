@@ -1,0 +1,223 @@
+"""Turns the suite's raw results (bench/run.sh) into the results section of
+docs/benchmarks.md and the scale plot (SVG, drawn here: no plotting library needed).
+
+    python3 bench/report.py RESULTS.tsv docs/benchmarks.md docs/benchmarks/scale.svg
+"""
+
+import statistics
+import sys
+from collections import defaultdict
+
+BEGIN, END = "<!-- bench:results -->", "<!-- /bench:results -->"
+
+# (scenario, what it is, target as a ratio to the limit's requests/s or None)
+SCENARIOS = [
+    ("limit", "limit server (fixed 301)", None),
+    ("hot", "snip, hot redirect, analytics on, uniform codes", 0.85),
+    ("hot_zipf", "snip, hot redirect, analytics on, Zipf codes", 0.85),
+    ("analytics_off", "snip, hot redirect, analytics off", None),
+    ("router_only", "snip, hot redirect through the router (hot path off)", None),
+    ("cold", "snip, cold redirect: 100k links, L1 of 10k, SQLite", 0.40),
+    ("create", "snip, POST /api/v1/links, SQLite", None),
+]
+
+
+def load(path):
+    runs = defaultdict(dict)  # scenario -> round -> (rps, p50, p99)
+    facts = {}
+    for line in open(path):
+        parts = line.rstrip("\n").split("\t")
+        if parts[0] == "fact":
+            facts[parts[1]] = parts[2]
+        else:
+            scenario, rnd, rps, p50, p99 = parts
+            runs[scenario][int(rnd)] = (float(rps), float(p50), float(p99))
+    return runs, facts
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def summary(runs, scenario):
+    """Medians of rps, p50, p99, and of the per-round ratios to the limit."""
+    rounds = runs.get(scenario, {})
+    limit = runs.get("limit", {})
+    ratios = [rounds[r][0] / limit[r][0] for r in rounds if r in limit]
+    p99_ratios = [rounds[r][2] / limit[r][2] for r in rounds if r in limit and limit[r][2] > 0]
+    return {
+        "rps": med([v[0] for v in rounds.values()]),
+        "p50": med([v[1] for v in rounds.values()]),
+        "p99": med([v[2] for v in rounds.values()]),
+        "ratio": med(ratios),
+        "p99_ratio": med(p99_ratios),
+        "rounds": len(rounds),
+    }
+
+
+def scale_counts(runs):
+    return sorted(int(s[len("scale_"):]) for s in runs if s.startswith("scale_"))
+
+
+def markdown(runs, facts):
+    out = []
+    say = out.append
+    say(BEGIN)
+    say("")
+    say(
+        f"Measured {facts.get('date', '?')} on {facts.get('cpu', 'this machine')} (2 cores): "
+        f"{facts.get('rounds', '?')} interleaved rounds of {facts.get('seconds_per_run', '?')} s "
+        "runs, wrk with 32 keep-alive connections on CPU 1, the server on CPU 0. Medians; the "
+        "ratio is the median of each round's ratio to the limit server of the same round. "
+        "Made by `bash bench/run.sh`."
+    )
+    say("")
+    say("| scenario | requests/s | ratio to limit | target | p50 ms | p99 ms | p99 / limit's |")
+    say("|---|---|---|---|---|---|---|")
+    for name, label, target in SCENARIOS:
+        if name not in runs:
+            continue
+        s = summary(runs, name)
+        tgt = f"≥ {target:.2f}" if target else ""
+        say(
+            f"| {label} | {s['rps']:,.0f} | {s['ratio']:.2f} | {tgt} | {s['p50']:.3f} | "
+            f"{s['p99']:.3f} | {s['p99_ratio']:.1f} |"
+        )
+    counts = scale_counts(runs)
+    if counts:
+        say("")
+        say("Scale: redirects over bulk-loaded links (Zipf, s = 1), analytics off, default L1 "
+            "(1M entries); RSS after the runs.")
+        say("")
+        say("| links | requests/s | ratio to limit | p50 ms | p99 ms | RSS MiB |")
+        say("|---|---|---|---|---|---|")
+        for n in counts:
+            s = summary(runs, f"scale_{n}")
+            rss = int(facts.get(f"scale_rss_kib_{n}", "0")) / 1024
+            say(f"| {n:,} | {s['rps']:,.0f} | {s['ratio']:.2f} | {s['p50']:.3f} | "
+                f"{s['p99']:.3f} | {rss:.0f} |")
+        lo, hi = summary(runs, f"scale_{counts[0]}"), summary(runs, f"scale_{counts[-1]}")
+        say("")
+        say(f"p50 at {counts[-1]:,} links / p50 at {counts[0]:,}: "
+            f"**{hi['p50'] / lo['p50']:.2f}** (target ≤ 1.2).")
+        say("")
+        say("![Throughput and latency against the number of links](benchmarks/scale.svg)")
+    say("")
+    lines = []
+    if "idle_rss_kib" in facts:
+        lines.append(f"- Idle RSS of a fresh server: **{int(facts['idle_rss_kib']) / 1024:.1f} MiB** "
+                     "(target ≤ 30 MiB).")
+    if "l1_entries" in facts and int(facts["l1_entries"] or 0) > 0:
+        entries = int(facts["l1_entries"])
+        growth = int(facts["l1_rss_growth_kib"]) * 1024
+        url = len("https://example.com/articles/") + len(str(int(facts["l1_swept_links"]) // 2))
+        per = growth / entries
+        lines.append(
+            f"- L1 memory: {entries:,} links cached grew RSS by {growth / 2**20:.0f} MiB: "
+            f"{per:.0f} bytes a link, **{per - url:.0f} bytes** beyond its ~{url}-byte URL "
+            "(target ≤ 150)."
+        )
+    hot, off = summary(runs, "hot"), summary(runs, "analytics_off")
+    if runs.get("hot") and runs.get("analytics_off"):
+        pairs = [runs["hot"][r][0] / runs["analytics_off"][r][0]
+                 for r in runs["hot"] if r in runs["analytics_off"]]
+        lines.append(f"- Analytics on / off (hot, uniform): **{med(pairs):.2f}** "
+                     f"(rounds: {', '.join(f'{p:.2f}' for p in pairs)}; target ≥ 0.90).")
+    router = summary(runs, "router_only")
+    if runs.get("router_only"):
+        lines.append(f"- The hot path against the router alone: {hot['rps'] / router['rps']:.2f}× "
+                     "the requests/s.")
+    if "hot_clicks_written" in facts:
+        lines.append(f"- Clicks the hot server wrote to its aggregates while measured: "
+                     f"{int(float(facts['hot_clicks_written'] or 0)):,}.")
+    out.extend(lines)
+    say("")
+    say(END)
+    return "\n".join(out)
+
+
+def svg(runs, path):
+    counts = scale_counts(runs)
+    if not counts:
+        return
+    rps = [summary(runs, f"scale_{n}")["rps"] for n in counts]
+    p50 = [summary(runs, f"scale_{n}")["p50"] for n in counts]
+    p99 = [summary(runs, f"scale_{n}")["p99"] for n in counts]
+    limit = summary(runs, "limit")["rps"]
+    import math
+
+    w, h, pad = 360, 240, 50
+
+    def panel(x0, title, series, ymax, unit):
+        parts = [f'<g transform="translate({x0},0)">',
+                 f'<text x="{pad + (w - pad) / 2}" y="20" text-anchor="middle" font-weight="bold">{title}</text>',
+                 f'<line x1="{pad}" y1="{h - 30}" x2="{w - 10}" y2="{h - 30}" stroke="#333"/>',
+                 f'<line x1="{pad}" y1="35" x2="{pad}" y2="{h - 30}" stroke="#333"/>']
+        lo, hi = math.log10(counts[0]), math.log10(counts[-1]) if counts[-1] > counts[0] else math.log10(counts[0]) + 1
+
+        def x(n):
+            return pad + 15 + (math.log10(n) - lo) / (hi - lo or 1) * (w - pad - 40)
+
+        def y(v):
+            return h - 30 - v / ymax * (h - 70)
+
+        for n in counts:
+            label = f"{n // 1_000_000}M" if n >= 1_000_000 else f"{n // 1000}k"
+            parts.append(f'<text x="{x(n):.1f}" y="{h - 12}" text-anchor="middle">{label}</text>')
+        for i in range(5):
+            v = ymax * i / 4
+            parts.append(f'<text x="{pad - 5}" y="{y(v) + 4:.1f}" text-anchor="end">{v:,.0f}{unit}</text>'
+                         if ymax >= 100 else
+                         f'<text x="{pad - 5}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}{unit}</text>')
+            parts.append(f'<line x1="{pad}" y1="{y(v):.1f}" x2="{w - 10}" y2="{y(v):.1f}" stroke="#ddd"/>')
+        for name, values, colour, dash in series:
+            if values is None:
+                continue
+            if isinstance(values, float):
+                parts.append(f'<line x1="{pad}" y1="{y(values):.1f}" x2="{w - 10}" y2="{y(values):.1f}" '
+                             f'stroke="{colour}" stroke-dasharray="4 3"/>')
+            else:
+                pts = " ".join(f"{x(n):.1f},{y(v):.1f}" for n, v in zip(counts, values))
+                parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"'
+                             f'{" stroke-dasharray=" + chr(34) + dash + chr(34) if dash else ""}/>')
+                for n, v in zip(counts, values):
+                    parts.append(f'<circle cx="{x(n):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>')
+        ly = 40
+        for name, values, colour, dash in series:
+            parts.append(f'<rect x="{w - 120}" y="{ly - 8}" width="10" height="3" fill="{colour}"/>'
+                         f'<text x="{w - 105}" y="{ly - 3}">{name}</text>')
+            ly += 14
+        parts.append("</g>")
+        return "\n".join(parts)
+
+    body = [panel(0, "requests/s", [("snip", rps, "#1f77b4", None), ("limit", limit, "#999", None)],
+                  max(rps + [limit]) * 1.1, ""),
+            panel(w + 20, "latency (ms)", [("p99", p99, "#d62728", None), ("p50", p50, "#2ca02c", None)],
+                  max(p99) * 1.15, "")]
+    total_w = 2 * w + 20
+    doc = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{h}" '
+           f'viewBox="0 0 {total_w} {h}" font-family="sans-serif" font-size="11">\n'
+           f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(body) +
+           '\n<text x="10" y="{0}" font-size="10" fill="#555">links in the store (log scale)</text>\n'.format(h - 1) +
+           "</svg>\n")
+    open(path, "w").write(doc)
+
+
+def main():
+    results, doc, plot = sys.argv[1:4]
+    runs, facts = load(results)
+    section = markdown(runs, facts)
+    text = open(doc).read()
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## Results\n\n" + section + "\n"
+    open(doc, "w").write(text)
+    import os
+    os.makedirs(os.path.dirname(plot), exist_ok=True)
+    svg(runs, plot)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
