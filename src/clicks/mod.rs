@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::code::Code;
 use crate::domain::visit::{Visit, classify};
-use crate::store::{ClickFact, LinkStore};
+use crate::store::{ClickFact, ClickTotals, LinkStore};
 pub use tally::{KnownVisitors, Tally};
 
 /// One redirect served, as the edge saw it. The client's IP is never kept: only the
@@ -272,6 +272,8 @@ async fn run_worker(
     let mut drain = tokio::time::interval(DRAIN_EVERY.min(settings.flush_every));
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_flush = tokio::time::Instant::now();
+    // The batch being written: the queue keeps draining meanwhile.
+    let mut writing = None;
     loop {
         tokio::select! {
             _ = drain.tick() => {}
@@ -284,19 +286,20 @@ async fn run_worker(
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 // Every sender is gone: write what there is and stop.
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    flush(&*store, &stats, &mut tally, &mut classifier).await;
+                    flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
+                    finish_writing(&mut writing).await;
                     return;
                 }
             }
             // Many distinct user agents (say, made up by a client) also end a batch: their
             // classifications are only forgotten between batches.
             if tally.rows() >= settings.batch_rows || classifier.len() >= Classifier::MAX {
-                flush(&*store, &stats, &mut tally, &mut classifier).await;
+                flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
                 last_flush = tokio::time::Instant::now();
             }
         }
         if last_flush.elapsed() >= settings.flush_every {
-            flush(&*store, &stats, &mut tally, &mut classifier).await;
+            flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
             last_flush = tokio::time::Instant::now();
         }
     }
@@ -305,7 +308,8 @@ async fn run_worker(
     while let Some(e) = rx.recv().await {
         tally.add(&e, &mut classifier);
     }
-    flush(&*store, &stats, &mut tally, &mut classifier).await;
+    flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
+    finish_writing(&mut writing).await;
 }
 
 /// A new event or batch id: a UUIDv7, so ids sort by time.
@@ -313,20 +317,56 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Writes a batch. A failed write is retried a few times with back-off (the batch id makes
-/// a retry count once); after that the batch is dropped and counted, so a dead store cannot
-/// grow memory without bound.
+/// Ends a batch: its clicks are turned into totals on a blocking thread (so that a big batch
+/// does not hold up the requests served on this one), then written by a task of its own
+/// while the worker goes on draining the queue. One batch is written at a time, in order.
 async fn flush(
-    store: &dyn LinkStore,
-    stats: &ClickStats,
+    store: &Arc<dyn LinkStore>,
+    stats: &Arc<ClickStats>,
     tally: &mut Tally,
     classifier: &mut Classifier,
+    writing: &mut Option<tokio::task::JoinHandle<()>>,
 ) {
     if tally.clicks() == 0 {
         return;
     }
-    let batch = tally.take(classifier);
-    classifier.trim();
+    let (mut t, mut c) = (std::mem::take(tally), std::mem::take(classifier));
+    let taken = tokio::task::spawn_blocking(move || {
+        let batch = t.take(&c);
+        c.trim();
+        (batch, t, c)
+    })
+    .await;
+    let batch = match taken {
+        Ok((batch, t, c)) => {
+            (*tally, *classifier) = (t, c);
+            batch
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "adding up a batch of clicks failed; it is lost");
+            return;
+        }
+    };
+    finish_writing(writing).await;
+    let (store, stats) = (store.clone(), stats.clone());
+    *writing = Some(tokio::spawn(async move {
+        write_batch(&*store, &stats, batch).await;
+    }));
+}
+
+/// Waits for the batch being written, if any.
+async fn finish_writing(writing: &mut Option<tokio::task::JoinHandle<()>>) {
+    if let Some(w) = writing.take()
+        && let Err(e) = w.await
+    {
+        tracing::error!(error = %e, "writing a batch of clicks failed");
+    }
+}
+
+/// Writes a batch. A failed write is retried a few times with back-off (the batch id makes
+/// a retry count once); after that the batch is dropped and counted, so a dead store cannot
+/// grow memory without bound.
+async fn write_batch(store: &dyn LinkStore, stats: &ClickStats, batch: ClickTotals) {
     let batch_id = new_id();
     for attempt in 0..3u32 {
         match store.apply_click_totals(&batch_id, &batch).await {

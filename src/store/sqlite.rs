@@ -55,6 +55,8 @@ pub struct SqliteStore {
     write: SqlitePool,
     /// Creations waiting for the group commit.
     inserts: mpsc::Sender<InsertJob>,
+    /// Redirect lookups waiting to be batched.
+    lookups: mpsc::Sender<LookupJob>,
 }
 
 impl SqliteStore {
@@ -86,10 +88,13 @@ impl SqliteStore {
         };
         let (inserts, jobs) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(group_commit(write.clone(), jobs));
+        let (lookups, jobs) = mpsc::channel(4 * MAX_LOOKUPS);
+        tokio::spawn(batch_lookups(read.clone(), jobs));
         Ok(Self {
             read,
             write,
             inserts,
+            lookups,
         })
     }
 
@@ -165,18 +170,83 @@ async fn group_commit(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
                 }
             }
             Err(e) => {
-                let why = e.to_string();
-                let unavailable = matches!(e, StoreError::Unavailable(_));
                 for job in group.drain(..) {
-                    let _ = job.reply.send(Err(if unavailable {
-                        StoreError::Unavailable(why.clone())
-                    } else {
-                        StoreError::Other(anyhow::anyhow!("inserting links: {why}"))
-                    }));
+                    let _ = job.reply.send(Err(shared(&e, "inserting links")));
                 }
             }
         }
     }
+}
+
+/// A copy of an error that several callers share.
+fn shared(e: &StoreError, doing: &str) -> StoreError {
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+        other => StoreError::Other(anyhow::anyhow!("{doing}: {other}")),
+    }
+}
+
+/// A redirect lookup waiting for its batch.
+#[derive(Debug)]
+struct LookupJob {
+    code: Code,
+    reply: oneshot::Sender<StoreResult<Option<RedirectTarget>>>,
+}
+
+/// Most codes looked up by one query.
+const MAX_LOOKUPS: usize = 64;
+
+/// The lookup batcher: takes every redirect lookup waiting (up to [`MAX_LOOKUPS`]) and reads
+/// them with one `WHERE code IN (...)` query on a reader connection. A query costs two
+/// thread hand-offs (to SQLite's worker thread and back) whatever its size, and under load
+/// those hand-offs, not the B-tree search, are most of a lookup; alone, a lookup is sent at
+/// once. Batches run concurrently, up to the readers in the pool.
+async fn batch_lookups(read: SqlitePool, mut jobs: mpsc::Receiver<LookupJob>) {
+    loop {
+        let mut batch = Vec::with_capacity(MAX_LOOKUPS);
+        if jobs.recv_many(&mut batch, MAX_LOOKUPS).await == 0 {
+            return;
+        }
+        let read = read.clone();
+        tokio::spawn(async move {
+            match lookup_batch(&read, &batch).await {
+                Ok(found) => {
+                    for job in batch {
+                        // A code asked twice in one batch gets its answer twice.
+                        let target = found.get(job.code.as_str()).cloned();
+                        let _ = job.reply.send(Ok(target));
+                    }
+                }
+                Err(e) => {
+                    for job in batch {
+                        let _ = job.reply.send(Err(shared(&e, "looking up links")));
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn lookup_batch(
+    read: &SqlitePool,
+    batch: &[LookupJob],
+) -> StoreResult<std::collections::HashMap<String, RedirectTarget>> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "SELECT code, url, redirect_status, password_hash, expires_at, max_clicks, \
+         clicks_used, deleted_at IS NOT NULL AS deleted FROM links WHERE code IN (",
+    );
+    let mut codes = qb.separated(", ");
+    for job in batch {
+        codes.push_bind(job.code.as_str());
+    }
+    qb.push(")");
+    let rows = qb.build().fetch_all(read).await?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let code: String = sqlx::Row::try_get(row, "code")?;
+        found.insert(code, redirect_from_row(row)?);
+    }
+    Ok(found)
 }
 
 /// One transaction for the group; the outer error is the transaction's own (nothing was
@@ -279,14 +349,18 @@ impl LinkStore for SqliteStore {
     }
 
     async fn get_redirect(&self, code: &Code) -> StoreResult<Option<RedirectTarget>> {
-        let row = sqlx::query(
-            "SELECT url, redirect_status, password_hash, expires_at, max_clicks, \
-             clicks_used, deleted_at IS NOT NULL AS deleted FROM links WHERE code = ?",
-        )
-        .bind(code.as_str())
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row.as_ref().map(redirect_from_row).transpose()?)
+        // Lookup batching: concurrent lookups share one query (see `batch_lookups`).
+        let (reply, answer) = oneshot::channel();
+        let job = LookupJob {
+            code: code.clone(),
+            reply,
+        };
+        if self.lookups.send(job).await.is_err() {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store is closed".into())))
     }
 
     async fn consume_click(&self, code: &Code) -> StoreResult<bool> {
