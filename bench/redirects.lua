@@ -17,20 +17,34 @@ end
 math.randomseed(tonumber(os.getenv("SEED") or "42"))
 
 -- The code of link i, as examples/bulk_load.rs makes it: "b" .. base62(i * 48271 mod (2^31 - 1)).
-local digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+local digits = {}
+for d = 0, 61 do
+  digits[d] = string.byte("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", d + 1)
+end
 local function numbered(i)
-  local x, out = (i * 48271) % 2147483647, ""
+  local x = (i * 48271) % 2147483647
+  local out, k = {}, 0
   while x > 0 do
     local d = x % 62
-    out = digits:sub(d + 1, d + 1) .. out
+    k = k + 1
+    out[k] = digits[d]
     x = (x - d) / 62
   end
-  return "b" .. out
+  -- most significant digit first, after the "b"
+  local bytes = { 98 }
+  for j = k, 1, -1 do bytes[#bytes + 1] = out[j] end
+  return string.char(unpack(bytes))
 end
 
+local made = {}
 local function code(rank)
   if codes then return codes[rank] end
-  return numbered(rank)
+  local c = made[rank]
+  if not c then
+    c = numbered(rank)
+    made[rank] = c
+  end
+  return c
 end
 
 local agents = {
@@ -75,11 +89,19 @@ local function pick()
   return lo
 end
 
-request = function()
-  local headers = { ["User-Agent"] = agents[math.random(#agents)] }
-  local referrer = referrers[math.random(#referrers)]
-  if referrer ~= "" then
-    headers["Referer"] = referrer
+-- Every request is "GET /" .. code .. one of these (agent × referrer), made once: the load
+-- generator must not be what limits the measurement.
+local tails = {}
+for _, agent in ipairs(agents) do
+  for _, referrer in ipairs(referrers) do
+    local t = " HTTP/1.1\r\nHost: " .. wrk.host .. ":" .. wrk.port .. "\r\nUser-Agent: " .. agent .. "\r\n"
+    if referrer ~= "" then
+      t = t .. "Referer: " .. referrer .. "\r\n"
+    end
+    tails[#tails + 1] = t .. "\r\n"
   end
-  return wrk.format("GET", "/" .. code(pick()), headers)
+end
+
+request = function()
+  return "GET /" .. code(pick()) .. tails[math.random(#tails)]
 end

@@ -25,6 +25,8 @@ async fn main() -> std::io::Result<()> {
     eprintln!("listening on {}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
+        // As snip's own loop does: each response leaves in one segment, at once.
+        stream.set_nodelay(true)?;
         tokio::spawn(async move {
             let service = service_fn(|_request| async {
                 let response = Response::builder()

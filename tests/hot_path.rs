@@ -1,7 +1,8 @@
-//! The hot path (`src/http/serve.rs`): a `GET /{code}` of a link in L1 is answered before the
-//! router. The first request of a code misses L1 and goes through the router; the next ones
-//! take the hot path. Both must answer alike, count alike, and hand anything that needs
-//! more than a redirect to the router.
+//! The redirect path before the router (`src/http/serve.rs`): `GET /{code}` is answered
+//! without the router, and a link in L1 straight from the cache (the hot path). The first
+//! request of a code misses L1 and is resolved from the store; the next ones take the hot
+//! path. Every way must answer as the router does (which `hot_path = false` restores), count
+//! alike, and resolve anything that needs more than a redirect by every rule.
 
 mod common;
 
@@ -35,7 +36,7 @@ async fn the_hot_path_answers_and_counts_like_the_router() {
     };
 
     let hits = app.metric(L1_HITS).await;
-    let first = get(None).await.unwrap(); // an L1 miss: the router answers
+    let first = get(None).await.unwrap(); // an L1 miss: resolved from the store
     assert_eq!(app.metric(L1_HITS).await, hits, "the first GET missed L1");
     let second = get(None).await.unwrap(); // an L1 hit: the hot path answers
     assert_eq!(app.metric(L1_HITS).await, hits + 1, "the second GET hit L1");
@@ -77,7 +78,7 @@ async fn the_hot_path_answers_and_counts_like_the_router() {
 }
 
 #[tokio::test]
-async fn cached_links_that_need_more_than_a_redirect_go_through_the_router() {
+async fn cached_links_that_need_more_than_a_redirect_get_every_rule() {
     let app = spawn_app().await;
     let key = app.admin_key.clone();
     let protected = str_field(

@@ -57,13 +57,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let res = next.run(req).await;
-    let class = match res.status().as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
+    let class = status_class(res.status());
     state
         .http
         .requests
@@ -73,6 +67,17 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         ])
         .observe(started.elapsed());
     res
+}
+
+/// The label of a status's class: `2xx`, `3xx`, ...
+pub fn status_class(status: axum::http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 fn breaker_lines(out: &mut String, b: &Breaker) {

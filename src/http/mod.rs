@@ -168,7 +168,7 @@ async fn deadline(
 }
 
 /// A panic in a handler is a bug: log it and answer a plain 500 problem.
-fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response {
     let msg = err
         .downcast_ref::<String>()
         .map(String::as_str)

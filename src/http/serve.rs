@@ -1,20 +1,21 @@
-//! The connection loop. hyper serves each connection (HTTP/1.1, keep-alive). A `GET /{code}`
-//! of a link this node holds fresh in L1 and that needs nothing but a redirect is answered
-//! here, straight from the cache: the hot path, without the router and its middleware stack.
-//! Every other request, and every hot-path candidate that turns out to need more (a miss,
-//! a password, a click limit, an expired link), goes through [`super::router`] with all its
-//! layers. Both paths answer alike: same status and headers, same rate limiting, metrics and
-//! click counting.
+//! The connection loop. hyper serves each connection (HTTP/1.1, keep-alive). `GET /{code}`,
+//! nearly all of a link service's traffic, is answered here without the router and its
+//! middleware stack; a link this node holds fresh in L1 that needs nothing but a redirect is
+//! answered straight from the cache (the hot path). Every other request goes through
+//! [`super::router`] with all its layers. Both answer alike: same status and headers, same
+//! rate limiting, problem details, request ids, metrics and click counting.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Method, Request, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -22,13 +23,15 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use super::client_ip::client_ip;
+use super::error::ApiError;
 use super::guard::{redirect_headers, redirect_token};
 use super::redirect::respond;
 use crate::app::AppState;
-use crate::app::redirect::{Client, Visit, follow_hot, hot_target};
-use crate::domain::code::Code;
+use crate::app::redirect::{Client, Visit, follow_hot, hot_target, resolve};
+use crate::domain::code::{Code, is_reserved};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -63,8 +66,15 @@ pub async fn serve(
             let state = state.clone();
             let router = router.clone();
             async move {
-                if hot && let Some(res) = hot_redirect(&state, peer, &req).await {
-                    return Ok::<_, Infallible>(res);
+                if hot {
+                    // A panic is a bug: answered 500 and logged, as the router's layer does.
+                    let answered = AssertUnwindSafe(redirect_get(&state, peer, &req))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|panic| Some(super::panic_response(panic)));
+                    if let Some(res) = answered {
+                        return Ok::<_, Infallible>(res);
+                    }
                 }
                 let mut req = req.map(Body::new);
                 req.extensions_mut().insert(ConnectInfo(peer));
@@ -84,8 +94,12 @@ pub async fn serve(
     Ok(())
 }
 
-/// The hot path; `None` when the request must go through the router.
-async fn hot_redirect(
+/// `GET /{code}`: the redirect path, without the router. A link held fresh in L1 that needs
+/// nothing but a redirect is answered from the cache (the hot path); any other code is
+/// resolved as the router's handler would (store lookup, password form, 404, 410). `None`
+/// hands the request to the router: not a `GET`, not a code (`/{code}+` previews, reserved
+/// paths such as `/healthz`), or the path turned off.
+async fn redirect_get(
     state: &AppState,
     peer: SocketAddr,
     req: &Request<Incoming>,
@@ -94,15 +108,24 @@ async fn hot_redirect(
         return None;
     }
     let started = Instant::now();
-    let code = Code::from_path(req.uri().path().strip_prefix('/')?)?;
-    let target = hot_target(state, &code).await?;
+    let path = req.uri().path().strip_prefix('/')?;
+    if is_reserved(path) {
+        return None;
+    }
+    let code = Code::from_path(path)?;
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(super::new_request_id);
+    let hot = hot_target(state, &code).await;
     let headers = req.headers();
     let ip = client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
     let decision = match redirect_token(state, ip).await {
         Ok(d) => d,
         Err(refused) => {
             let refused = super::error::fill_problem(refused).await;
-            return Some(finish(state, req, refused, started));
+            return Some(finish(state, id, refused, started));
         }
     };
     let header = |name| {
@@ -116,38 +139,39 @@ async fn hot_redirect(
         user_agent: header(header::USER_AGENT),
         referer: header(header::REFERER),
     };
-    let resolution = follow_hot(state, code, &target, &client).await;
-    state.http.redirect(&Ok(resolution.clone()));
-    let mut res = respond("", Visit::Follow, resolution);
+    let resolution = match hot {
+        Some(target) => Ok(follow_hot(state, code.clone(), &target, &client).await),
+        None => {
+            // Off the hot path, a request may log (the store failing, say): give it the
+            // request span the router's trace layer would.
+            let span = tracing::info_span!("request", method = "GET", path = %req.uri().path(),
+                request_id = %id.to_str().unwrap_or(""));
+            resolve(state, code.as_str(), Visit::Follow, &client)
+                .instrument(span)
+                .await
+        }
+    };
+    state.http.redirect(&resolution);
+    let mut res = match resolution {
+        Ok(resolution) => respond(code.as_str(), Visit::Follow, resolution),
+        Err(e) => ApiError::from(e).into_response(),
+    };
     if let Some(d) = decision {
         redirect_headers(state, &d, res.headers_mut());
     }
-    Some(finish(state, req, res, started))
+    let res = super::error::fill_problem(res).await;
+    Some(finish(state, id, res, started))
 }
 
-/// What every answer of the hot path gets, as the router's layers give theirs: the request
-/// id (the client's, or a new one) and the request's latency under the route template.
-fn finish(
-    state: &AppState,
-    req: &Request<Incoming>,
-    mut res: Response,
-    started: Instant,
-) -> Response {
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .cloned()
-        .unwrap_or_else(super::new_request_id);
+/// What every answer of the redirect path gets, as the router's layers give theirs: the
+/// request id (the client's, or a new one) and the request's latency under the route
+/// template.
+fn finish(state: &AppState, id: HeaderValue, mut res: Response, started: Instant) -> Response {
     res.headers_mut().insert(REQUEST_ID, id);
-    let class = if res.status().is_redirection() {
-        "3xx"
-    } else {
-        "4xx"
-    };
     state
         .http
         .requests
-        .with(&["/{code}", class])
+        .with(&["/{code}", super::metrics::status_class(res.status())])
         .observe(started.elapsed());
     res
 }

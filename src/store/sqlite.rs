@@ -6,6 +6,7 @@
 //! writers, which WAL allows.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +16,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, SqliteExecutor};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
@@ -70,7 +71,10 @@ impl SqliteStore {
             .foreign_keys(true);
         // The writer's page cache (32 MiB, taken as pages are used) holds the hot part of the
         // click aggregates, which every batch of clicks updates.
+        // A connection to a local file cannot go stale: no ping before each use, which
+        // would cost a round trip to SQLite's thread per query.
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .connect_with(options.clone().pragma("cache_size", "-32768"))
@@ -82,6 +86,7 @@ impl SqliteStore {
         } else {
             let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
             SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(readers as u32)
                 .connect_with(options)
                 .await?
@@ -195,20 +200,27 @@ struct LookupJob {
 
 /// Most codes looked up by one query.
 const MAX_LOOKUPS: usize = 64;
+/// Most lookup queries at once: while they run, the next lookups gather into one batch.
+const LOOKUP_QUERIES: usize = 2;
 
 /// The lookup batcher: takes every redirect lookup waiting (up to [`MAX_LOOKUPS`]) and reads
 /// them with one `WHERE code IN (...)` query on a reader connection. A query costs two
 /// thread hand-offs (to SQLite's worker thread and back) whatever its size, and under load
 /// those hand-offs, not the B-tree search, are most of a lookup; alone, a lookup is sent at
-/// once. Batches run concurrently, up to the readers in the pool.
+/// once. At most [`LOOKUP_QUERIES`] batches run at a time.
 async fn batch_lookups(read: SqlitePool, mut jobs: mpsc::Receiver<LookupJob>) {
+    let queries = Arc::new(Semaphore::new(LOOKUP_QUERIES));
     loop {
+        let Ok(permit) = queries.clone().acquire_owned().await else {
+            return;
+        };
         let mut batch = Vec::with_capacity(MAX_LOOKUPS);
         if jobs.recv_many(&mut batch, MAX_LOOKUPS).await == 0 {
             return;
         }
         let read = read.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match lookup_batch(&read, &batch).await {
                 Ok(found) => {
                     for job in batch {
