@@ -183,6 +183,20 @@ async fn group_commit(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
     }
 }
 
+/// Hands `job` to a background task (the group commit, the lookup batcher) and waits for
+/// the answer it sends back.
+async fn ask<J, T>(
+    to: &mpsc::Sender<J>,
+    job: J,
+    answer: oneshot::Receiver<StoreResult<T>>,
+) -> StoreResult<T> {
+    let closed = || StoreError::Unavailable("the store is closed".into());
+    if to.send(job).await.is_err() {
+        return Err(closed());
+    }
+    answer.await.unwrap_or_else(|_| Err(closed()))
+}
+
 /// A copy of an error that several callers share.
 fn shared(e: &StoreError, doing: &str) -> StoreError {
     match e {
@@ -333,12 +347,7 @@ impl LinkStore for SqliteStore {
             idempotency: idempotency.cloned(),
             reply,
         };
-        if self.inserts.send(job).await.is_err() {
-            return Err(StoreError::Unavailable("the store is closed".into()));
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store is closed".into())))
+        ask(&self.inserts, job, answer).await
     }
 
     async fn insert_links(&self, links: &[LinkRecord]) -> StoreResult<Vec<StoreResult<()>>> {
@@ -367,12 +376,7 @@ impl LinkStore for SqliteStore {
             code: code.clone(),
             reply,
         };
-        if self.lookups.send(job).await.is_err() {
-            return Err(StoreError::Unavailable("the store is closed".into()));
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store is closed".into())))
+        ask(&self.lookups, job, answer).await
     }
 
     async fn consume_click(&self, code: &Code) -> StoreResult<bool> {
