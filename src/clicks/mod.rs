@@ -157,6 +157,9 @@ pub struct ClickStats {
     pub published: AtomicU64,
     /// Events written to the store.
     pub written: AtomicU64,
+    /// Events delivered again by NATS after the store had them (an acknowledgement lost in
+    /// an outage); skipped, not counted twice.
+    pub redelivered: AtomicU64,
 }
 
 /// The sending side, held by the redirect handler.

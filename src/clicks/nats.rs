@@ -142,7 +142,10 @@ impl Nats {
                 jetstream::consumer::pull::Config {
                     durable_name: Some(self.settings.durable.clone()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    // A batch is applied in well under a second; an event delivered to a
+                    // worker that died (or over a connection NATS lost) is delivered again
+                    // after this long, and counted once.
+                    ack_wait: Duration::from_secs(10),
                     max_ack_pending: 100_000,
                     ..Default::default()
                 },
@@ -286,10 +289,12 @@ pub async fn consume(
                 .map(|e| e.fact(&mut classifier))
                 .collect();
             match store.apply_clicks(&super::new_id(), &facts).await {
-                Ok(_) => {
-                    stats
-                        .written
-                        .fetch_add(facts.len() as u64, Ordering::Relaxed);
+                Ok(applied) => {
+                    stats.written.fetch_add(applied as u64, Ordering::Relaxed);
+                    stats.redelivered.fetch_add(
+                        facts.len().saturating_sub(applied) as u64,
+                        Ordering::Relaxed,
+                    );
                     for m in &messages {
                         let _ = m.ack().await;
                     }

@@ -173,6 +173,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         ("dropped", get(&clicks.dropped)),
         ("published", get(&clicks.published)),
         ("written", get(&clicks.written)),
+        ("redelivered", get(&clicks.redelivered)),
     ] {
         let _ = writeln!(out, "snip_click_events_total{{state=\"{fate}\"}} {v}");
     }
