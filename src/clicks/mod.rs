@@ -192,6 +192,10 @@ impl ClickQueue {
 
 /// How often the in-process worker takes what is queued.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// Events the worker takes between two yields to the runtime.
+const DRAIN_SLICE: usize = 64;
+/// Counters a batch is added up from between two yields to the runtime.
+const TAKE_SLICE: usize = 512;
 
 /// Settings of the in-process queue.
 #[derive(Debug, Clone, Copy)]
@@ -276,21 +280,26 @@ async fn run_worker(
     drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_flush = tokio::time::Instant::now();
     // The batch being written: the queue keeps draining meanwhile.
-    let mut writing = None;
+    let mut writing = Writing::default();
     loop {
         tokio::select! {
             _ = drain.tick() => {}
             () = shutdown.cancelled() => break,
         }
-        // At most a queue's worth per tick, so a busy queue cannot keep the worker here.
-        for _ in 0..settings.capacity {
+        // At most a queue's worth per tick, so a busy queue cannot keep the worker here,
+        // and a short slice at a time: between slices the runtime serves the requests that
+        // share this thread, which would otherwise wait for the whole tick's work.
+        for n in 0..settings.capacity {
+            if n % DRAIN_SLICE == DRAIN_SLICE - 1 {
+                tokio::task::yield_now().await;
+            }
             match rx.try_recv() {
                 Ok(e) => tally.add(&e, &mut classifier),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 // Every sender is gone: write what there is and stop.
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
-                    finish_writing(&mut writing).await;
+                    writing.finish().await;
                     return;
                 }
             }
@@ -301,7 +310,7 @@ async fn run_worker(
                 last_flush = tokio::time::Instant::now();
             }
         }
-        if last_flush.elapsed() >= settings.flush_every {
+        if !writing.busy().await && writing.due(last_flush.elapsed(), settings.flush_every) {
             flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
             last_flush = tokio::time::Instant::now();
         }
@@ -312,7 +321,7 @@ async fn run_worker(
         tally.add(&e, &mut classifier);
     }
     flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
-    finish_writing(&mut writing).await;
+    writing.finish().await;
 }
 
 /// A new event or batch id: a UUIDv7, so ids sort by time.
@@ -320,49 +329,86 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Ends a batch: its clicks are turned into totals on a blocking thread (so that a big batch
-/// does not hold up the requests served on this one), then written by a task of its own
-/// while the worker goes on draining the queue. One batch is written at a time, in order.
+/// Ends a batch: its clicks are turned into totals a slice at a time, then written by a task
+/// of its own while the worker goes on draining the queue. One batch is written at a time,
+/// in order.
 async fn flush(
     store: &Arc<dyn LinkStore>,
     stats: &Arc<ClickStats>,
     tally: &mut Tally,
     classifier: &mut Classifier,
-    writing: &mut Option<tokio::task::JoinHandle<()>>,
+    writing: &mut Writing,
 ) {
     if tally.clicks() == 0 {
         return;
     }
-    let (mut t, mut c) = (std::mem::take(tally), std::mem::take(classifier));
-    let taken = tokio::task::spawn_blocking(move || {
-        let batch = t.take(&c);
-        c.trim();
-        (batch, t, c)
-    })
-    .await;
-    let batch = match taken {
-        Ok((batch, t, c)) => {
-            (*tally, *classifier) = (t, c);
-            batch
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "adding up a batch of clicks failed; it is lost");
-            return;
-        }
-    };
-    finish_writing(writing).await;
+    let started = tokio::time::Instant::now();
+    // A slice at a time, on this task: between slices the runtime serves the requests that
+    // share its threads, which a big batch taken in one go (or on a thread of its own,
+    // competing for the same cores) would hold up.
+    let mut taking = tally.start_take();
+    while !taking.step(classifier, TAKE_SLICE) {
+        tokio::task::yield_now().await;
+    }
+    let batch = taking.finish();
+    classifier.trim();
+    writing.finish().await;
     let (store, stats) = (store.clone(), stats.clone());
-    *writing = Some(tokio::spawn(async move {
+    writing.task = Some(tokio::spawn(async move {
+        let rows = batch.rows();
         write_batch(&*store, &stats, batch).await;
+        let cost = started.elapsed();
+        tracing::debug!(
+            rows,
+            cost_ms = cost.as_millis() as u64,
+            "click batch written"
+        );
+        cost
     }));
 }
 
-/// Waits for the batch being written, if any.
-async fn finish_writing(writing: &mut Option<tokio::task::JoinHandle<()>>) {
-    if let Some(w) = writing.take()
-        && let Err(e) = w.await
-    {
-        tracing::error!(error = %e, "writing a batch of clicks failed");
+/// The batch being written, and what writing the last one cost. That cost paces the
+/// batches: a new one is cut no sooner than `WRITE_SHARE` times the last one's cost after
+/// it, so adding up and writing clicks takes at most about 1/`WRITE_SHARE` of the time,
+/// however busy the node. A busy node thus writes fewer, bigger batches (a batch costs one
+/// row per link, hour and dimension value, whatever its clicks), and a quiet one every
+/// `flush_every`; never less often than every `LONGEST` times that.
+#[derive(Debug, Default)]
+struct Writing {
+    task: Option<tokio::task::JoinHandle<Duration>>,
+    last_cost: Duration,
+}
+
+impl Writing {
+    const WRITE_SHARE: u32 = 20;
+    const LONGEST: u32 = 6;
+
+    /// Whether a batch is being written (taking the cost of one that is done).
+    async fn busy(&mut self) -> bool {
+        match &self.task {
+            Some(t) if t.is_finished() => {
+                self.finish().await;
+                false
+            }
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Whether the next batch is due, `since` the last one was cut.
+    fn due(&self, since: Duration, flush_every: Duration) -> bool {
+        since
+            >= (self.last_cost * Self::WRITE_SHARE).clamp(flush_every, flush_every * Self::LONGEST)
+    }
+
+    /// Waits for the batch being written, if any.
+    async fn finish(&mut self) {
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(cost) => self.last_cost = cost,
+                Err(e) => tracing::error!(error = %e, "writing a batch of clicks failed"),
+            }
+        }
     }
 }
 
@@ -454,6 +500,23 @@ impl VisitorIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_paced_by_what_writing_the_last_one_cost() {
+        let every = Duration::from_secs(10);
+        let mut w = Writing::default();
+        assert!(!w.due(Duration::from_secs(9), every));
+        assert!(w.due(every, every));
+        // A cheap write changes nothing; a slow one spaces the batches out, up to a bound.
+        w.last_cost = Duration::from_millis(300);
+        assert!(w.due(every, every));
+        w.last_cost = Duration::from_secs(2);
+        assert!(!w.due(Duration::from_secs(39), every));
+        assert!(w.due(Duration::from_secs(40), every));
+        w.last_cost = Duration::from_secs(100);
+        assert!(!w.due(Duration::from_secs(59), every));
+        assert!(w.due(Duration::from_secs(60), every));
+    }
 
     #[test]
     fn remembered_classifications_equal_fresh_ones() {

@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use super::{Classifier, ClickEvent};
 use crate::clock::to_millis;
 use crate::domain::code::Code;
-use crate::store::ClickTotals;
+use crate::store::{ClickTotals, Names};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -24,43 +24,6 @@ struct Key {
     agent: u32,
     referrer: u32,
     country: u32,
-}
-
-/// Strings numbered in the order they were first seen.
-#[derive(Debug)]
-struct Names<T: Hash + Eq> {
-    index: Map<T, u32>,
-    list: Vec<T>,
-}
-
-impl<T: Hash + Eq> Default for Names<T> {
-    fn default() -> Self {
-        Self {
-            index: Map::default(),
-            list: Vec::new(),
-        }
-    }
-}
-
-impl<T: Hash + Eq + Clone> Names<T> {
-    fn id<Q>(&mut self, name: &Q) -> u32
-    where
-        T: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = T> + ?Sized,
-    {
-        if let Some(id) = self.index.get(name) {
-            return *id;
-        }
-        let id = self.list.len() as u32;
-        self.list.push(name.to_owned());
-        self.index.insert(name.to_owned(), id);
-        id
-    }
-
-    fn clear(&mut self) {
-        self.index.clear();
-        self.list.clear();
-    }
 }
 
 /// Clicks counted since the last write.
@@ -121,35 +84,87 @@ impl Tally {
         self.counts.len() + self.visitors.len()
     }
 
-    /// The totals to write, leaving the tally empty (it still knows today's visitors).
-    /// `classifier` must be the one the clicks were added with.
-    pub fn take(&mut self, classifier: &Classifier) -> ClickTotals {
-        let mut totals = ClickTotals::default();
-        for (key, n) in self.counts.drain() {
-            let code = &self.links.list[key.link as usize];
-            if key.agent == BOT {
-                totals.add_count(code, key.hour, true, n, &[]);
-                continue;
-            }
-            let v = classifier.visit(key.agent);
-            let dims = [
-                ("referrer", self.names.list[key.referrer as usize].as_str()),
-                ("browser", v.browser.as_str()),
-                ("os", v.os.as_str()),
-                ("device", v.device.as_str()),
-                ("country", self.names.list[key.country as usize].as_str()),
-            ];
-            totals.add_count(code, key.hour, false, n, &dims);
-        }
-        for (link, day, v) in self.visitors.drain(..) {
-            totals.add_visitor(&self.links.list[link as usize], day, &v);
-        }
-        totals.last_at = self.last_at;
-        self.links.clear();
-        self.names.clear();
+    /// Starts turning the counted clicks into the totals to write, leaving the tally empty
+    /// (it still knows today's visitors). See [`Taking`].
+    pub fn start_take(&mut self) -> Taking {
+        let names = std::mem::take(&mut self.names);
+        let taking = Taking {
+            totals: ClickTotals::with_codes(std::mem::take(&mut self.links)),
+            counts: std::mem::take(&mut self.counts).into_iter(),
+            visitors: std::mem::take(&mut self.visitors),
+            name_ids: vec![None; names.len()],
+            names,
+            agent_ids: Map::default(),
+            last_at: self.last_at,
+        };
         self.clicks = 0;
         self.last_at = 0;
-        totals
+        taking
+    }
+
+    /// The totals to write, in one go (see [`Self::start_take`]).
+    pub fn take(&mut self, classifier: &Classifier) -> ClickTotals {
+        let mut taking = self.start_take();
+        while !taking.step(classifier, usize::MAX) {}
+        taking.finish()
+    }
+}
+
+/// Counted clicks being turned into totals, a slice at a time, so that a big batch can be
+/// taken between other work. The links keep their numbers; each name and agent is looked up
+/// once, not once per counter. `classifier` must be the one the clicks were added with.
+#[derive(Debug)]
+pub struct Taking {
+    totals: ClickTotals,
+    counts: std::collections::hash_map::IntoIter<Key, i64>,
+    visitors: Vec<(u32, i64, String)>,
+    names: Names<String>,
+    name_ids: Vec<Option<u32>>,
+    agent_ids: Map<u32, [u32; 3]>,
+    last_at: i64,
+}
+
+impl Taking {
+    /// Adds up to `most` counters; `true` once all are in.
+    pub fn step(&mut self, classifier: &Classifier, most: usize) -> bool {
+        let totals = &mut self.totals;
+        for (key, n) in self.counts.by_ref().take(most) {
+            if key.agent == BOT {
+                totals.add_hour_of(key.link, key.hour, n, n);
+                continue;
+            }
+            totals.add_hour_of(key.link, key.hour, n, 0);
+            let [browser, os, device] = *self.agent_ids.entry(key.agent).or_insert_with(|| {
+                let v = classifier.visit(key.agent);
+                [&v.browser, &v.os, &v.device].map(|s| totals.value_id(s))
+            });
+            let mut name_id = |id: u32| {
+                *self.name_ids[id as usize]
+                    .get_or_insert_with(|| totals.value_id(self.names.name(id)))
+            };
+            let (referrer, country) = (name_id(key.referrer), name_id(key.country));
+            let day = key.hour - key.hour.rem_euclid(86_400_000);
+            for (dim, value) in [
+                ("referrer", referrer),
+                ("browser", browser),
+                ("os", os),
+                ("device", device),
+                ("country", country),
+            ] {
+                totals.add_dim_of(key.link, day, dim, value, n);
+            }
+        }
+        self.counts.len() == 0
+    }
+
+    /// The totals, once [`Self::step`] said all are in.
+    pub fn finish(mut self) -> ClickTotals {
+        for (link, day, v) in self.visitors.drain(..) {
+            let v = self.totals.value_id(&v);
+            self.totals.add_visitor_of(link, day, v);
+        }
+        self.totals.last_at = self.last_at;
+        self.totals
     }
 }
 

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use clicks::{ClickFact, ClickTotals, LinkTotals};
+pub use clicks::{ClickFact, ClickTotals, Names};
 
 use crate::domain::code::Code;
 use crate::domain::key::Scopes;

@@ -297,18 +297,18 @@ macro_rules! click_statements {
             conn: &mut <$db as sqlx::Database>::Connection,
             totals: &$crate::store::ClickTotals,
         ) -> $crate::store::StoreResult<()> {
-            let hours: Vec<_> = totals
-                .links
-                .iter()
-                .flat_map(|(code, l)| l.hours.iter().map(move |(h, n)| (code, h, n)))
-                .collect();
+            // In key order: concurrent batches (several workers on PostgreSQL) then lock
+            // shared rows in the same order and cannot deadlock, and the B-trees are walked
+            // once from one end to the other.
+            let mut hours: Vec<_> = totals.hour_rows().collect();
+            hours.sort_unstable();
             for chunk in hours.chunks(300) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO clicks_by_hour (code, hour, clicks, bots) ",
                 );
-                qb.push_values(chunk, |mut b, (code, hour, (n, bots))| {
+                qb.push_values(chunk, |mut b, (code, hour, n, bots)| {
                     b.push_bind(code.as_str().to_owned())
-                        .push_bind(**hour)
+                        .push_bind(*hour)
                         .push_bind(*n)
                         .push_bind(*bots);
                 });
@@ -319,17 +319,8 @@ macro_rules! click_statements {
                 );
                 qb.build().execute(&mut *conn).await?;
             }
-            let dims: Vec<_> = totals
-                .links
-                .iter()
-                .flat_map(|(code, l)| {
-                    l.dims.iter().flat_map(move |((day, dim), values)| {
-                        values
-                            .iter()
-                            .map(move |(value, n)| (code, *day, *dim, value, *n))
-                    })
-                })
-                .collect();
+            let mut dims: Vec<_> = totals.dim_rows().collect();
+            dims.sort_unstable();
             for chunk in dims.chunks(200) {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO clicks_by_dim (code, day, dim, value, clicks) ",
@@ -347,15 +338,8 @@ macro_rules! click_statements {
                 );
                 qb.build().execute(&mut *conn).await?;
             }
-            let visitors: Vec<_> = totals
-                .links
-                .iter()
-                .flat_map(|(code, l)| {
-                    l.visitors
-                        .iter()
-                        .flat_map(move |(day, vs)| vs.iter().map(move |v| (code, *day, v)))
-                })
-                .collect();
+            let mut visitors: Vec<_> = totals.visitor_rows().collect();
+            visitors.sort_unstable();
             for chunk in visitors.chunks(300) {
                 let mut qb =
                     sqlx::QueryBuilder::<$db>::new("INSERT INTO visitors (code, day, visitor) ");
