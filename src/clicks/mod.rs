@@ -398,7 +398,8 @@ impl Writing {
     /// Whether the next batch is due, `since` the last one was cut.
     fn due(&self, since: Duration, flush_every: Duration) -> bool {
         since
-            >= (self.last_cost * Self::WRITE_SHARE).clamp(flush_every, flush_every * Self::LONGEST)
+            >= (self.last_cost.saturating_mul(Self::WRITE_SHARE))
+                .clamp(flush_every, flush_every.saturating_mul(Self::LONGEST))
     }
 
     /// Waits for the batch being written, if any.
@@ -515,6 +516,11 @@ mod tests {
         assert!(w.due(Duration::from_secs(40), every));
         w.last_cost = Duration::from_secs(100);
         assert!(!w.due(Duration::from_secs(59), every));
+        assert!(w.due(Duration::from_secs(60), every));
+        // No interval, however long, overflows.
+        let forever = Duration::from_millis(u64::MAX);
+        assert!(!w.due(Duration::from_secs(86_400), forever));
+        w.last_cost = forever;
         assert!(w.due(Duration::from_secs(60), every));
     }
 
