@@ -203,6 +203,46 @@ macro_rules! cache_suite {
                     assert_eq!(t.await.unwrap().as_deref(), Some("https://example.com/hot"));
                 }
                 assert_eq!(loads(&c), 1);
+                assert_eq!(c.loads_in_flight(), 0);
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn requests_that_give_up_mid_load_leave_no_load_behind() {
+                let Some(s) = super::$backend("give_up").await else {
+                    return;
+                };
+                let mut codes = Vec::new();
+                for i in 0..20 {
+                    codes.push(s.insert(&format!("gone{i}"), "https://example.com/").await);
+                }
+                let c = s.node().await;
+                // Each code is asked for by three requests, dropped at once, most of them
+                // while the load they share is running: all three for even codes, all but
+                // the last for odd ones.
+                for (n, code) in codes.iter().enumerate() {
+                    let waiting: Vec<_> = (0..3)
+                        .map(|_| {
+                            let (c, code) = (c.clone(), code.clone());
+                            tokio::spawn(async move { url_of(&c, &code).await })
+                        })
+                        .collect();
+                    tokio::task::yield_now().await;
+                    for (i, t) in waiting.into_iter().enumerate() {
+                        if i < 2 || n % 2 == 0 {
+                            t.abort();
+                        } else {
+                            assert_eq!(t.await.unwrap().as_deref(), Some("https://example.com/"));
+                        }
+                    }
+                }
+                for _ in 0..100 {
+                    if c.loads_in_flight() == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(c.loads_in_flight(), 0);
+                assert!(loads(&c) <= 20 * 3);
             }
 
             #[tokio::test]

@@ -167,10 +167,10 @@ macro_rules! store_suite {
                 let r = b.links.get_redirect(&l.code).await.unwrap().unwrap();
                 assert_eq!(r.url, l.fields.url);
                 assert_eq!(
-                    (r.max_clicks, r.clicks_used, r.deleted),
+                    (r.max_clicks(), r.clicks_used(), r.deleted),
                     (Some(7), 0, false)
                 );
-                assert_eq!(r.expires_at, Some(t(99_000)));
+                assert_eq!(r.expires_at(), Some(t(99_000)));
                 assert_eq!(b.links.get_redirect(&code("none")).await.unwrap(), None);
             }
 
@@ -248,7 +248,7 @@ macro_rules! store_suite {
                         .await
                         .unwrap()
                         .unwrap()
-                        .clicks_used,
+                        .clicks_used(),
                     5
                 );
             }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use super::{AppError, AppState, blocking};
+use crate::cache::CachedTarget;
 use crate::clicks::ClickEvent;
 use crate::domain::code::Code;
 use crate::domain::link::RedirectStatus;
@@ -72,7 +73,7 @@ pub async fn resolve(
         return Ok(Resolution::NotFound);
     };
     let now = state.clock.now();
-    if target.deleted || target.expires_at.is_some_and(|t| t <= now) || used_up(&target) {
+    if target.deleted || target.expires_at().is_some_and(|t| t <= now) || used_up(&target) {
         return Ok(Resolution::Gone);
     }
     let redirect = Resolution::Redirect {
@@ -83,21 +84,21 @@ pub async fn resolve(
         Visit::Peek => {
             // Counted, as a bot; HEAD never uses up `max_clicks`.
             record(state, code, client, true).await;
-            Ok(if target.password_hash.is_some() {
+            Ok(if target.password_hash().is_some() {
                 Resolution::PasswordRequired
             } else {
                 redirect
             })
         }
-        Visit::Preview => Ok(if target.password_hash.is_some() {
+        Visit::Preview => Ok(if target.password_hash().is_some() {
             Resolution::PasswordRequired
         } else {
             redirect
         }),
-        Visit::Follow if target.password_hash.is_some() => Ok(Resolution::PasswordRequired),
+        Visit::Follow if target.password_hash().is_some() => Ok(Resolution::PasswordRequired),
         Visit::Follow => count(state, code, &target, redirect, client).await,
         Visit::Unlock(given) => {
-            let Some(hash) = target.password_hash.clone() else {
+            let Some(hash) = target.password_hash().map(str::to_owned) else {
                 return count(state, code, &target, redirect, client).await;
             };
             let given = given.to_owned();
@@ -113,12 +114,13 @@ pub async fn resolve(
 /// The hot path, first step: the link, if this node holds it fresh in L1 and it needs
 /// nothing but a redirect (live, no password, no click limit). `None` sends the request the
 /// general way, through [`resolve`], which applies every rule and counts the cache lookup.
-pub async fn hot_target(state: &AppState, code: &Code) -> Option<Arc<RedirectTarget>> {
-    let target = state.cache.peek(code).await?;
+pub fn hot_target(state: &AppState, code: &Code) -> Option<Arc<CachedTarget>> {
+    let target = state.cache.peek(code)?;
     let plain = !target.deleted
-        && target.password_hash.is_none()
-        && target.max_clicks.is_none()
-        && target.expires_at.is_none_or(|t| t > state.clock.now());
+        && (target.is_open()
+            || target.password_hash().is_none()
+                && target.max_clicks().is_none()
+                && target.expires_at().is_none_or(|t| t > state.clock.now()));
     plain.then_some(target)
 }
 
@@ -140,8 +142,8 @@ pub async fn follow_hot(
 
 fn used_up(target: &RedirectTarget) -> bool {
     target
-        .max_clicks
-        .is_some_and(|max| target.clicks_used >= max)
+        .max_clicks()
+        .is_some_and(|max| target.clicks_used() >= max)
 }
 
 /// Counts a click: exactly, in the store, for links with `max_clicks`; through the click
@@ -153,7 +155,7 @@ async fn count(
     redirect: Resolution,
     client: &Client,
 ) -> Result<Resolution, AppError> {
-    if target.max_clicks.is_some() && !state.links.consume_click(&code).await? {
+    if target.max_clicks().is_some() && !state.links.consume_click(&code).await? {
         // Used up: let the cache learn it, so later requests stop at the cached count.
         state.cache.refresh(&code).await;
         return Ok(Resolution::Gone);

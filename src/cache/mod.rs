@@ -1,5 +1,5 @@
-//! The redirect cache: code → what a redirect needs. L1 is an in-process moka cache in
-//! every node; L2 (optional) is Redis, shared by all nodes, which also carries
+//! The redirect cache: code → what a redirect needs. L1 is an in-process table in every
+//! node (`l1.rs`); L2 (optional) is Redis, shared by all nodes, which also carries
 //! invalidations so each node's L1 drops what another node changed.
 //!
 //! Reads are cache-aside (L1, then L2, then the store; concurrent misses for one code are
@@ -8,28 +8,65 @@
 //! is rewritten and every L1 told. A failing Redis never fails a request: it is skipped,
 //! counted and logged once per change of state.
 
+pub mod l1;
 pub mod redis;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
 
 use crate::domain::code::Code;
 use crate::store::{LinkStore, RedirectTarget, StoreError, StoreResult};
 
+pub use self::l1::L1;
 pub use self::redis::RedisCache;
+
+/// A cached link: its target, and its code (which tells it from another code whose hash
+/// it shares). It reads as the [`RedirectTarget`] it holds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CachedTarget {
+    code: Box<str>,
+    target: RedirectTarget,
+}
+
+impl CachedTarget {
+    /// `target`, cached under `code`.
+    pub fn new(code: &str, target: RedirectTarget) -> Self {
+        Self {
+            code: code.into(),
+            target,
+        }
+    }
+
+    /// The code it is cached under.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+}
+
+impl Deref for CachedTarget {
+    type Target = RedirectTarget;
+
+    fn deref(&self) -> &RedirectTarget {
+        &self.target
+    }
+}
 
 /// A cached lookup: the link, or the fact that there is none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cached {
     /// The code exists (possibly deleted: then it answers 410).
-    Found(Arc<RedirectTarget>),
+    Found(Arc<CachedTarget>),
     /// No link has this code.
     Missing,
 }
 
 impl Cached {
-    fn into_option(self) -> Option<Arc<RedirectTarget>> {
+    fn into_option(self) -> Option<Arc<CachedTarget>> {
         match self {
             Cached::Found(t) => Some(t),
             Cached::Missing => None,
@@ -98,74 +135,34 @@ fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// An L1 entry: the value, and until when it is fresh. A found link stays in L1 for
-/// `stale_if_error` past that, to answer while the store is down.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    value: Cached,
-    fresh_until: Instant,
+/// The outcome of one load, shared by every request that waited for it.
+type Loaded = Result<Cached, Arc<StoreError>>;
+
+/// One request's share in a load of a code. When the last request waiting leaves, or the
+/// load is done, the load is taken off the map, also when its request gave up (was
+/// dropped) before the load ended.
+struct Flight<'a> {
+    cache: &'a RedirectCache,
+    code: &'a Code,
+    cell: Option<Arc<OnceCell<Loaded>>>,
 }
 
-struct PerValueTtl(CacheSettings);
-
-impl PerValueTtl {
-    fn keep(&self, value: &Cached) -> Duration {
-        match value {
-            Cached::Found(_) => self.0.ttl + self.0.stale_if_error,
-            Cached::Missing => self.0.negative_ttl,
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let Some(cell) = self.cell.take() else { return };
+        let mut loading = self.cache.loading();
+        let Some(current) = loading.get(self.code) else {
+            return;
+        };
+        if !Arc::ptr_eq(current, &cell) {
+            return;
         }
-    }
-}
-
-impl moka::Expiry<Code, Entry> for PerValueTtl {
-    fn expire_after_create(&self, _: &Code, e: &Entry, _: Instant) -> Option<Duration> {
-        Some(self.keep(&e.value))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Code,
-        e: &Entry,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.keep(&e.value))
-    }
-}
-
-/// This node's L1, shared with the task that applies invalidations from other nodes.
-#[derive(Clone)]
-pub struct L1 {
-    entries: moka::future::Cache<Code, Entry>,
-    /// Bumped by every invalidation; a load that raced with one is not kept.
-    generation: Arc<AtomicU64>,
-    stats: Arc<CacheStats>,
-    /// Whether invalidations from other nodes are being received.
-    listening: Arc<AtomicBool>,
-}
-
-impl L1 {
-    /// Drops one code.
-    pub async fn invalidate(&self, code: &Code) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate(code).await;
-        bump(&self.stats.invalidations);
-    }
-
-    /// Drops everything (after invalidations may have been missed).
-    pub fn invalidate_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate_all();
-    }
-
-    /// Records whether other nodes' invalidations are being received.
-    pub fn set_listening(&self, on: bool) {
-        self.listening.store(on, Ordering::Release);
-    }
-
-    /// Whether other nodes' invalidations are being received (always false without L2).
-    pub fn is_listening(&self) -> bool {
-        self.listening.load(Ordering::Acquire)
+        let done = cell.initialized();
+        // Shares are only taken and dropped under the lock, so the count is exact here.
+        drop(cell);
+        if done || Arc::strong_count(current) == 1 {
+            loading.remove(self.code);
+        }
     }
 }
 
@@ -175,6 +172,8 @@ pub struct RedirectCache {
     l2: Option<Arc<RedisCache>>,
     store: Arc<dyn LinkStore>,
     settings: CacheSettings,
+    /// Loads in flight, one per code: concurrent misses of a code wait for the same one.
+    loading: Mutex<HashMap<Code, Arc<OnceCell<Loaded>>>>,
 }
 
 impl RedirectCache {
@@ -184,20 +183,12 @@ impl RedirectCache {
         l2: Option<Arc<RedisCache>>,
         settings: CacheSettings,
     ) -> Self {
-        let entries = moka::future::Cache::builder()
-            .max_capacity(settings.capacity)
-            .expire_after(PerValueTtl(settings))
-            .build();
         Self {
-            l1: L1 {
-                entries,
-                generation: Arc::default(),
-                stats: Arc::default(),
-                listening: Arc::default(),
-            },
+            l1: L1::new(settings.capacity, settings.stale_if_error, Arc::default()),
             l2,
             store,
             settings,
+            loading: Mutex::default(),
         }
     }
 
@@ -206,68 +197,88 @@ impl RedirectCache {
         &self.l1
     }
 
-    /// Entries in L1 (approximate while writes are pending).
+    /// Entries in L1.
     pub fn l1_len(&self) -> u64 {
-        self.l1.entries.entry_count()
+        self.l1.len()
+    }
+
+    /// Loads of the store (or L2) in flight.
+    pub fn loads_in_flight(&self) -> usize {
+        self.loading().len()
     }
 
     /// The counters.
     pub fn stats(&self) -> &CacheStats {
-        &self.l1.stats
+        self.l1.stats()
+    }
+
+    fn count(&self, c: impl Fn(&CacheStats) -> &AtomicU64) {
+        bump(c(self.l1.stats()));
     }
 
     /// What a redirect of `code` needs; `None` when no link has the code.
-    pub async fn get(&self, code: &Code) -> StoreResult<Option<Arc<RedirectTarget>>> {
-        if let Some(hit) = self.l1.entries.get(code).await {
-            if Instant::now() < hit.fresh_until {
-                match hit.value {
-                    Cached::Found(_) => bump(&self.l1.stats.l1_hits),
-                    Cached::Missing => bump(&self.l1.stats.l1_negative_hits),
+    pub async fn get(&self, code: &Code) -> StoreResult<Option<Arc<CachedTarget>>> {
+        match self.l1.lookup(code.as_str(), self.l1.now()) {
+            Some((value, true)) => {
+                match value {
+                    Cached::Found(_) => self.count(|s| &s.l1_hits),
+                    Cached::Missing => self.count(|s| &s.l1_negative_hits),
                 }
-                return Ok(hit.value.into_option());
+                return Ok(value.into_option());
             }
-            return self.revalidate(code, hit).await;
+            Some((Cached::Found(stale), false)) => return self.revalidate(code, stale).await,
+            _ => {}
         }
-        bump(&self.l1.stats.l1_misses);
-        let generation = self.l1.generation.load(Ordering::Acquire);
-        let loaded = self
-            .l1
-            .entries
-            .try_get_with_by_ref(code, async {
-                let value = self.load(code).await?;
-                Ok::<_, StoreError>(self.entry(value))
-            })
-            .await
-            .map_err(|e| match &*e {
-                StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
-                other => StoreError::Other(anyhow::anyhow!("loading {code}: {other}")),
-            })?;
-        if self.l1.generation.load(Ordering::Acquire) != generation {
-            // An invalidation arrived while we loaded: what we loaded may predate it.
-            self.l1.entries.invalidate(code).await;
-        }
-        Ok(loaded.value.into_option())
+        self.count(|s| &s.l1_misses);
+        let loaded = self.load_once(code).await.map_err(|e| match &*e {
+            StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+            other => StoreError::Other(anyhow::anyhow!("loading {code}: {other}")),
+        })?;
+        Ok(loaded.into_option())
+    }
+
+    /// Loads `code` into L1, or waits for the load another request already started.
+    async fn load_once(&self, code: &Code) -> Loaded {
+        let flight = Flight {
+            cache: self,
+            code,
+            cell: Some(self.loading().entry(code.clone()).or_default().clone()),
+        };
+        // (The share is only taken back when the flight ends; a load without one is a plain
+        // load.)
+        let Some(cell) = flight.cell.as_deref() else {
+            return self.load(code).await.map_err(Arc::new);
+        };
+        cell.get_or_init(|| async {
+            let generation = self.l1.generation();
+            let value = self.load(code).await.map_err(Arc::new)?;
+            let fresh_until = self.l1.later(self.settings.ttl_of(&value));
+            self.l1
+                .insert(code.as_str(), value.clone(), fresh_until, Some(generation));
+            Ok(value)
+        })
+        .await
+        .clone()
+    }
+
+    fn loading(&self) -> std::sync::MutexGuard<'_, HashMap<Code, Arc<OnceCell<Loaded>>>> {
+        // The map is only ever changed by single inserts and removals: usable after a panic.
+        self.loading.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A found link that L1 holds fresh, without loading anything or counting the lookup
     /// (the caller counts a hit with [`Self::count_hit`] when it uses the answer; otherwise it
     /// asks [`Self::get`], which counts).
-    pub async fn peek(&self, code: &Code) -> Option<Arc<RedirectTarget>> {
-        let hit = self.l1.entries.get(code).await?;
-        match hit.value {
-            Cached::Found(t) if Instant::now() < hit.fresh_until => Some(t),
+    pub fn peek(&self, code: &Code) -> Option<Arc<CachedTarget>> {
+        match self.l1.lookup(code.as_str(), self.l1.now())? {
+            (Cached::Found(t), true) => Some(t),
             _ => None,
         }
     }
 
     /// Counts an L1 hit on a found link that [`Self::peek`] answered.
     pub fn count_hit(&self) {
-        bump(&self.l1.stats.l1_hits);
-    }
-
-    fn entry(&self, value: Cached) -> Entry {
-        let fresh_until = Instant::now() + self.settings.ttl_of(&value);
-        Entry { value, fresh_until }
+        self.count(|s| &s.l1_hits);
     }
 
     /// An expired entry of a found link: load it again; if the store cannot be reached,
@@ -276,36 +287,24 @@ impl RedirectCache {
     async fn revalidate(
         &self,
         code: &Code,
-        stale: Entry,
-    ) -> StoreResult<Option<Arc<RedirectTarget>>> {
-        bump(&self.l1.stats.l1_misses);
-        let generation = self.l1.generation.load(Ordering::Acquire);
+        stale: Arc<CachedTarget>,
+    ) -> StoreResult<Option<Arc<CachedTarget>>> {
+        self.count(|s| &s.l1_misses);
+        let generation = self.l1.generation();
+        let meanwhile = self.l1.later(Duration::from_secs(1));
         self.l1
-            .entries
-            .insert(
-                code.clone(),
-                Entry {
-                    value: stale.value.clone(),
-                    fresh_until: Instant::now() + Duration::from_secs(1),
-                },
-            )
-            .await;
+            .insert(code.as_str(), Cached::Found(stale.clone()), meanwhile, None);
         match self.load(code).await {
             Ok(value) => {
-                if self.l1.generation.load(Ordering::Acquire) == generation {
-                    self.l1
-                        .entries
-                        .insert(code.clone(), self.entry(value.clone()))
-                        .await;
-                } else {
-                    self.l1.entries.invalidate(code).await;
-                }
+                let fresh_until = self.l1.later(self.settings.ttl_of(&value));
+                self.l1
+                    .insert(code.as_str(), value.clone(), fresh_until, Some(generation));
                 Ok(value.into_option())
             }
             Err(StoreError::Unavailable(why)) => {
                 tracing::debug!(%code, reason = %why, "store unavailable: serving a stale link");
-                bump(&self.l1.stats.stale_served);
-                Ok(stale.value.into_option())
+                self.count(|s| &s.stale_served);
+                Ok(Some(stale))
             }
             Err(e) => Err(e),
         }
@@ -316,40 +315,43 @@ impl RedirectCache {
         if let Some(l2) = &self.l2 {
             match l2.get(code).await {
                 Ok(Some(hit)) => {
-                    bump(&self.l1.stats.l2_hits);
+                    self.count(|s| &s.l2_hits);
                     return Ok(hit);
                 }
                 Ok(None) => {
-                    bump(&self.l1.stats.l2_misses);
+                    self.count(|s| &s.l2_misses);
                     l2_up = true;
                 }
-                Err(()) => bump(&self.l1.stats.l2_errors),
+                Err(()) => self.count(|s| &s.l2_errors),
             }
         }
-        bump(&self.l1.stats.store_loads);
-        let value = match self.store.get_redirect(code).await? {
-            Some(t) => Cached::Found(Arc::new(t)),
-            None => Cached::Missing,
-        };
+        self.count(|s| &s.store_loads);
+        let value = self.read_store(code).await?;
         if let (Some(l2), true) = (&self.l2, l2_up)
             && l2
                 .set(code, &value, self.settings.ttl_of(&value))
                 .await
                 .is_err()
         {
-            bump(&self.l1.stats.l2_errors);
+            self.count(|s| &s.l2_errors);
         }
         Ok(value)
+    }
+
+    async fn read_store(&self, code: &Code) -> StoreResult<Cached> {
+        Ok(match self.store.get_redirect(code).await? {
+            Some(t) => Cached::Found(Arc::new(CachedTarget::new(code.as_str(), t))),
+            None => Cached::Missing,
+        })
     }
 
     /// After a write of `code` in the store: rewrites L2 from the store (write-through),
     /// drops the code from this node's L1 and tells the other nodes to drop it too.
     pub async fn refresh(&self, code: &Code) {
-        self.l1.invalidate(code).await;
+        self.l1.invalidate(code);
         let Some(l2) = &self.l2 else { return };
-        let fresh = match self.store.get_redirect(code).await {
-            Ok(Some(t)) => Some(Cached::Found(Arc::new(t))),
-            Ok(None) => Some(Cached::Missing),
+        let fresh = match self.read_store(code).await {
+            Ok(v) => Some(v),
             Err(e) => {
                 tracing::warn!(error = %e, %code, "re-reading a link for the cache failed");
                 None
@@ -360,7 +362,7 @@ impl RedirectCache {
             None => l2.delete(code).await,
         };
         if written.is_err() || l2.publish_invalidation(code).await.is_err() {
-            bump(&self.l1.stats.l2_errors);
+            self.count(|s| &s.l2_errors);
         }
     }
 }

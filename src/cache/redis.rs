@@ -9,13 +9,13 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{Cached, L1};
+use super::{Cached, CachedTarget, L1};
 use crate::clock::{from_millis, to_millis};
 use crate::domain::code::Code;
 use crate::domain::link::RedirectStatus;
 use crate::domain::target_url::TargetUrl;
 use crate::redis_conn::RedisConn;
-use crate::store::RedirectTarget;
+use crate::store::{Gate, RedirectTarget};
 
 /// The stored form of a cached target.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,30 +41,33 @@ fn encode(value: &Cached) -> String {
         Cached::Found(t) => serde_json::to_string(&Wire {
             u: t.url.as_str().to_owned(),
             s: t.redirect_status.code(),
-            p: t.password_hash.clone(),
-            e: t.expires_at.map(to_millis),
-            m: t.max_clicks,
-            c: t.clicks_used,
+            p: t.password_hash().map(str::to_owned),
+            e: t.expires_at().map(to_millis),
+            m: t.max_clicks(),
+            c: t.clicks_used(),
             d: t.deleted,
         })
         .unwrap_or_default(),
     }
 }
 
-fn decode(raw: &str) -> Option<Cached> {
+fn decode(code: &str, raw: &str) -> Option<Cached> {
     if raw == MISSING {
         return Some(Cached::Missing);
     }
     let w: Wire = serde_json::from_str(raw).ok()?;
-    Some(Cached::Found(Arc::new(RedirectTarget {
-        url: TargetUrl::from_trusted(w.u),
-        redirect_status: RedirectStatus::from_code(i64::from(w.s))?,
-        password_hash: w.p,
-        expires_at: w.e.map(from_millis),
-        max_clicks: w.m,
-        clicks_used: w.c,
-        deleted: w.d,
-    })))
+    let target = RedirectTarget::new(
+        TargetUrl::from_trusted(w.u),
+        RedirectStatus::from_code(i64::from(w.s))?,
+        w.d,
+        Gate {
+            password_hash: w.p,
+            expires_at: w.e.map(from_millis),
+            max_clicks: w.m,
+            clicks_used: w.c,
+        },
+    );
+    Some(Cached::Found(Arc::new(CachedTarget::new(code, target))))
 }
 
 /// The Redis L2.
@@ -90,7 +93,7 @@ impl RedisCache {
             .conn
             .call(|mut c| async move { c.get(key).await })
             .await?;
-        Ok(raw.as_deref().and_then(decode))
+        Ok(raw.as_deref().and_then(|raw| decode(code.as_str(), raw)))
     }
 
     /// Stores a value with a lifetime.
@@ -161,7 +164,7 @@ impl RedisCache {
                                 if let Ok(code) = msg.get_payload::<String>()
                                     && let Some(code) = Code::from_path(&code)
                                 {
-                                    l1.invalidate(&code).await;
+                                    l1.invalidate(&code);
                                 }
                             }
                             None => {
@@ -184,17 +187,31 @@ mod tests {
 
     #[test]
     fn wire_round_trip() {
-        let t = Cached::Found(Arc::new(RedirectTarget {
-            url: TargetUrl::from_trusted("https://example.com/".into()),
-            redirect_status: RedirectStatus::Permanent,
-            password_hash: Some("$argon2id$x".into()),
-            expires_at: Some(from_millis(1_700_000_000_000)),
-            max_clicks: Some(3),
-            clicks_used: 1,
-            deleted: false,
-        }));
-        assert_eq!(decode(&encode(&t)), Some(t));
-        assert_eq!(decode(&encode(&Cached::Missing)), Some(Cached::Missing));
-        assert_eq!(decode("{garbage"), None);
+        let gated = RedirectTarget::new(
+            TargetUrl::from_trusted("https://example.com/".into()),
+            RedirectStatus::Permanent,
+            false,
+            Gate {
+                password_hash: Some("$argon2id$x".into()),
+                expires_at: Some(from_millis(1_700_000_000_000)),
+                max_clicks: Some(3),
+                clicks_used: 1,
+            },
+        );
+        let open = RedirectTarget::new(
+            TargetUrl::from_trusted("https://example.com/open".into()),
+            RedirectStatus::Temporary,
+            true,
+            Gate::default(),
+        );
+        for target in [gated, open] {
+            let t = Cached::Found(Arc::new(CachedTarget::new("abc", target)));
+            assert_eq!(decode("abc", &encode(&t)), Some(t));
+        }
+        assert_eq!(
+            decode("abc", &encode(&Cached::Missing)),
+            Some(Cached::Missing)
+        );
+        assert_eq!(decode("abc", "{garbage"), None);
     }
 }

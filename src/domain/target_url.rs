@@ -55,7 +55,7 @@ pub enum UrlError {
 /// A validated, normalised http(s) URL.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(transparent)]
-pub struct TargetUrl(String);
+pub struct TargetUrl(Box<str>);
 
 impl TargetUrl {
     /// Parses and checks `input` against `policy`. The stored form is the WHATWG
@@ -95,12 +95,12 @@ impl TargetUrl {
         if normalised.len() > policy.max_len {
             return Err(UrlError::TooLong(policy.max_len));
         }
-        Ok(Self(normalised))
+        Ok(Self(normalised.into_boxed_str()))
     }
 
     /// Rebuilds a URL read back from the store, where only validated URLs are written.
     pub fn from_trusted(s: String) -> Self {
-        Self(s)
+        Self(s.into_boxed_str())
     }
 
     /// The URL as text.

@@ -118,7 +118,7 @@ async fn redirect_get(
         .get(REQUEST_ID)
         .cloned()
         .unwrap_or_else(super::new_request_id);
-    let hot = hot_target(state, &code).await;
+    let hot = hot_target(state, &code);
     let headers = req.headers();
     let ip = client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
     let decision = match redirect_token(state, ip).await {

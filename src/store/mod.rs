@@ -187,13 +187,23 @@ pub struct LinkFields {
     pub password_hash: Option<String>,
 }
 
-/// What a redirect needs to know about a code, deleted or not.
+/// What a redirect needs to know about a code, deleted or not. Kept small: every node's L1
+/// holds one per cached link, and most links have no password, expiry or click limit, so
+/// those live apart, boxed, only for the links that have them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedirectTarget {
     /// Destination.
     pub url: TargetUrl,
     /// Redirect status.
     pub redirect_status: RedirectStatus,
+    /// Set once the link is deleted: the code answers 410 for ever.
+    pub deleted: bool,
+    gate: Option<Box<Gate>>,
+}
+
+/// What may stand between a visitor and a link's URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gate {
     /// Password hash, if protected.
     pub password_hash: Option<String>,
     /// Expiry.
@@ -202,8 +212,46 @@ pub struct RedirectTarget {
     pub max_clicks: Option<i64>,
     /// Redirects counted against `max_clicks` so far.
     pub clicks_used: i64,
-    /// Set once the link is deleted: the code answers 410 for ever.
-    pub deleted: bool,
+}
+
+impl RedirectTarget {
+    /// A target; `gate` is kept only when it holds something.
+    pub fn new(url: TargetUrl, redirect_status: RedirectStatus, deleted: bool, gate: Gate) -> Self {
+        let open =
+            gate.password_hash.is_none() && gate.expires_at.is_none() && gate.max_clicks.is_none();
+        Self {
+            url,
+            redirect_status,
+            deleted,
+            gate: (!open).then(|| Box::new(gate)),
+        }
+    }
+
+    /// Password hash, if protected.
+    pub fn password_hash(&self) -> Option<&str> {
+        self.gate.as_ref()?.password_hash.as_deref()
+    }
+
+    /// Expiry.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.gate.as_ref()?.expires_at
+    }
+
+    /// Click limit; a link that has one must be counted atomically.
+    pub fn max_clicks(&self) -> Option<i64> {
+        self.gate.as_ref()?.max_clicks
+    }
+
+    /// Redirects counted against `max_clicks` so far (0 without a limit).
+    pub fn clicks_used(&self) -> i64 {
+        self.gate.as_ref().map_or(0, |g| g.clicks_used)
+    }
+
+    /// Whether nothing stands between a visitor and the URL (no password, expiry or
+    /// click limit).
+    pub fn is_open(&self) -> bool {
+        self.gate.is_none()
+    }
 }
 
 /// A position in the newest-first order of a user's links.

@@ -43,15 +43,17 @@ macro_rules! row_mappers {
 
         fn redirect_from_row(row: &$row) -> Result<$crate::store::RedirectTarget, sqlx::Error> {
             use sqlx::Row;
-            Ok($crate::store::RedirectTarget {
-                url: $crate::domain::target_url::TargetUrl::from_trusted(row.try_get("url")?),
-                redirect_status: status_from_db(row.try_get("redirect_status")?),
-                password_hash: row.try_get("password_hash")?,
-                expires_at: opt_time(row.try_get("expires_at")?),
-                max_clicks: row.try_get("max_clicks")?,
-                clicks_used: row.try_get("clicks_used")?,
-                deleted: row.try_get("deleted")?,
-            })
+            Ok($crate::store::RedirectTarget::new(
+                $crate::domain::target_url::TargetUrl::from_trusted(row.try_get("url")?),
+                status_from_db(row.try_get("redirect_status")?),
+                row.try_get("deleted")?,
+                $crate::store::Gate {
+                    password_hash: row.try_get("password_hash")?,
+                    expires_at: opt_time(row.try_get("expires_at")?),
+                    max_clicks: row.try_get("max_clicks")?,
+                    clicks_used: row.try_get("clicks_used")?,
+                },
+            ))
         }
 
         fn user_from_row(row: &$row) -> Result<$crate::store::UserRecord, sqlx::Error> {

@@ -1,0 +1,580 @@
+//! L1: this node's in-process cache of redirect targets, built for one job. A general
+//! cache crate spent ≈ 480 bytes of bookkeeping per link (access-order queues, timer wheel
+//! nodes, a frequency sketch) and a channel send on every read; this table spends a
+//! 32-byte slot and the entry itself.
+//!
+//! - Shards (up to 64, by the hash's top bits), each an open-addressing table with linear
+//!   probing behind an `RwLock`: a read takes the read lock, probes a few adjacent slots
+//!   and clones one `Arc`.
+//! - Eviction is CLOCK (second chance): a read sets the slot's `referenced` bit; when a shard
+//!   is full, a hand sweeps its slots, clearing bits, and evicts the first entry that was
+//!   not read since the hand last passed (or that has expired).
+//! - Time is kept as milliseconds since the cache was made. An entry is fresh until its
+//!   stamp; a found link is then kept `stale_if_error` longer (to answer while the store is
+//!   down), an unknown code not at all. Expired entries are not swept by a timer: lookups
+//!   ignore them and the hand reclaims them first.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use super::{CacheStats, Cached, CachedTarget, bump};
+use crate::domain::code::Code;
+
+/// Links per shard below which one more shard is not worth its lock.
+const SHARD_MIN: u64 = 4096;
+/// Most shards (a power of two).
+const SHARDS_MAX: u64 = 64;
+/// Highest share of a table's slots in use, as a fraction: past 3/4, linear probing's
+/// misses scan long runs.
+const LOAD_NUM: usize = 3;
+const LOAD_DEN: usize = 4;
+/// Slots of a new shard.
+const SLOTS_MIN: usize = 16;
+
+/// What a slot holds. Each variant is one pointer, so a slot is 32 bytes.
+enum Held {
+    Found(Arc<CachedTarget>),
+    /// An unknown code (boxed twice to keep the variant one pointer wide: these are few
+    /// and short-lived).
+    Missing(Box<Box<str>>),
+}
+
+impl Held {
+    fn new(code: &str, value: Cached) -> Self {
+        match value {
+            Cached::Found(t) => Held::Found(t),
+            Cached::Missing => Held::Missing(Box::new(code.into())),
+        }
+    }
+
+    fn code(&self) -> &str {
+        match self {
+            Held::Found(t) => t.code(),
+            Held::Missing(code) => code,
+        }
+    }
+
+    fn cached(&self) -> Cached {
+        match self {
+            Held::Found(t) => Cached::Found(t.clone()),
+            Held::Missing(_) => Cached::Missing,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The low 32 bits of the code's hash: where the slot's probe starts, and a cheap
+    /// first comparison.
+    tag: u32,
+    /// Read since the hand last passed.
+    referenced: AtomicBool,
+    /// Fresh until this time (ms since the cache's epoch).
+    fresh_until: u64,
+    held: Option<Held>,
+}
+
+/// One shard: slots in a ring, probed linearly from a code's home slot.
+struct Table {
+    slots: Vec<Slot>,
+    len: usize,
+    /// Most entries; one more evicts.
+    capacity: usize,
+    /// The CLOCK hand.
+    hand: usize,
+    /// How long past `fresh_until` a found link is kept.
+    stale_ms: u64,
+}
+
+impl Table {
+    fn new(capacity: usize, stale_ms: u64) -> Self {
+        let mut t = Self {
+            slots: Vec::new(),
+            len: 0,
+            capacity,
+            hand: 0,
+            stale_ms,
+        };
+        t.slots
+            .resize_with(SLOTS_MIN.min(t.max_slots()), Slot::default);
+        t
+    }
+
+    /// Slots when full: `capacity` entries at most 3/4 of them, and always one empty slot
+    /// so that every probe ends.
+    fn max_slots(&self) -> usize {
+        (self.capacity * LOAD_DEN).div_ceil(LOAD_NUM) + 1
+    }
+
+    fn home(&self, tag: u32) -> usize {
+        // Multiply-shift maps the tag onto any table length, not only powers of two.
+        ((u64::from(tag) * self.slots.len() as u64) >> 32) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() { 0 } else { i + 1 }
+    }
+
+    fn find(&self, tag: u32, code: &str) -> Option<usize> {
+        let mut i = self.home(tag);
+        loop {
+            let slot = &self.slots[i];
+            let held = slot.held.as_ref()?;
+            if slot.tag == tag && held.code() == code {
+                return Some(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    fn keep_until(&self, slot: &Slot) -> u64 {
+        match slot.held {
+            Some(Held::Found(_)) => slot.fresh_until.saturating_add(self.stale_ms),
+            _ => slot.fresh_until,
+        }
+    }
+
+    fn lookup(&self, tag: u32, code: &str, now: u64) -> Option<(Cached, bool)> {
+        let slot = &self.slots[self.find(tag, code)?];
+        if now >= self.keep_until(slot) {
+            return None;
+        }
+        // Only write the bit when it changes: a shared cache line stays shared.
+        if !slot.referenced.load(Ordering::Relaxed) {
+            slot.referenced.store(true, Ordering::Relaxed);
+        }
+        Some((slot.held.as_ref()?.cached(), now < slot.fresh_until))
+    }
+
+    fn insert(&mut self, tag: u32, held: Held, fresh_until: u64, now: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        if let Some(i) = self.find(tag, held.code()) {
+            let slot = &mut self.slots[i];
+            slot.held = Some(held);
+            slot.fresh_until = fresh_until;
+            return;
+        }
+        if self.len >= self.capacity {
+            self.evict_one(now);
+        }
+        if (self.len + 1) * LOAD_DEN > self.slots.len() * LOAD_NUM {
+            self.grow();
+        }
+        let mut i = self.home(tag);
+        while self.slots[i].held.is_some() {
+            i = self.next(i);
+        }
+        self.slots[i] = Slot {
+            tag,
+            referenced: AtomicBool::new(false),
+            fresh_until,
+            held: Some(held),
+        };
+        self.len += 1;
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).min(self.max_slots());
+        if size <= self.slots.len() {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.slots);
+        self.slots.resize_with(size, Slot::default);
+        self.hand = 0;
+        for slot in &mut old {
+            if slot.held.is_none() {
+                continue;
+            }
+            let mut i = self.home(slot.tag);
+            while self.slots[i].held.is_some() {
+                i = self.next(i);
+            }
+            self.slots[i] = std::mem::take(slot);
+        }
+    }
+
+    /// Empties slot `i`, then shifts later slots of the same run back so that no probe
+    /// meets a hole before its entry.
+    fn remove_at(&mut self, i: usize) {
+        self.slots[i] = Slot::default();
+        self.len -= 1;
+        let n = self.slots.len();
+        let mut hole = i;
+        let mut j = self.next(i);
+        while self.slots[j].held.is_some() {
+            let home = self.home(self.slots[j].tag);
+            // The entry at `j` may move to the hole unless its home lies after the hole
+            // (cyclically, up to `j`): then the hole is before where its probe starts.
+            let home_after_hole = (home + n - hole) % n;
+            if home_after_hole == 0 || home_after_hole > (j + n - hole) % n {
+                self.slots.swap(hole, j);
+                hole = j;
+            }
+            j = self.next(j);
+        }
+    }
+
+    fn remove(&mut self, tag: u32, code: &str) {
+        if let Some(i) = self.find(tag, code) {
+            self.remove_at(i);
+        }
+    }
+
+    /// CLOCK: the first entry past its keep time, or not read since the hand last passed.
+    /// Two turns at most: the first clears every bit.
+    fn evict_one(&mut self, now: u64) {
+        for _ in 0..=2 * self.slots.len() {
+            let i = self.hand % self.slots.len();
+            let keep_until = self.keep_until(&self.slots[i]);
+            let slot = &mut self.slots[i];
+            if slot.held.is_none() {
+                self.hand = i + 1;
+            } else if now >= keep_until || !std::mem::take(slot.referenced.get_mut()) {
+                // The hand stays: the shift may have moved the next entry here.
+                self.remove_at(i);
+                return;
+            } else {
+                self.hand = i + 1;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        let capacity = self.capacity;
+        *self = Self::new(capacity, self.stale_ms);
+    }
+}
+
+struct Shared {
+    shards: Box<[RwLock<Table>]>,
+    /// log2 of the shard count.
+    shard_bits: u32,
+    epoch: Instant,
+    /// Bumped by every invalidation; a load that raced with one is not kept.
+    generation: AtomicU64,
+    stats: Arc<CacheStats>,
+    /// Whether invalidations from other nodes are being received.
+    listening: AtomicBool,
+}
+
+/// This node's L1, shared with the task that applies invalidations from other nodes.
+#[derive(Clone)]
+pub struct L1 {
+    shared: Arc<Shared>,
+}
+
+fn hash(code: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(code.as_bytes())
+}
+
+impl L1 {
+    /// An L1 of at most about `capacity` entries (each shard holds its share, rounded up).
+    pub(super) fn new(capacity: u64, stale_if_error: Duration, stats: Arc<CacheStats>) -> Self {
+        let shards = (capacity / SHARD_MIN).clamp(1, SHARDS_MAX);
+        let shard_bits = shards.ilog2();
+        let shards = 1u64 << shard_bits;
+        let per_shard = usize::try_from(capacity.div_ceil(shards)).unwrap_or(usize::MAX);
+        let stale_ms = u64::try_from(stale_if_error.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            shared: Arc::new(Shared {
+                shards: (0..shards)
+                    .map(|_| RwLock::new(Table::new(per_shard, stale_ms)))
+                    .collect(),
+                shard_bits,
+                epoch: Instant::now(),
+                generation: AtomicU64::new(0),
+                stats,
+                listening: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<Table> {
+        let i = hash.checked_shr(64 - self.shared.shard_bits).unwrap_or(0);
+        &self.shared.shards[i as usize]
+    }
+
+    fn read(&self, hash: u64) -> RwLockReadGuard<'_, Table> {
+        // A panic cannot leave a table half-changed in a way reads could trip on (every
+        // change is a slot write or a swap), so a poisoned lock is used as it is.
+        self.shard(hash).read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, hash: u64) -> RwLockWriteGuard<'_, Table> {
+        self.shard(hash).write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Now, in the cache's milliseconds.
+    pub(super) fn now(&self) -> u64 {
+        u64::try_from(self.shared.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The time `after` from now, in the cache's milliseconds.
+    pub(super) fn later(&self, after: Duration) -> u64 {
+        self.now()
+            .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The value held for `code` and whether it is fresh; `None` when nothing is held or
+    /// what was is past keeping. Marks the entry as read.
+    pub(super) fn lookup(&self, code: &str, now: u64) -> Option<(Cached, bool)> {
+        let h = hash(code);
+        self.read(h).lookup(h as u32, code, now)
+    }
+
+    /// Holds `value` for `code`, fresh until `fresh_until`. With `if_generation`, only
+    /// when no invalidation came since that generation was read; otherwise `code` is
+    /// dropped instead, as the invalidation would have dropped it.
+    pub(super) fn insert(
+        &self,
+        code: &str,
+        value: Cached,
+        fresh_until: u64,
+        if_generation: Option<u64>,
+    ) {
+        let h = hash(code);
+        let now = self.now();
+        let mut table = self.write(h);
+        if if_generation.is_some_and(|g| g != self.generation()) {
+            table.remove(h as u32, code);
+            return;
+        }
+        table.insert(h as u32, Held::new(code, value), fresh_until, now);
+    }
+
+    /// The invalidation generation (read before a load; see [`Self::insert`]).
+    pub(super) fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Acquire)
+    }
+
+    /// Drops one code.
+    pub fn invalidate(&self, code: &Code) {
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        let h = hash(code.as_str());
+        self.write(h).remove(h as u32, code.as_str());
+        bump(&self.shared.stats.invalidations);
+    }
+
+    /// Drops everything (after invalidations may have been missed).
+    pub fn invalidate_all(&self) {
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shared.shards {
+            shard.write().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
+    /// Entries held (found links and unknown codes, expired ones not yet reclaimed too).
+    pub fn len(&self) -> u64 {
+        self.shared
+            .shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len as u64)
+            .sum()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The counters.
+    pub(super) fn stats(&self) -> &CacheStats {
+        &self.shared.stats
+    }
+
+    /// Records whether other nodes' invalidations are being received.
+    pub fn set_listening(&self, on: bool) {
+        self.shared.listening.store(on, Ordering::Release);
+    }
+
+    /// Whether other nodes' invalidations are being received (always false without L2).
+    pub fn is_listening(&self) -> bool {
+        self.shared.listening.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::link::RedirectStatus;
+    use crate::domain::target_url::TargetUrl;
+    use crate::store::{Gate, RedirectTarget};
+    use proptest::prelude::*;
+
+    fn found(code: &str) -> Cached {
+        Cached::Found(Arc::new(CachedTarget::new(
+            code,
+            RedirectTarget::new(
+                TargetUrl::from_trusted(format!("https://example.com/{code}")),
+                RedirectStatus::Permanent,
+                false,
+                Gate::default(),
+            ),
+        )))
+    }
+
+    fn url_of(value: Option<(Cached, bool)>) -> Option<String> {
+        match value? {
+            (Cached::Found(t), _) => Some(t.url.as_str().to_owned()),
+            (Cached::Missing, _) => Some("missing".into()),
+        }
+    }
+
+    const LONG: u64 = 1 << 40;
+
+    #[test]
+    fn a_slot_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
+    }
+
+    #[test]
+    fn codes_sharing_a_tag_are_told_apart_by_their_text() {
+        // Every code forced onto one tag, so each probe meets the others first.
+        let mut t = Table::new(100, 0);
+        for i in 0..50 {
+            let code = format!("c{i}");
+            t.insert(7, Held::new(&code, found(&code)), LONG, 0);
+        }
+        for i in 0..50 {
+            let code = format!("c{i}");
+            let want = format!("https://example.com/{code}");
+            assert_eq!(url_of(t.lookup(7, &code, 0)), Some(want));
+        }
+        assert_eq!(url_of(t.lookup(7, "c50", 0)), None);
+        for i in (0..50).step_by(2) {
+            t.remove(7, &format!("c{i}"));
+        }
+        for i in 0..50 {
+            let held = t.lookup(7, &format!("c{i}"), 0).is_some();
+            assert_eq!(held, i % 2 == 1, "c{i}");
+        }
+        assert_eq!(t.len, 25);
+    }
+
+    #[test]
+    fn a_full_shard_evicts_what_was_not_read_since_the_hand_passed() {
+        let mut t = Table::new(4, 0);
+        for code in ["a1", "b2", "c3", "d4"] {
+            t.insert(hash(code) as u32, Held::new(code, found(code)), LONG, 0);
+        }
+        // Everything but c3 is read: the hand clears those bits and takes c3.
+        for code in ["a1", "b2", "d4"] {
+            assert!(t.lookup(hash(code) as u32, code, 0).is_some());
+        }
+        t.insert(hash("e5") as u32, Held::new("e5", found("e5")), LONG, 0);
+        assert_eq!(t.len, 4);
+        assert!(t.lookup(hash("c3") as u32, "c3", 0).is_none());
+        for code in ["a1", "b2", "d4", "e5"] {
+            assert!(t.lookup(hash(code) as u32, code, 0).is_some(), "{code}");
+        }
+    }
+
+    #[test]
+    fn an_expired_entry_is_evicted_before_a_live_unread_one() {
+        let mut t = Table::new(2, 0);
+        t.insert(hash("old") as u32, Held::new("old", found("old")), 10, 0);
+        t.insert(hash("new") as u32, Held::new("new", found("new")), LONG, 0);
+        assert!(t.lookup(hash("old") as u32, "old", 5).is_some());
+        // At 20, "old" is past keeping although it was read; "new" was not read.
+        t.insert(hash("x") as u32, Held::new("x", found("x")), LONG, 20);
+        assert!(t.lookup(hash("new") as u32, "new", 20).is_some());
+        assert!(t.lookup(hash("x") as u32, "x", 20).is_some());
+        assert_eq!(t.len, 2);
+    }
+
+    #[test]
+    fn found_links_are_kept_stale_and_unknown_codes_are_not() {
+        let mut t = Table::new(10, 100);
+        t.insert(hash("link") as u32, Held::new("link", found("link")), 50, 0);
+        t.insert(
+            hash("none") as u32,
+            Held::new("none", Cached::Missing),
+            50,
+            0,
+        );
+        let fresh = |t: &Table, code: &str, now| t.lookup(hash(code) as u32, code, now);
+        assert!(matches!(fresh(&t, "link", 49), Some((_, true))));
+        assert!(matches!(
+            fresh(&t, "link", 50),
+            Some((Cached::Found(_), false))
+        ));
+        assert!(matches!(fresh(&t, "link", 149), Some((_, false))));
+        assert!(fresh(&t, "link", 150).is_none());
+        assert!(matches!(
+            fresh(&t, "none", 49),
+            Some((Cached::Missing, true))
+        ));
+        assert!(fresh(&t, "none", 50).is_none());
+    }
+
+    #[test]
+    fn a_capacity_of_zero_holds_nothing() {
+        let l1 = L1::new(0, Duration::ZERO, Arc::default());
+        l1.insert("abc", found("abc"), LONG, None);
+        assert!(l1.lookup("abc", 0).is_none());
+        assert_eq!(l1.len(), 0);
+    }
+
+    #[test]
+    fn a_load_that_raced_an_invalidation_is_not_kept() {
+        let l1 = L1::new(100, Duration::ZERO, Arc::default());
+        let code = Code::parse_alias("raced").unwrap();
+        l1.insert("raced", found("raced"), LONG, None);
+        let before = l1.generation();
+        l1.invalidate(&code);
+        l1.insert("raced", found("raced"), LONG, Some(before));
+        assert!(l1.lookup("raced", 0).is_none());
+        l1.insert("raced", found("raced"), LONG, Some(l1.generation()));
+        assert!(l1.lookup("raced", 0).is_some());
+        l1.invalidate_all();
+        assert!(l1.is_empty());
+    }
+
+    #[test]
+    fn a_large_l1_stays_within_its_capacity_across_shards() {
+        let l1 = L1::new(20_000, Duration::ZERO, Arc::default());
+        assert_eq!(l1.shared.shards.len(), 4);
+        for i in 0..50_000 {
+            let code = format!("k{i}");
+            l1.insert(&code, found(&code), LONG, None);
+        }
+        assert!(l1.len() <= 20_000, "{} entries", l1.len());
+        assert!(l1.len() >= 19_000, "{} entries", l1.len());
+        let last = "k49999";
+        assert_eq!(
+            url_of(l1.lookup(last, 0)),
+            Some(format!("https://example.com/{last}"))
+        );
+    }
+
+    proptest! {
+        /// Any mix of inserts and removals over a few tags (so runs collide and wrap)
+        /// answers as a map of the live codes would, within the capacity.
+        #[test]
+        fn the_table_answers_like_a_map(ops in prop::collection::vec((0u8..3, 0u8..40), 1..300)) {
+            let mut t = Table::new(1000, 0);
+            let mut model = std::collections::HashMap::new();
+            for (op, k) in ops {
+                let code = format!("c{k}");
+                // Few tags, clustered at the top of the range: probes wrap around.
+                let tag = u32::MAX - u32::from(k % 5);
+                if op == 0 {
+                    t.remove(tag, &code);
+                    model.remove(&code);
+                } else {
+                    t.insert(tag, Held::new(&code, found(&code)), LONG, 0);
+                    model.insert(code, ());
+                }
+                prop_assert_eq!(t.len, model.len());
+            }
+            for k in 0u8..40 {
+                let code = format!("c{k}");
+                let tag = u32::MAX - u32::from(k % 5);
+                prop_assert_eq!(t.lookup(tag, &code, 0).is_some(), model.contains_key(&code));
+            }
+        }
+    }
+}
