@@ -98,7 +98,7 @@ pub async fn api(State(state): State<AppState>, mut req: Request, next: Next) ->
 /// when that bucket is empty, so key guessing is throttled).
 async fn reject_anonymous(state: &AppState, ip: IpAddr, now: i64, why: &str) -> Response {
     let policy = PolicyName::Anonymous;
-    let decision = state.limiter.check(policy, &ip.to_string(), now).await;
+    let decision = state.limiter.check(policy, ip, now).await;
     let mut res = match decision {
         Some(d) if !d.allowed => return too_many(state, policy, &d),
         _ => ApiError::unauthorized(why).into_response(),
@@ -132,7 +132,7 @@ pub async fn redirects(State(state): State<AppState>, req: Request, next: Next) 
 pub async fn redirect_token(state: &AppState, ip: IpAddr) -> Result<Option<Decision>, Response> {
     let now = to_millis(state.clock.now());
     let policy = PolicyName::Redirects;
-    let decision = state.limiter.check(policy, &ip.to_string(), now).await;
+    let decision = state.limiter.check(policy, ip, now).await;
     match decision {
         Some(d) if !d.allowed => Err(too_many(state, policy, &d)),
         d => Ok(d),

@@ -120,7 +120,12 @@ impl Limiter {
     }
 
     /// Takes a token for `key` under the policy `name`; `None` when limiting is off.
-    pub async fn check(&self, name: PolicyName, key: &str, now_ms: i64) -> Option<Decision> {
+    pub async fn check(
+        &self,
+        name: PolicyName,
+        key: impl std::fmt::Display,
+        now_ms: i64,
+    ) -> Option<Decision> {
         if !self.limits.enabled {
             return None;
         }
