@@ -47,15 +47,16 @@ pub enum Visit<'a> {
     Preview,
 }
 
-/// Who followed the link, as far as analytics cares.
-#[derive(Debug, Clone)]
-pub struct Client {
+/// Who followed the link, as far as analytics cares (borrowed from the request: only a
+/// click that is recorded copies anything).
+#[derive(Debug, Clone, Copy)]
+pub struct Client<'a> {
     /// The client's address (after trusted proxies).
     pub ip: IpAddr,
     /// The `User-Agent` header.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<&'a str>,
     /// The `Referer` header.
-    pub referer: Option<String>,
+    pub referer: Option<&'a str>,
 }
 
 /// Resolves `code` for a visit, counting the click when one is made.
@@ -63,7 +64,7 @@ pub async fn resolve(
     state: &AppState,
     code: &str,
     visit: Visit<'_>,
-    client: &Client,
+    client: &Client<'_>,
 ) -> Result<Resolution, AppError> {
     let Some(code) = Code::from_path(code) else {
         return Ok(Resolution::NotFound);
@@ -130,7 +131,7 @@ pub async fn follow_hot(
     state: &AppState,
     code: Code,
     target: &RedirectTarget,
-    client: &Client,
+    client: &Client<'_>,
 ) -> Resolution {
     state.cache.count_hit();
     record(state, code, client, false).await;
@@ -153,7 +154,7 @@ async fn count(
     code: Code,
     target: &RedirectTarget,
     redirect: Resolution,
-    client: &Client,
+    client: &Client<'_>,
 ) -> Result<Resolution, AppError> {
     if target.max_clicks().is_some() && !state.links.consume_click(&code).await? {
         // Used up: let the cache learn it, so later requests stop at the cached count.
@@ -165,15 +166,12 @@ async fn count(
 }
 
 /// Puts a click on the queue (never waiting for it to be written).
-async fn record(state: &AppState, code: Code, client: &Client, head: bool) {
+async fn record(state: &AppState, code: Code, client: &Client<'_>, head: bool) {
     if !state.settings.analytics {
         return;
     }
     let now = state.clock.now();
-    let user_agent = client
-        .user_agent
-        .as_deref()
-        .map(|ua| truncate(ua, 512).to_owned());
+    let user_agent = client.user_agent.map(|ua| truncate(ua, 512).to_owned());
     let visitor = state
         .visitors
         .id(client.ip, user_agent.as_deref().unwrap_or(""), now)
@@ -184,7 +182,7 @@ async fn record(state: &AppState, code: Code, client: &Client, head: bool) {
         at: now,
         head,
         user_agent,
-        referrer: referrer_host(client.referer.as_deref()),
+        referrer: referrer_host(client.referer),
         visitor,
         country: state.geoip.as_ref().and_then(|g| g.country(client.ip)),
     });

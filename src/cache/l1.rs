@@ -1,7 +1,7 @@
 //! L1: this node's in-process cache of redirect targets, built for one job. A general
 //! cache crate spent ≈ 480 bytes of bookkeeping per link (access-order queues, timer wheel
 //! nodes, a frequency sketch) and a channel send on every read; this table spends a
-//! 32-byte slot and the entry itself.
+//! 24-byte slot and the entry itself.
 //!
 //! - Shards (up to 64, by the hash's top bits), each an open-addressing table with linear
 //!   probing behind an `RwLock`: a read takes the read lock, probes a few adjacent slots
@@ -9,12 +9,13 @@
 //! - Eviction is CLOCK (second chance): a read sets the slot's `referenced` bit; when a shard
 //!   is full, a hand sweeps its slots, clearing bits, and evicts the first entry that was
 //!   not read since the hand last passed (or that has expired).
-//! - Time is kept as milliseconds since the cache was made. An entry is fresh until its
+//! - Time is kept in tenths of a second since the cache was made, in 32 bits (13 years;
+//!   past that, nothing is fresh and every lookup reloads). An entry is fresh until its
 //!   stamp; a found link is then kept `stale_if_error` longer (to answer while the store is
 //!   down), an unknown code not at all. Expired entries are not swept by a timer: lookups
 //!   ignore them and the hand reclaims them first.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -31,8 +32,25 @@ const LOAD_NUM: usize = 3;
 const LOAD_DEN: usize = 4;
 /// Slots of a new shard.
 const SLOTS_MIN: usize = 16;
+/// The bits of a slot's `tag` that hold the hash; the top one is `REFERENCED`.
+const TAG_MASK: u32 = 0x7fff_ffff;
+/// Set by a read; cleared by the CLOCK hand.
+const REFERENCED: u32 = 0x8000_0000;
+/// Milliseconds in a tick, the cache's unit of time.
+const TICK_MS: u128 = 100;
 
-/// What a slot holds. Each variant is one pointer, so a slot is 32 bytes.
+/// Time in the cache: ticks since it was made.
+type Tick = u32;
+
+fn ticks(d: Duration) -> Tick {
+    Tick::try_from(d.as_millis().div_ceil(TICK_MS)).unwrap_or(Tick::MAX)
+}
+
+fn tag_of(hash: u64) -> u32 {
+    hash as u32 & TAG_MASK
+}
+
+/// What a slot holds. Each variant is one pointer, so a slot is 24 bytes.
 enum Held {
     Found(Arc<CachedTarget>),
     /// An unknown code (boxed twice to keep the variant one pointer wide: these are few
@@ -65,14 +83,18 @@ impl Held {
 
 #[derive(Default)]
 struct Slot {
-    /// The low 32 bits of the code's hash: where the slot's probe starts, and a cheap
-    /// first comparison.
-    tag: u32,
-    /// Read since the hand last passed.
-    referenced: AtomicBool,
-    /// Fresh until this time (ms since the cache's epoch).
-    fresh_until: u64,
+    /// The low 31 bits of the code's hash (where the slot's probe starts, and a cheap first
+    /// comparison) and, on top, `REFERENCED`: read since the hand last passed.
+    tag: AtomicU32,
+    /// Fresh until this tick.
+    fresh_until: Tick,
     held: Option<Held>,
+}
+
+impl Slot {
+    fn tag(&self) -> u32 {
+        self.tag.load(Ordering::Relaxed) & TAG_MASK
+    }
 }
 
 /// One shard: slots in a ring, probed linearly from a code's home slot.
@@ -84,17 +106,17 @@ struct Table {
     /// The CLOCK hand.
     hand: usize,
     /// How long past `fresh_until` a found link is kept.
-    stale_ms: u64,
+    stale: Tick,
 }
 
 impl Table {
-    fn new(capacity: usize, stale_ms: u64) -> Self {
+    fn new(capacity: usize, stale: Tick) -> Self {
         let mut t = Self {
             slots: Vec::new(),
             len: 0,
             capacity,
             hand: 0,
-            stale_ms,
+            stale,
         };
         t.slots
             .resize_with(SLOTS_MIN.min(t.max_slots()), Slot::default);
@@ -109,7 +131,7 @@ impl Table {
 
     fn home(&self, tag: u32) -> usize {
         // Multiply-shift maps the tag onto any table length, not only powers of two.
-        ((u64::from(tag) * self.slots.len() as u64) >> 32) as usize
+        ((u64::from(tag) * self.slots.len() as u64) >> 31) as usize
     }
 
     fn next(&self, i: usize) -> usize {
@@ -121,33 +143,33 @@ impl Table {
         loop {
             let slot = &self.slots[i];
             let held = slot.held.as_ref()?;
-            if slot.tag == tag && held.code() == code {
+            if slot.tag() == tag && held.code() == code {
                 return Some(i);
             }
             i = self.next(i);
         }
     }
 
-    fn keep_until(&self, slot: &Slot) -> u64 {
+    fn keep_until(&self, slot: &Slot) -> Tick {
         match slot.held {
-            Some(Held::Found(_)) => slot.fresh_until.saturating_add(self.stale_ms),
+            Some(Held::Found(_)) => slot.fresh_until.saturating_add(self.stale),
             _ => slot.fresh_until,
         }
     }
 
-    fn lookup(&self, tag: u32, code: &str, now: u64) -> Option<(Cached, bool)> {
+    fn lookup(&self, tag: u32, code: &str, now: Tick) -> Option<(Cached, bool)> {
         let slot = &self.slots[self.find(tag, code)?];
         if now >= self.keep_until(slot) {
             return None;
         }
         // Only write the bit when it changes: a shared cache line stays shared.
-        if !slot.referenced.load(Ordering::Relaxed) {
-            slot.referenced.store(true, Ordering::Relaxed);
+        if slot.tag.load(Ordering::Relaxed) & REFERENCED == 0 {
+            slot.tag.fetch_or(REFERENCED, Ordering::Relaxed);
         }
         Some((slot.held.as_ref()?.cached(), now < slot.fresh_until))
     }
 
-    fn insert(&mut self, tag: u32, held: Held, fresh_until: u64, now: u64) {
+    fn insert(&mut self, tag: u32, held: Held, fresh_until: Tick, now: Tick) {
         if self.capacity == 0 {
             return;
         }
@@ -168,8 +190,7 @@ impl Table {
             i = self.next(i);
         }
         self.slots[i] = Slot {
-            tag,
-            referenced: AtomicBool::new(false),
+            tag: AtomicU32::new(tag),
             fresh_until,
             held: Some(held),
         };
@@ -188,7 +209,7 @@ impl Table {
             if slot.held.is_none() {
                 continue;
             }
-            let mut i = self.home(slot.tag);
+            let mut i = self.home(slot.tag());
             while self.slots[i].held.is_some() {
                 i = self.next(i);
             }
@@ -205,7 +226,7 @@ impl Table {
         let mut hole = i;
         let mut j = self.next(i);
         while self.slots[j].held.is_some() {
-            let home = self.home(self.slots[j].tag);
+            let home = self.home(self.slots[j].tag());
             // The entry at `j` may move to the hole unless its home lies after the hole
             // (cyclically, up to `j`): then the hole is before where its probe starts.
             let home_after_hole = (home + n - hole) % n;
@@ -225,18 +246,19 @@ impl Table {
 
     /// CLOCK: the first entry past its keep time, or not read since the hand last passed.
     /// Two turns at most: the first clears every bit.
-    fn evict_one(&mut self, now: u64) {
+    fn evict_one(&mut self, now: Tick) {
         for _ in 0..=2 * self.slots.len() {
             let i = self.hand % self.slots.len();
             let keep_until = self.keep_until(&self.slots[i]);
             let slot = &mut self.slots[i];
             if slot.held.is_none() {
                 self.hand = i + 1;
-            } else if now >= keep_until || !std::mem::take(slot.referenced.get_mut()) {
+            } else if now >= keep_until || *slot.tag.get_mut() & REFERENCED == 0 {
                 // The hand stays: the shift may have moved the next entry here.
                 self.remove_at(i);
                 return;
             } else {
+                *slot.tag.get_mut() &= TAG_MASK;
                 self.hand = i + 1;
             }
         }
@@ -244,7 +266,7 @@ impl Table {
 
     fn clear(&mut self) {
         let capacity = self.capacity;
-        *self = Self::new(capacity, self.stale_ms);
+        *self = Self::new(capacity, self.stale);
     }
 }
 
@@ -277,11 +299,10 @@ impl L1 {
         let shard_bits = shards.ilog2();
         let shards = 1u64 << shard_bits;
         let per_shard = usize::try_from(capacity.div_ceil(shards)).unwrap_or(usize::MAX);
-        let stale_ms = u64::try_from(stale_if_error.as_millis()).unwrap_or(u64::MAX);
         Self {
             shared: Arc::new(Shared {
                 shards: (0..shards)
-                    .map(|_| RwLock::new(Table::new(per_shard, stale_ms)))
+                    .map(|_| RwLock::new(Table::new(per_shard, ticks(stale_if_error))))
                     .collect(),
                 shard_bits,
                 epoch: Instant::now(),
@@ -307,22 +328,21 @@ impl L1 {
         self.shard(hash).write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Now, in the cache's milliseconds.
-    pub(super) fn now(&self) -> u64 {
-        u64::try_from(self.shared.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Now, in the cache's ticks.
+    pub(super) fn now(&self) -> Tick {
+        Tick::try_from(self.shared.epoch.elapsed().as_millis() / TICK_MS).unwrap_or(Tick::MAX)
     }
 
-    /// The time `after` from now, in the cache's milliseconds.
-    pub(super) fn later(&self, after: Duration) -> u64 {
-        self.now()
-            .saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+    /// The time `after` from now, in the cache's ticks.
+    pub(super) fn later(&self, after: Duration) -> Tick {
+        self.now().saturating_add(ticks(after))
     }
 
     /// The value held for `code` and whether it is fresh; `None` when nothing is held or
     /// what was is past keeping. Marks the entry as read.
-    pub(super) fn lookup(&self, code: &str, now: u64) -> Option<(Cached, bool)> {
+    pub(super) fn lookup(&self, code: &str, now: Tick) -> Option<(Cached, bool)> {
         let h = hash(code);
-        self.read(h).lookup(h as u32, code, now)
+        self.read(h).lookup(tag_of(h), code, now)
     }
 
     /// Holds `value` for `code`, fresh until `fresh_until`. With `if_generation`, only
@@ -332,17 +352,17 @@ impl L1 {
         &self,
         code: &str,
         value: Cached,
-        fresh_until: u64,
+        fresh_until: Tick,
         if_generation: Option<u64>,
     ) {
         let h = hash(code);
         let now = self.now();
         let mut table = self.write(h);
         if if_generation.is_some_and(|g| g != self.generation()) {
-            table.remove(h as u32, code);
+            table.remove(tag_of(h), code);
             return;
         }
-        table.insert(h as u32, Held::new(code, value), fresh_until, now);
+        table.insert(tag_of(h), Held::new(code, value), fresh_until, now);
     }
 
     /// The invalidation generation (read before a load; see [`Self::insert`]).
@@ -354,7 +374,7 @@ impl L1 {
     pub fn invalidate(&self, code: &Code) {
         self.shared.generation.fetch_add(1, Ordering::AcqRel);
         let h = hash(code.as_str());
-        self.write(h).remove(h as u32, code.as_str());
+        self.write(h).remove(tag_of(h), code.as_str());
         bump(&self.shared.stats.invalidations);
     }
 
@@ -423,11 +443,11 @@ mod tests {
         }
     }
 
-    const LONG: u64 = 1 << 40;
+    const LONG: Tick = Tick::MAX / 2;
 
     #[test]
-    fn a_slot_is_32_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 32);
+    fn a_slot_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
     }
 
     #[test]
@@ -458,44 +478,49 @@ mod tests {
     fn a_full_shard_evicts_what_was_not_read_since_the_hand_passed() {
         let mut t = Table::new(4, 0);
         for code in ["a1", "b2", "c3", "d4"] {
-            t.insert(hash(code) as u32, Held::new(code, found(code)), LONG, 0);
+            t.insert(tag_of(hash(code)), Held::new(code, found(code)), LONG, 0);
         }
         // Everything but c3 is read: the hand clears those bits and takes c3.
         for code in ["a1", "b2", "d4"] {
-            assert!(t.lookup(hash(code) as u32, code, 0).is_some());
+            assert!(t.lookup(tag_of(hash(code)), code, 0).is_some());
         }
-        t.insert(hash("e5") as u32, Held::new("e5", found("e5")), LONG, 0);
+        t.insert(tag_of(hash("e5")), Held::new("e5", found("e5")), LONG, 0);
         assert_eq!(t.len, 4);
-        assert!(t.lookup(hash("c3") as u32, "c3", 0).is_none());
+        assert!(t.lookup(tag_of(hash("c3")), "c3", 0).is_none());
         for code in ["a1", "b2", "d4", "e5"] {
-            assert!(t.lookup(hash(code) as u32, code, 0).is_some(), "{code}");
+            assert!(t.lookup(tag_of(hash(code)), code, 0).is_some(), "{code}");
         }
     }
 
     #[test]
     fn an_expired_entry_is_evicted_before_a_live_unread_one() {
         let mut t = Table::new(2, 0);
-        t.insert(hash("old") as u32, Held::new("old", found("old")), 10, 0);
-        t.insert(hash("new") as u32, Held::new("new", found("new")), LONG, 0);
-        assert!(t.lookup(hash("old") as u32, "old", 5).is_some());
+        t.insert(tag_of(hash("old")), Held::new("old", found("old")), 10, 0);
+        t.insert(tag_of(hash("new")), Held::new("new", found("new")), LONG, 0);
+        assert!(t.lookup(tag_of(hash("old")), "old", 5).is_some());
         // At 20, "old" is past keeping although it was read; "new" was not read.
-        t.insert(hash("x") as u32, Held::new("x", found("x")), LONG, 20);
-        assert!(t.lookup(hash("new") as u32, "new", 20).is_some());
-        assert!(t.lookup(hash("x") as u32, "x", 20).is_some());
+        t.insert(tag_of(hash("x")), Held::new("x", found("x")), LONG, 20);
+        assert!(t.lookup(tag_of(hash("new")), "new", 20).is_some());
+        assert!(t.lookup(tag_of(hash("x")), "x", 20).is_some());
         assert_eq!(t.len, 2);
     }
 
     #[test]
     fn found_links_are_kept_stale_and_unknown_codes_are_not() {
         let mut t = Table::new(10, 100);
-        t.insert(hash("link") as u32, Held::new("link", found("link")), 50, 0);
         t.insert(
-            hash("none") as u32,
+            tag_of(hash("link")),
+            Held::new("link", found("link")),
+            50,
+            0,
+        );
+        t.insert(
+            tag_of(hash("none")),
             Held::new("none", Cached::Missing),
             50,
             0,
         );
-        let fresh = |t: &Table, code: &str, now| t.lookup(hash(code) as u32, code, now);
+        let fresh = |t: &Table, code: &str, now| t.lookup(tag_of(hash(code)), code, now);
         assert!(matches!(fresh(&t, "link", 49), Some((_, true))));
         assert!(matches!(
             fresh(&t, "link", 50),
@@ -560,7 +585,7 @@ mod tests {
             for (op, k) in ops {
                 let code = format!("c{k}");
                 // Few tags, clustered at the top of the range: probes wrap around.
-                let tag = u32::MAX - u32::from(k % 5);
+                let tag = TAG_MASK - u32::from(k % 5);
                 if op == 0 {
                     t.remove(tag, &code);
                     model.remove(&code);
@@ -572,7 +597,7 @@ mod tests {
             }
             for k in 0u8..40 {
                 let code = format!("c{k}");
-                let tag = u32::MAX - u32::from(k % 5);
+                let tag = TAG_MASK - u32::from(k % 5);
                 prop_assert_eq!(t.lookup(tag, &code, 0).is_some(), model.contains_key(&code));
             }
         }

@@ -17,13 +17,8 @@ use crate::app::redirect::{Client, Resolution, Visit, resolve};
 const PERMANENT_MAX_AGE: &str = "public, max-age=3600";
 
 /// The client as analytics sees it: address (after trusted proxies), agent, referrer.
-fn client(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Client {
-    let header = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+fn client<'a>(state: &AppState, peer: SocketAddr, headers: &'a HeaderMap) -> Client<'a> {
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     Client {
         ip: client_ip(peer.ip(), headers, &state.settings.trusted_proxies),
         user_agent: header(header::USER_AGENT),

@@ -132,7 +132,6 @@ async fn redirect_get(
         headers
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
-            .map(str::to_owned)
     };
     let client = Client {
         ip,
