@@ -6,6 +6,10 @@
 --   N=n          the codes of links 1..n made by examples/bulk_load.rs (no list needed);
 --   ZIPF=1       ranks follow Zipf's law (s = 1) instead of a uniform draw;
 --   SWEEP=1      every code once, in order (to fill a cache), then again.
+-- And how fast:
+--   DELAY_MS=d   each connection waits d ms after an answer before its next request, so
+--                the offered load is fixed (about connections / d per ms) instead of all
+--                the server can take: latency then measures the work, not the queue.
 local codes, n = nil, tonumber(os.getenv("N") or "0")
 if os.getenv("CODES") then
   codes = {}
@@ -104,4 +108,11 @@ end
 
 request = function()
   return "GET /" .. code(pick()) .. tails[math.random(#tails)]
+end
+
+local pause = tonumber(os.getenv("DELAY_MS") or "")
+if pause then
+  delay = function()
+    return pause
+  end
 end
