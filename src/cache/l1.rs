@@ -559,6 +559,57 @@ mod tests {
     }
 
     #[test]
+    fn under_concurrent_churn_a_code_only_ever_answers_with_its_own_target() {
+        // A small L1 (constant eviction) shared by threads that insert, read, drop and
+        // empty it at once: whatever a read finds must be the code's own entry.
+        let l1 = L1::new(300, Duration::ZERO, Arc::default());
+        std::thread::scope(|scope| {
+            for t in 0..4u32 {
+                let l1 = &l1;
+                scope.spawn(move || {
+                    let mut x = t.wrapping_mul(2_654_435_761) | 1;
+                    for i in 0..40_000u32 {
+                        // xorshift: a cheap spread of codes and operations per thread.
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        let code = format!("c{:03}", x % 1_000);
+                        match x % 16 {
+                            0 => l1.invalidate(&Code::parse_alias(&code).unwrap()),
+                            1 if i % 5_000 == 0 => l1.invalidate_all(),
+                            2..=6 => l1.insert(&code, found(&code), LONG, None),
+                            _ => {
+                                if let Some((Cached::Found(t), _)) = l1.lookup(&code, 0) {
+                                    assert_eq!(t.code(), code);
+                                    assert_eq!(
+                                        t.url.as_str(),
+                                        format!("https://example.com/{code}")
+                                    );
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert!(l1.len() <= 300 + 1, "{} entries", l1.len());
+        for shard in &l1.shared.shards {
+            let table = shard.read().unwrap();
+            let held = table.slots.iter().filter(|s| s.held.is_some()).count();
+            assert_eq!(held, table.len, "a shard's count drifted from its slots");
+            for (i, slot) in table.slots.iter().enumerate() {
+                if let Some(h) = &slot.held {
+                    assert_eq!(
+                        table.find(slot.tag(), h.code()),
+                        Some(i),
+                        "unreachable entry"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_large_l1_stays_within_its_capacity_across_shards() {
         let l1 = L1::new(20_000, Duration::ZERO, Arc::default());
         assert_eq!(l1.shared.shards.len(), 4);
