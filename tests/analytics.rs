@@ -352,3 +352,62 @@ async fn countries_come_from_the_geoip_database() {
         ])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_made_with_older_settings_is_brought_up_to_date() {
+    use async_nats::jetstream::{self, consumer};
+    let Some(url) = common::nats::shared() else {
+        return;
+    };
+    let names = common::nats::Names::unique();
+    // The stream and its consumer as an older version made them: a 30 s ack wait.
+    let js = jetstream::new(async_nats::connect(&url).await.unwrap());
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: names.stream.clone(),
+            subjects: vec![names.subject.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(names.durable.clone()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: std::time::Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let app = spawn_app_with(|c| names.configure(&url, c)).await;
+    let want = std::time::Duration::from_secs(snip::clicks::nats::ACK_WAIT_SECS);
+    let mut seen = None;
+    for _ in 0..100 {
+        let mut c: consumer::PullConsumer = stream.get_consumer(&names.durable).await.unwrap();
+        seen = Some(c.info().await.unwrap().config.ack_wait);
+        if seen == Some(want) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, Some(want));
+    // And the workers consume through it.
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/")
+        .await;
+    assert!(app.redirect(&code).await.status().is_redirection());
+    let mut written = 0;
+    for _ in 0..100 {
+        written = app
+            .metric("snip_click_events_total{state=\"written\"}")
+            .await;
+        if written == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(written, 1);
+    drop(app);
+    names.clean(&url).await;
+}

@@ -26,6 +26,9 @@ use crate::domain::code::Code;
 use crate::resilience::{Breaker, BreakerSettings};
 use crate::store::{ClickFact, LinkStore};
 
+/// Seconds before an unacknowledged event is delivered again.
+pub const ACK_WAIT_SECS: u64 = 10;
+
 /// Where the events go.
 #[derive(Debug, Clone)]
 pub struct NatsSettings {
@@ -136,22 +139,30 @@ impl Nats {
                 ..Default::default()
             })
             .await?;
-        let consumer = stream
-            .get_or_create_consumer(
-                &self.settings.durable,
-                jetstream::consumer::pull::Config {
-                    durable_name: Some(self.settings.durable.clone()),
-                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                    // A batch is applied in well under a second; an event delivered to a
-                    // worker that died (or over a connection NATS lost) is delivered again
-                    // after this long, and counted once.
-                    ack_wait: Duration::from_secs(10),
-                    max_ack_pending: 100_000,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        Ok(consumer)
+        let config = jetstream::consumer::pull::Config {
+            durable_name: Some(self.settings.durable.clone()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            // A batch is applied in well under a second; an event delivered to a worker that
+            // died (or over a connection NATS lost) is delivered again after this long, and
+            // counted once.
+            ack_wait: Duration::from_secs(ACK_WAIT_SECS),
+            max_ack_pending: 100_000,
+            ..Default::default()
+        };
+        // Create, or bring a consumer made by an older version up to these settings (the
+        // ack wait is one NATS lets change). If the server refuses the change, the workers
+        // carry on with the consumer as it is.
+        match stream.create_consumer(config).await {
+            Ok(consumer) => Ok(consumer),
+            Err(e) => {
+                tracing::warn!(error = %e, durable = %self.settings.durable,
+                    "the click consumer's settings could not be updated; using it as it is");
+                stream
+                    .get_consumer(&self.settings.durable)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("getting the click consumer: {e}"))
+            }
+        }
     }
 }
 
