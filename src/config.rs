@@ -28,6 +28,9 @@ pub struct Config {
     pub bootstrap_admin_key: Option<String>,
     /// How long in-flight requests may take to finish at shutdown, in seconds.
     pub shutdown_grace_secs: u64,
+    /// How long, at shutdown, the node keeps serving while `/readyz` answers 503, so that
+    /// load balancers stop sending it traffic before it stops accepting, in seconds.
+    pub shutdown_drain_secs: u64,
     /// Redis for the shared cache and rate limits, e.g. `redis://127.0.0.1:6379`.
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel snip uses.
@@ -175,6 +178,7 @@ impl Default for Config {
             body_limit: 1024 * 1024,
             bootstrap_admin_key: None,
             shutdown_grace_secs: 10,
+            shutdown_drain_secs: 0,
             redis_url: None,
             redis_prefix: "snip".into(),
             redis_timeout_ms: 100,
@@ -211,6 +215,7 @@ impl std::fmt::Debug for Config {
                 &self.bootstrap_admin_key.as_ref().map(|_| "[redacted]"),
             )
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("shutdown_drain_secs", &self.shutdown_drain_secs)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_prefix", &self.redis_prefix)
             .field("redis_timeout_ms", &self.redis_timeout_ms)

@@ -184,6 +184,7 @@ impl App {
             store_guard,
             nats,
             http: Arc::default(),
+            draining: Default::default(),
             geoip: match &config.geoip {
                 Some(path) => Some(Arc::new(crate::clicks::geoip::GeoIp::open(path)?)),
                 None => None,
@@ -214,9 +215,10 @@ impl App {
         &self.state
     }
 
-    /// Serves on `listener` until `shutdown` is cancelled; then stops accepting, lets
-    /// in-flight requests finish (up to `shutdown_grace_secs`), flushes queued clicks and
-    /// closes the store.
+    /// Serves on `listener` until `shutdown` is cancelled; then drains (keeps serving for
+    /// `shutdown_drain_secs` while `/readyz` answers 503), stops accepting, lets in-flight
+    /// requests finish (up to `shutdown_grace_secs`), flushes queued clicks and closes the
+    /// store.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -224,10 +226,21 @@ impl App {
     ) -> anyhow::Result<()> {
         let router = crate::http::router(self.state.clone(), self.config.role);
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+        let drain = Duration::from_secs(self.config.shutdown_drain_secs);
+        let stop_accepting = CancellationToken::new();
         let server =
-            crate::http::serve::serve(listener, self.state.clone(), router, shutdown.clone());
+            crate::http::serve::serve(listener, self.state.clone(), router, stop_accepting.clone());
+        let state = self.state.clone();
         let deadline = async {
             shutdown.cancelled().await;
+            if !drain.is_zero() {
+                state
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!(seconds = drain.as_secs(), "draining: /readyz answers 503");
+                tokio::time::sleep(drain).await;
+            }
+            stop_accepting.cancel();
             tokio::time::sleep(grace).await;
         };
         tokio::select! {

@@ -164,3 +164,36 @@ async fn sigterm_during_a_burst_completes_every_accepted_request() {
         .unwrap();
     assert!(status.success(), "snip exited with {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_says_so_on_readyz_and_keeps_serving_until_the_drain_ends() {
+    let app = common::spawn_app_with(|c| c.shutdown_drain_secs = 2).await;
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/drain")
+        .await;
+    assert_eq!(app.get_anon("/readyz").await.status(), 200);
+
+    app.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = app.get_anon("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "draining");
+    // Still serving: redirects and the API answer as before.
+    assert!(app.redirect(&code).await.status().is_redirection());
+    assert_eq!(app.get_anon("/healthz").await.status(), 200);
+
+    // Once the drain is over, the node stops accepting.
+    let mut refused = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tokio::net::TcpStream::connect(app.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(
+        refused,
+        "the node still accepts connections after its drain"
+    );
+}

@@ -67,6 +67,8 @@ pub struct Services {
     pub nats: Option<Arc<crate::clicks::nats::Nats>>,
     /// Request and redirect counters of the HTTP edge.
     pub http: Arc<crate::http::metrics::HttpMetrics>,
+    /// Set at shutdown: `/readyz` answers 503 while the node still serves.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Settings the use cases and handlers read.

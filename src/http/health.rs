@@ -21,6 +21,12 @@ pub async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     const CHECK: Duration = Duration::from_secs(1);
+    if state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        );
+    }
     let store_up = matches!(
         tokio::time::timeout(CHECK, state.links.ping()).await,
         Ok(Ok(()))
