@@ -170,6 +170,11 @@ impl App {
             clock.clone(),
             workers.clone(),
         )));
+        background.push(tokio::spawn(purge_idempotency(
+            links.clone(),
+            clock.clone(),
+            workers.clone(),
+        )));
 
         let state = AppState::new(crate::app::Services {
             visitors: Arc::new(crate::clicks::VisitorIds::new(links.clone())),
@@ -257,6 +262,29 @@ impl App {
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Deletes idempotency records past their replay window, every 10 minutes (the first time
+/// at start), so the table holds about a day of them.
+async fn purge_idempotency(
+    links: Arc<dyn LinkStore>,
+    clock: Arc<dyn Clock>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let before = clock.now() - crate::app::links::IDEMPOTENCY_TTL;
+                match links.purge_idempotency(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(records = n, "expired idempotency records purged"),
+                    Err(e) => tracing::warn!(error = %e, "purging idempotency records failed"),
+                }
+            }
+            () = stop.cancelled() => return,
+        }
     }
 }
 

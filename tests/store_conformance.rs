@@ -426,6 +426,44 @@ macro_rules! store_suite {
             }
 
             #[tokio::test]
+            async fn expired_idempotency_records_are_purged_and_live_ones_kept() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                let save = |key: &str, at: i64| IdempotencySave {
+                    user_id: owner,
+                    key: key.into(),
+                    request_hash: format!("h{at}"),
+                    response: StoredResponse {
+                        status: 201,
+                        location: None,
+                        body: Vec::new(),
+                    },
+                    expired_before: t(at - 1_000),
+                };
+                for (i, at) in [0, 1_000, 2_000, 9_000].into_iter().enumerate() {
+                    b.links
+                        .insert_link(
+                            &link(&format!("p{i}x"), owner, at),
+                            Some(&save(&format!("k{i}"), at)),
+                        )
+                        .await
+                        .unwrap();
+                }
+                assert_eq!(b.links.purge_idempotency(t(2_000)).await.unwrap(), 2);
+                for (i, kept) in [false, false, true, true].into_iter().enumerate() {
+                    let rec = b
+                        .links
+                        .get_idempotency(owner, &format!("k{i}"), t(-1))
+                        .await
+                        .unwrap();
+                    assert_eq!(rec.is_some(), kept, "k{i}");
+                }
+                // The links themselves stay.
+                assert!(b.links.get_link(&code("p0x")).await.unwrap().is_some());
+                assert_eq!(b.links.purge_idempotency(t(2_000)).await.unwrap(), 0);
+            }
+
+            #[tokio::test]
             async fn clicks_add_up_per_link() {
                 let Some(b) = backend().await else { return };
                 let owner = user(&b, "a@example.com").await;

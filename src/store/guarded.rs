@@ -134,6 +134,7 @@ guarded!(LinkStore {
     read list_links(query: &LinkQuery) -> LinkPage;
     read get_idempotency(user_id: UserId, key: &str, not_before: DateTime<Utc>)
         -> Option<IdempotencyRecord>;
+    write purge_idempotency(before: DateTime<Utc>) -> u64;
     write apply_clicks(batch_id: &str, clicks: &[ClickFact]) -> usize;
     write apply_click_totals(batch_id: &str, totals: &ClickTotals) -> bool;
     read click_stats(code: &Code, from: DateTime<Utc>, to: DateTime<Utc>, bucket_ms: i64)

@@ -385,6 +385,10 @@ pub trait LinkStore: Send + Sync + 'static {
         not_before: DateTime<Utc>,
     ) -> StoreResult<Option<IdempotencyRecord>>;
 
+    /// Deletes idempotency records made before `before` (they can no longer be replayed);
+    /// returns how many went.
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
     /// Counts a batch of clicks in one transaction: hourly totals (bots apart), per-day
     /// dimensions and unique visitors of people. A batch whose `batch_id` was applied before
     /// is skipped whole, and so is each event whose `event_id` was, so a retried batch and a

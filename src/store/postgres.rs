@@ -534,6 +534,14 @@ impl LinkStore for PgStore {
         Ok(row.as_ref().map(idempotency_from_row).transpose()?)
     }
 
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(to_millis(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn apply_clicks(&self, batch_id: &str, clicks: &[ClickFact]) -> StoreResult<usize> {
         if clicks.is_empty() {
             return Ok(0);

@@ -320,6 +320,10 @@ impl LinkStore for ShardedStore {
             .await
     }
 
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.directory().purge_idempotency(before).await
+    }
+
     async fn apply_clicks(&self, batch_id: &str, clicks: &[ClickFact]) -> StoreResult<usize> {
         let mut by_shard: HashMap<usize, Vec<ClickFact>> = HashMap::new();
         for c in clicks {
