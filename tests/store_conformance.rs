@@ -104,6 +104,22 @@ fn link(code: &str, owner: i64, at: i64) -> LinkRecord {
     }
 }
 
+/// An idempotency record of `owner`'s `key`, made at `at` (ms), replacing one older than a
+/// second before.
+fn idempotency(owner: i64, key: &str, at: i64) -> IdempotencySave {
+    IdempotencySave {
+        user_id: owner,
+        key: key.into(),
+        request_hash: format!("h{at}"),
+        response: StoredResponse {
+            status: 201,
+            location: Some("/x".into()),
+            body: vec![0, 1, 2],
+        },
+        expired_before: t(at - 1_000),
+    }
+}
+
 fn code(s: &str) -> Code {
     Code::from_trusted(s.to_owned())
 }
@@ -371,17 +387,7 @@ macro_rules! store_suite {
             async fn idempotency_keys_are_saved_with_the_link() {
                 let Some(b) = backend().await else { return };
                 let owner = user(&b, "a@example.com").await;
-                let save = |key: &str, at: i64| IdempotencySave {
-                    user_id: owner,
-                    key: key.into(),
-                    request_hash: format!("h{at}"),
-                    response: StoredResponse {
-                        status: 201,
-                        location: Some("/x".into()),
-                        body: vec![0, 1, 2],
-                    },
-                    expired_before: t(at - 1_000),
-                };
+                let save = |key: &str, at: i64| idempotency(owner, key, at);
                 b.links
                     .insert_link(&link("i1", owner, 0), Some(&save("k", 0)))
                     .await
@@ -429,17 +435,7 @@ macro_rules! store_suite {
             async fn expired_idempotency_records_are_purged_and_live_ones_kept() {
                 let Some(b) = backend().await else { return };
                 let owner = user(&b, "a@example.com").await;
-                let save = |key: &str, at: i64| IdempotencySave {
-                    user_id: owner,
-                    key: key.into(),
-                    request_hash: format!("h{at}"),
-                    response: StoredResponse {
-                        status: 201,
-                        location: None,
-                        body: Vec::new(),
-                    },
-                    expired_before: t(at - 1_000),
-                };
+                let save = |key: &str, at: i64| idempotency(owner, key, at);
                 for (i, at) in [0, 1_000, 2_000, 9_000].into_iter().enumerate() {
                     b.links
                         .insert_link(

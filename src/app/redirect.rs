@@ -118,10 +118,9 @@ pub async fn resolve(
 pub fn hot_target(state: &AppState, code: &Code) -> Option<Arc<CachedTarget>> {
     let target = state.cache.peek(code)?;
     let plain = !target.deleted
-        && (target.is_open()
-            || target.password_hash().is_none()
-                && target.max_clicks().is_none()
-                && target.expires_at().is_none_or(|t| t > state.clock.now()));
+        && target.password_hash().is_none()
+        && target.max_clicks().is_none()
+        && target.expires_at().is_none_or(|t| t > state.clock.now());
     plain.then_some(target)
 }
 

@@ -246,12 +246,6 @@ impl RedirectTarget {
     pub fn clicks_used(&self) -> i64 {
         self.gate.as_ref().map_or(0, |g| g.clicks_used)
     }
-
-    /// Whether nothing stands between a visitor and the URL (no password, expiry or
-    /// click limit).
-    pub fn is_open(&self) -> bool {
-        self.gate.is_none()
-    }
 }
 
 /// A position in the newest-first order of a user's links.
