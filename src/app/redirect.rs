@@ -84,7 +84,7 @@ pub async fn resolve(
     match visit {
         Visit::Peek => {
             // Counted, as a bot; HEAD never uses up `max_clicks`.
-            record(state, code, client, true).await;
+            record(state, &target, client, true).await;
             Ok(if target.password_hash().is_some() {
                 Resolution::PasswordRequired
             } else {
@@ -128,12 +128,11 @@ pub fn hot_target(state: &AppState, code: &Code) -> Option<Arc<CachedTarget>> {
 /// answers without touching the store.
 pub async fn follow_hot(
     state: &AppState,
-    code: Code,
-    target: &RedirectTarget,
+    target: &Arc<CachedTarget>,
     client: &Client<'_>,
 ) -> Resolution {
     state.cache.count_hit();
-    record(state, code, client, false).await;
+    record(state, target, client, false).await;
     Resolution::Redirect {
         url: target.url.as_str().to_owned(),
         status: target.redirect_status,
@@ -151,7 +150,7 @@ fn used_up(target: &RedirectTarget) -> bool {
 async fn count(
     state: &AppState,
     code: Code,
-    target: &RedirectTarget,
+    target: &Arc<CachedTarget>,
     redirect: Resolution,
     client: &Client<'_>,
 ) -> Result<Resolution, AppError> {
@@ -160,12 +159,12 @@ async fn count(
         state.cache.refresh(&code).await;
         return Ok(Resolution::Gone);
     }
-    record(state, code, client, false).await;
+    record(state, target, client, false).await;
     Ok(redirect)
 }
 
 /// Puts a click on the queue (never waiting for it to be written).
-async fn record(state: &AppState, code: Code, client: &Client<'_>, head: bool) {
+async fn record(state: &AppState, link: &Arc<CachedTarget>, client: &Client<'_>, head: bool) {
     if !state.settings.analytics {
         return;
     }
@@ -177,7 +176,8 @@ async fn record(state: &AppState, code: Code, client: &Client<'_>, head: bool) {
         .await;
     state.clicks.record(ClickEvent {
         event_id: None,
-        code,
+        link: link.clone(),
+        slot: link.click_slot().load(std::sync::atomic::Ordering::Relaxed),
         at: now,
         head,
         user_agent,

@@ -27,10 +27,13 @@ pub use self::redis::RedisCache;
 
 /// A cached link: its target, and its code (which tells it from another code whose hash
 /// it shares). It reads as the [`RedirectTarget`] it holds.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CachedTarget {
     code: Box<str>,
     target: RedirectTarget,
+    /// The number the click worker gave this link in the batch it is adding up, so that a
+    /// click on a cached link costs no lookup of its code (see `clicks::tally`).
+    click_slot: AtomicU64,
 }
 
 impl CachedTarget {
@@ -39,6 +42,7 @@ impl CachedTarget {
         Self {
             code: code.into(),
             target,
+            click_slot: AtomicU64::new(0),
         }
     }
 
@@ -46,7 +50,21 @@ impl CachedTarget {
     pub fn code(&self) -> &str {
         &self.code
     }
+
+    /// The click worker's note on this link (its meaning is the worker's).
+    pub fn click_slot(&self) -> &AtomicU64 {
+        &self.click_slot
+    }
 }
+
+/// Two cached links are equal when code and target are (the worker's note aside).
+impl PartialEq for CachedTarget {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.target == other.target
+    }
+}
+
+impl Eq for CachedTarget {}
 
 impl Deref for CachedTarget {
     type Target = RedirectTarget;

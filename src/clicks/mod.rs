@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::CachedTarget;
 use crate::domain::code::Code;
 use crate::domain::visit::{Visit, classify};
 use crate::store::{ClickFact, ClickTotals, LinkStore};
@@ -31,8 +32,12 @@ pub use tally::{KnownVisitors, Tally};
 pub struct ClickEvent {
     /// Unique id (UUIDv7), given when the event leaves this node (through NATS).
     pub event_id: Option<String>,
-    /// The code that was followed.
-    pub code: Code,
+    /// The link that was followed, as the cache holds it (the worker keeps its batch number
+    /// of the link on it; see [`CachedTarget::click_slot`]).
+    pub link: Arc<CachedTarget>,
+    /// The link's [`CachedTarget::click_slot`] as the edge read it (the line was in its
+    /// cache; the worker's would not be), so that the worker need not touch the link.
+    pub slot: u64,
     /// When.
     pub at: DateTime<Utc>,
     /// A `HEAD` request (counted as a bot).
@@ -42,9 +47,23 @@ pub struct ClickEvent {
     /// The referring host.
     pub referrer: Option<String>,
     /// Salted hash of IP and user agent.
-    pub visitor: Option<String>,
+    pub visitor: Option<VisitorId>,
     /// ISO country code, when a GeoIP database is configured.
     pub country: Option<String>,
+}
+
+/// A visitor's id: the first 128 bits of the salted hash of IP and user agent. Written as
+/// 32 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VisitorId(pub [u8; 16]);
+
+impl std::fmt::Display for VisitorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = [0u8; 32];
+        // Cannot fail: the buffer is exactly twice the bytes, and hex digits are ASCII.
+        let _ = hex::encode_to_slice(self.0, &mut text);
+        f.write_str(std::str::from_utf8(&text).unwrap_or_default())
+    }
 }
 
 /// Classifies user agents, remembering the answers: the same agents come again and again,
@@ -117,30 +136,64 @@ impl Classifier {
 impl ClickEvent {
     /// Classifies the event into what the store counts.
     pub fn fact(&self, classifier: &mut Classifier) -> ClickFact {
-        let v = classifier.classify(self.user_agent.as_deref(), self.head);
+        // Cached codes came from the store.
+        let code = Code::from_trusted(self.link.code().to_owned());
+        Click {
+            event_id: self.event_id.clone(),
+            code,
+            at: self.at,
+            head: self.head,
+            user_agent: self.user_agent.as_deref(),
+            referrer: self.referrer.clone(),
+            visitor: self.visitor.map(|v| v.to_string()),
+            country: self.country.clone(),
+        }
+        .fact(classifier)
+    }
+}
+
+/// A click as it travels between nodes (or is replayed): owned and by code.
+#[derive(Debug)]
+pub struct Click<'a> {
+    /// Unique id of an event that may be delivered more than once (through NATS).
+    pub event_id: Option<String>,
+    /// The link.
+    pub code: Code,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// A `HEAD` request.
+    pub head: bool,
+    /// The `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// The referring host.
+    pub referrer: Option<String>,
+    /// The visitor id, in hex.
+    pub visitor: Option<String>,
+    /// ISO country code.
+    pub country: Option<String>,
+}
+
+impl Click<'_> {
+    /// Classifies the click into what the store counts.
+    pub fn fact(self, classifier: &mut Classifier) -> ClickFact {
+        let v = classifier.classify(self.user_agent, self.head);
         let dims = if v.bot {
             Vec::new()
         } else {
             vec![
-                (
-                    "referrer",
-                    self.referrer.clone().unwrap_or_else(|| "direct".into()),
-                ),
+                ("referrer", self.referrer.unwrap_or_else(|| "direct".into())),
                 ("browser", v.browser),
                 ("os", v.os),
                 ("device", v.device),
-                (
-                    "country",
-                    self.country.clone().unwrap_or_else(|| "unknown".into()),
-                ),
+                ("country", self.country.unwrap_or_else(|| "unknown".into())),
             ]
         };
         ClickFact {
-            event_id: self.event_id.clone(),
-            code: self.code.clone(),
+            event_id: self.event_id,
+            code: self.code,
             at: self.at,
             bot: v.bot,
-            visitor: if v.bot { None } else { self.visitor.clone() },
+            visitor: if v.bot { None } else { self.visitor },
             dims,
         }
     }
@@ -456,7 +509,7 @@ impl VisitorIds {
 
     /// The visitor id of `ip` with `user_agent` at `now`; `None` if the day's salt cannot be
     /// had (the click is still counted, without its visitor).
-    pub async fn id(&self, ip: IpAddr, user_agent: &str, now: DateTime<Utc>) -> Option<String> {
+    pub async fn id(&self, ip: IpAddr, user_agent: &str, now: DateTime<Utc>) -> Option<VisitorId> {
         let day = now.timestamp_millis() - now.timestamp_millis().rem_euclid(86_400_000);
         let cached = self
             .today
@@ -486,15 +539,46 @@ impl VisitorIds {
         let mut h = Sha256::new();
         h.update(salt.as_bytes());
         h.update(b"|");
-        // The address in its usual text form, written without allocating.
         let mut text = [0u8; 64];
-        let mut cursor = std::io::Cursor::new(&mut text[..]);
-        let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{ip}"));
-        let len = cursor.position() as usize;
-        h.update(&text[..len]);
+        h.update(ip_text(ip, &mut text));
         h.update(b"|");
         h.update(user_agent.as_bytes());
-        Some(hex::encode(&h.finalize()[..16]))
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h.finalize()[..16]);
+        Some(VisitorId(id))
+    }
+}
+
+/// `ip` in its usual text form, written into `buf` without allocating (IPv4 by hand: it is
+/// most traffic, and `fmt` costs more than the hash it feeds).
+fn ip_text(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    buf[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    buf[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                buf[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            &buf[..len]
+        }
+        IpAddr::V6(_) => {
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = std::io::Write::write_fmt(&mut cursor, format_args!("{ip}"));
+            let len = cursor.position() as usize;
+            &buf[..len]
+        }
     }
 }
 
@@ -541,6 +625,37 @@ mod tests {
         assert_eq!(c.visits.len(), 3);
     }
 
+    fn link(code: &str) -> Arc<CachedTarget> {
+        use crate::domain::link::RedirectStatus;
+        use crate::domain::target_url::TargetUrl;
+        use crate::store::{Gate, RedirectTarget};
+        Arc::new(CachedTarget::new(
+            code,
+            RedirectTarget::new(
+                TargetUrl::from_trusted(format!("https://example.com/{code}")),
+                RedirectStatus::Permanent,
+                false,
+                Gate::default(),
+            ),
+        ))
+    }
+
+    /// An event as the edge makes it: the link's slot read when the click is recorded.
+    fn event(link: &Arc<CachedTarget>, i: usize, ua: Option<&str>) -> ClickEvent {
+        ClickEvent {
+            event_id: None,
+            link: link.clone(),
+            slot: link.click_slot().load(Ordering::Relaxed),
+            at: chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64 * 900_000)
+                .unwrap(),
+            head: i.is_multiple_of(5),
+            user_agent: ua.map(str::to_owned),
+            referrer: i.is_multiple_of(3).then(|| "t.co".to_owned()),
+            visitor: Some(VisitorId([(i % 4) as u8; 16])),
+            country: i.is_multiple_of(4).then(|| "DE".to_owned()),
+        }
+    }
+
     #[test]
     fn tallied_events_equal_added_facts() {
         let mut c = Classifier::default();
@@ -550,26 +665,110 @@ mod tests {
             Some("Slackbot 1.0"),
             None,
         ];
-        for (i, ua) in agents.iter().cycle().take(12).enumerate() {
-            let e = ClickEvent {
-                event_id: None,
-                code: Code::from_path(if i % 2 == 0 { "aa" } else { "bb" }).unwrap(),
-                at: chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64 * 900_000)
-                    .unwrap(),
-                head: i % 5 == 0,
-                user_agent: ua.map(str::to_owned),
-                referrer: (i % 3 == 0).then(|| "t.co".to_owned()),
-                visitor: Some(format!("v{}", i % 4)),
-                country: (i % 4 == 0).then(|| "DE".to_owned()),
+        // Two links, and a second copy of the first (as a reload of the cache makes it):
+        // the copies count as one link.
+        let links = [link("aa"), link("bb"), link("aa")];
+        let round =
+            |tally: &mut Tally, via_facts: &mut crate::store::ClickTotals, c: &mut Classifier| {
+                for (i, ua) in agents.iter().cycle().take(12).enumerate() {
+                    let e = event(&links[i % 3], i, *ua);
+                    tally.add(&e, c);
+                    via_facts.add(&e.fact(c));
+                }
             };
-            tally.add(&e, &mut c);
-            via_facts.add(&e.fact(&mut c));
-        }
+        round(&mut tally, &mut via_facts, &mut c);
         assert_eq!(tally.clicks(), 12);
         let direct = tally.take(&c);
         assert_eq!(direct.clicks, 12);
         assert_eq!(direct, via_facts);
         // Taken, the tally is empty but still knows today's visitors.
         assert_eq!((tally.clicks(), tally.rows()), (0, 0));
+        // The next batch numbers the links afresh, although they carry the last one's
+        // numbers (and its visitors are not new any more).
+        let mut again = crate::store::ClickTotals::default();
+        round(&mut tally, &mut again, &mut c);
+        let second = tally.take(&c);
+        assert_eq!(second.clicks, 12);
+        assert_eq!(second.hour_rows().count(), again.hour_rows().count());
+        assert_eq!(second.dim_rows().count(), again.dim_rows().count());
+        assert_eq!(second.visitor_rows().count(), 0);
+        let mut hours: Vec<_> = second.hour_rows().collect();
+        let mut expected: Vec<_> = again.hour_rows().collect();
+        hours.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(hours, expected);
+    }
+
+    #[test]
+    fn tallies_never_take_each_others_link_numbers() {
+        let mut c = Classifier::default();
+        let (aa, bb) = (link("aa"), link("bb"));
+        let (mut first, mut second) = (Tally::default(), Tally::default());
+        // `first` numbers aa 0 and bb 1; `second` sees bb first, so its numbers differ, and
+        // each overwrites the other's note on the links.
+        first.add(&event(&aa, 1, None), &mut c);
+        first.add(&event(&bb, 2, None), &mut c);
+        second.add(&event(&bb, 3, None), &mut c);
+        second.add(&event(&aa, 4, None), &mut c);
+        first.add(&event(&bb, 6, None), &mut c);
+        first.add(&event(&bb, 7, None), &mut c);
+        let codes = |t: &mut Tally| {
+            let mut v: Vec<_> = t
+                .take(&c)
+                .hour_rows()
+                .map(|(code, _, n, _)| (code.to_string(), n))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let hours = codes(&mut first);
+        let total = |code: &str| -> i64 {
+            hours
+                .iter()
+                .filter(|(c, _)| c == code)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert_eq!((total("aa"), total("bb")), (1, 3), "{hours:?}");
+        let hours = codes(&mut second);
+        assert_eq!(hours.iter().map(|(_, n)| n).sum::<i64>(), 2, "{hours:?}");
+    }
+
+    #[test]
+    fn ipv4_text_is_the_usual_form() {
+        let mut buf = [0u8; 64];
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.99.9",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(parsed, &mut buf), ip.as_bytes());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_text(v6, &mut buf), b"2001:db8::1");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_ipv4_is_written_as_display_writes_it(octets: [u8; 4]) {
+            let ip = IpAddr::from(octets);
+            let mut buf = [0u8; 64];
+            let text = ip.to_string();
+            proptest::prop_assert_eq!(ip_text(ip, &mut buf), text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn visitor_ids_are_written_in_hex() {
+        let mut id = [0u8; 16];
+        id[0] = 0xab;
+        id[15] = 0x01;
+        assert_eq!(
+            VisitorId(id).to_string(),
+            "ab000000000000000000000000000001"
+        );
     }
 }

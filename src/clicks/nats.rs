@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Classifier, ClickEvent, ClickStats};
+use super::{Classifier, Click, ClickEvent, ClickStats};
 use crate::domain::code::Code;
 use crate::resilience::{Breaker, BreakerSettings};
 use crate::store::{ClickFact, LinkStore};
@@ -59,28 +59,28 @@ impl From<&ClickEvent> for Wire {
     fn from(e: &ClickEvent) -> Self {
         Wire {
             id: e.event_id.clone().unwrap_or_else(super::new_id),
-            code: e.code.to_string(),
+            code: e.link.code().to_owned(),
             at: e.at,
             head: e.head,
             ua: e.user_agent.clone(),
             referrer: e.referrer.clone(),
-            visitor: e.visitor.clone(),
+            visitor: e.visitor.map(|v| v.to_string()),
             country: e.country.clone(),
         }
     }
 }
 
 impl Wire {
-    fn into_event(self) -> Option<ClickEvent> {
-        Some(ClickEvent {
-            event_id: Some(self.id),
+    fn click(&self) -> Option<Click<'_>> {
+        Some(Click {
+            event_id: Some(self.id.clone()),
             code: Code::from_path(&self.code)?,
             at: self.at,
             head: self.head,
-            user_agent: self.ua,
-            referrer: self.referrer,
-            visitor: self.visitor,
-            country: self.country,
+            user_agent: self.ua.as_deref(),
+            referrer: self.referrer.clone(),
+            visitor: self.visitor.clone(),
+            country: self.country.clone(),
         })
     }
 }
@@ -293,11 +293,14 @@ pub async fn consume(
             if messages.is_empty() {
                 continue;
             }
-            let facts: Vec<ClickFact> = messages
+            let wires: Vec<Wire> = messages
                 .iter()
                 .filter_map(|m| serde_json::from_slice::<Wire>(&m.payload).ok())
-                .filter_map(Wire::into_event)
-                .map(|e| e.fact(&mut classifier))
+                .collect();
+            let facts: Vec<ClickFact> = wires
+                .iter()
+                .filter_map(Wire::click)
+                .map(|c| c.fact(&mut classifier))
                 .collect();
             match store.apply_clicks(&super::new_id(), &facts).await {
                 Ok(applied) => {

@@ -3,9 +3,12 @@
 //! are stored once per batch. Written, it becomes [`ClickTotals`].
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 
-use super::{Classifier, ClickEvent};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Classifier, ClickEvent, VisitorId};
+use crate::cache::CachedTarget;
 use crate::clock::to_millis;
 use crate::domain::code::Code;
 use crate::store::{ClickTotals, Names};
@@ -27,16 +30,45 @@ struct Key {
 }
 
 /// Clicks counted since the last write.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
     links: Names<Code>,
+    /// Each link's key in [`KnownVisitors`], by number.
+    link_keys: Vec<u64>,
+    /// This batch's mark on the links it numbered: a link's
+    /// [`CachedTarget::click_slot`] holds `epoch << 32 | number` (see [`Self::link`]).
+    epoch: u64,
     names: Names<String>,
     counts: Map<Key, i64>,
     /// People new to a link today: (link, day start ms, visitor hash).
-    visitors: Vec<(u32, i64, String)>,
+    visitors: Vec<(u32, i64, VisitorId)>,
     known: KnownVisitors,
     clicks: u64,
     last_at: i64,
+}
+
+/// Batch epochs, unique in the process, so that no tally can take another's (or an earlier
+/// batch's) number of a link for its own.
+static EPOCHS: AtomicU64 = AtomicU64::new(1);
+
+fn new_epoch() -> u64 {
+    EPOCHS.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            links: Names::default(),
+            link_keys: Vec::new(),
+            epoch: new_epoch(),
+            names: Names::default(),
+            counts: Map::default(),
+            visitors: Vec::new(),
+            known: KnownVisitors::default(),
+            clicks: 0,
+            last_at: 0,
+        }
+    }
 }
 
 impl Tally {
@@ -44,7 +76,7 @@ impl Tally {
     pub fn add(&mut self, e: &ClickEvent, classifier: &mut Classifier) {
         let at = to_millis(e.at);
         let hour = at - at.rem_euclid(3_600_000);
-        let link = self.links.id(&e.code);
+        let link = self.link(&e.link, e.slot);
         let agent = classifier.id(e.user_agent.as_deref());
         self.clicks += 1;
         self.last_at = self.last_at.max(at);
@@ -58,10 +90,10 @@ impl Tally {
             }
         } else {
             if let Some(v) = &e.visitor
-                && self.known.first_time(&e.code, at, v)
+                && self.known.first_time(self.link_keys[link as usize], at, v)
             {
                 self.visitors
-                    .push((link, at - at.rem_euclid(86_400_000), v.clone()));
+                    .push((link, at - at.rem_euclid(86_400_000), *v));
             }
             Key {
                 link,
@@ -72,6 +104,25 @@ impl Tally {
             }
         };
         *self.counts.entry(key).or_default() += 1;
+    }
+
+    /// The batch's number of `target`'s link, given the `slot` the edge read from it: when
+    /// this batch numbered the link already, that is the number (no hashing, no comparing
+    /// of codes); else the code is looked up and the number noted on the link.
+    fn link(&mut self, target: &CachedTarget, slot: u64) -> u32 {
+        if slot >> 32 == self.epoch {
+            return slot as u32;
+        }
+        // Cached codes came from the store.
+        let code = Code::from_trusted(target.code().to_owned());
+        let id = self.links.id(&code);
+        if id as usize == self.link_keys.len() {
+            self.link_keys.push(self.known.key_of(code.as_str()));
+        }
+        target
+            .click_slot()
+            .store(self.epoch << 32 | u64::from(id), Ordering::Relaxed);
+        id
     }
 
     /// Clicks counted.
@@ -97,6 +148,8 @@ impl Tally {
             agent_ids: Map::default(),
             last_at: self.last_at,
         };
+        self.epoch = new_epoch();
+        self.link_keys.clear();
         self.clicks = 0;
         self.last_at = 0;
         taking
@@ -117,7 +170,7 @@ impl Tally {
 pub struct Taking {
     totals: ClickTotals,
     counts: std::collections::hash_map::IntoIter<Key, i64>,
-    visitors: Vec<(u32, i64, String)>,
+    visitors: Vec<(u32, i64, VisitorId)>,
     names: Names<String>,
     name_ids: Vec<Option<u32>>,
     agent_ids: Map<u32, [u32; 3]>,
@@ -160,7 +213,7 @@ impl Taking {
     /// The totals, once [`Self::step`] said all are in.
     pub fn finish(mut self) -> ClickTotals {
         for (link, day, v) in self.visitors.drain(..) {
-            let v = self.totals.value_id(&v);
+            let v = self.totals.value_id(&v.to_string());
             self.totals.add_visitor_of(link, day, v);
         }
         self.totals.last_at = self.last_at;
@@ -182,16 +235,24 @@ pub struct KnownVisitors {
 impl KnownVisitors {
     const CAPACITY: usize = 500_000;
 
-    /// Whether `visitor` is new on `code` on the day of `at` (ms), remembering it.
-    pub fn first_time(&mut self, code: &Code, at: i64, visitor: &str) -> bool {
+    /// The key of the link with `code` (a hash of it, the same for every batch).
+    pub fn key_of(&self, code: &str) -> u64 {
+        self.hasher.hash_one(code)
+    }
+
+    /// Whether `visitor` is new on the link keyed `link` ([`Self::key_of`]) on the day of
+    /// `at` (ms), remembering it.
+    pub fn first_time(&mut self, link: u64, at: i64, visitor: &VisitorId) -> bool {
         let day = at - at.rem_euclid(86_400_000);
         if day != self.day || self.seen.len() >= Self::CAPACITY {
             self.day = day;
             self.seen.clear();
         }
-        let mut h = self.hasher.build_hasher();
-        code.as_str().hash(&mut h);
-        visitor.hash(&mut h);
-        self.seen.insert(h.finish())
+        // The visitor id is already a keyed hash: its bits need only mixing with the link's.
+        let (lo, hi) = visitor.0.split_at(8);
+        let v = u64::from_le_bytes(lo.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(hi.try_into().unwrap_or_default()).rotate_left(29);
+        self.seen
+            .insert(v ^ link.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 }
