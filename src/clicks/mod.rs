@@ -433,7 +433,7 @@ struct Writing {
 }
 
 impl Writing {
-    const WRITE_SHARE: u32 = 20;
+    const WRITE_SHARE: u32 = 40;
     const LONGEST: u32 = 6;
 
     /// Whether a batch is being written (taking the cost of one that is done).
@@ -593,9 +593,9 @@ mod tests {
         assert!(!w.due(Duration::from_secs(9), every));
         assert!(w.due(every, every));
         // A cheap write changes nothing; a slow one spaces the batches out, up to a bound.
-        w.last_cost = Duration::from_millis(300);
+        w.last_cost = Duration::from_millis(200);
         assert!(w.due(every, every));
-        w.last_cost = Duration::from_secs(2);
+        w.last_cost = Duration::from_millis(1_000);
         assert!(!w.due(Duration::from_secs(39), every));
         assert!(w.due(Duration::from_secs(40), every));
         w.last_cost = Duration::from_secs(100);

@@ -102,17 +102,21 @@ pub fn classify(user_agent: Option<&str>, head: bool) -> Visit {
 /// for anything that is not an http(s) URL.
 pub fn referrer_host(referer: Option<&str>) -> Option<String> {
     let referer = referer?.trim();
-    let host = match plain_host(referer) {
-        Some(host) => host.to_ascii_lowercase(),
+    // One allocation: `www.` is cut (in any case) before the host is lower-cased and copied.
+    let without_www = |host: &str| {
+        let cut = host.len() > 4 && host.as_bytes()[..4].eq_ignore_ascii_case(b"www.");
+        host[if cut { 4 } else { 0 }..].to_ascii_lowercase()
+    };
+    match plain_host(referer) {
+        Some(host) => Some(without_www(host)),
         None => {
             let url = url::Url::parse(referer).ok()?;
             if !matches!(url.scheme(), "http" | "https") {
                 return None;
             }
-            url.host_str()?.to_ascii_lowercase()
+            Some(without_www(url.host_str()?))
         }
-    };
-    Some(host.strip_prefix("www.").map(str::to_owned).unwrap_or(host))
+    }
 }
 
 /// The host of the common referrer, `http(s)://name.example[:port]/…`, found without a full
