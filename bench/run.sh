@@ -15,14 +15,13 @@
 # to docs/benchmarks/scale.svg.
 #
 #   bash bench/run.sh
-#   ROUNDS=3 SECONDS_PER_RUN=10 STEADY_SECONDS=30 SCALE="10000 1000000 10000000" bash bench/run.sh
+#   ROUNDS=3 SECONDS_PER_RUN=10 SCALE="10000 1000000 10000000" bash bench/run.sh
 #   BENCH_DATA=dir   where the bulk-loaded databases are kept (default target/bench-data;
 #                    the 10M one takes minutes to load, so it is kept for the next run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_PER_RUN:-10}
-STEADY_SECS=${STEADY_SECONDS:-30}
 SCALE=${SCALE:-"10000 1000000 10000000"}
 DATA=${BENCH_DATA:-target/bench-data}
 cargo build --release --quiet --bin snip --example limit --example bulk_load
@@ -77,12 +76,12 @@ for name in hot off router; do
     load "$(eval echo "\$${name^^}")" 10000 "$WORK/$name.codes"
 done
 
-# [RUN_SECS=s] measure SCENARIO ROUND NAME PORT SCRIPT [VAR=value...] (SECS long by default)
+# measure SCENARIO ROUND NAME PORT SCRIPT [VAR=value...]
 measure() {
     local scenario=$1 round=$2 name=$3 port=$4 rps p50 p99
     shift 4
     only "$name"
-    read -r rps p50 p99 < <(run "$port" "${RUN_SECS:-$SECS}" "$@")
+    read -r rps p50 p99 < <(run "$port" "$SECS" "$@")
     printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$round" "$rps" "$p50" "$p99" >> "$RESULTS"
     note "round $round  $scenario: $rps req/s, p50 $p50 ms, p99 $p99 ms"
 }
@@ -120,17 +119,6 @@ for round in $(seq 1 "$ROUNDS"); do
     measure hot_zipf "$round" hot "$HOT" bench/redirects.lua CODES="$WORK/hot.codes" ZIPF=1
     measure analytics_off "$round" off "$OFF" bench/redirects.lua CODES="$WORK/off.codes"
     measure router_only "$round" router "$ROUTER" bench/redirects.lua CODES="$WORK/router.codes"
-    # Analytics on against off in steady state. Each of the runs above starts right after
-    # minutes of pause, when a click batch is due at once, so every 10 s run of the hot
-    # server holds a batch write, where under steady load one comes every 10-60 s (paced by
-    # its cost). Here each server runs in first (a due batch is written then) and is then
-    # measured for STEADY_SECS, long enough to hold batches at their own pace.
-    for name in off hot; do
-        only "$name"
-        run "$(eval echo "\$${name^^}")" 5 bench/redirects.lua CODES="$WORK/$name.codes" > /dev/null
-        RUN_SECS=$STEADY_SECS measure "steady_$name" "$round" "$name" "$(eval echo "\$${name^^}")" \
-            bench/redirects.lua CODES="$WORK/$name.codes"
-    done
     measure cold "$round" cold "$COLD" bench/redirects.lua N=100000
     measure create "$round" create "$CREATE" bench/create.lua KEY="$KEY"
     for n in $SCALE; do
@@ -150,7 +138,6 @@ fact hot_clicks_written "$(curl -s "http://127.0.0.1:$HOT/metrics" | awk -F' ' '
 fact cpu "$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}')"
 fact date "$(date -u +%Y-%m-%d)"
 fact seconds_per_run "$SECS"
-fact steady_seconds "$STEADY_SECS"
 fact rounds "$ROUNDS"
 
 cp "$RESULTS" "${BENCH_RESULTS:-target/bench-results.tsv}"
