@@ -152,7 +152,8 @@ impl ClickEvent {
     }
 }
 
-/// A click as it travels between nodes (or is replayed): owned and by code.
+/// A click named by its code, as it comes from another node (through NATS), ready to be
+/// classified into a [`ClickFact`].
 #[derive(Debug)]
 pub struct Click<'a> {
     /// Unique id of an event that may be delivered more than once (through NATS).

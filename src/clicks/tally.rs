@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Classifier, ClickEvent, VisitorId};
