@@ -419,21 +419,10 @@ impl L1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::link::RedirectStatus;
-    use crate::domain::target_url::TargetUrl;
-    use crate::store::{Gate, RedirectTarget};
     use proptest::prelude::*;
 
     fn found(code: &str) -> Cached {
-        Cached::Found(Arc::new(CachedTarget::new(
-            code,
-            RedirectTarget::new(
-                TargetUrl::from_trusted(format!("https://example.com/{code}")),
-                RedirectStatus::Permanent,
-                false,
-                Gate::default(),
-            ),
-        )))
+        Cached::Found(Arc::new(CachedTarget::plain(code)))
     }
 
     fn url_of(value: Option<(Cached, bool)>) -> Option<String> {

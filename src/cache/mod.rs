@@ -57,6 +57,25 @@ impl CachedTarget {
     }
 }
 
+#[cfg(test)]
+impl CachedTarget {
+    /// A plain link (permanent redirect, no gate) from `code` to
+    /// `https://example.com/{code}`, for tests.
+    pub(crate) fn plain(code: &str) -> Self {
+        Self::new(
+            code,
+            RedirectTarget::new(
+                crate::domain::target_url::TargetUrl::from_trusted(format!(
+                    "https://example.com/{code}"
+                )),
+                crate::domain::link::RedirectStatus::Permanent,
+                false,
+                crate::store::Gate::default(),
+            ),
+        )
+    }
+}
+
 /// Two cached links are equal when code and target are (the worker's note aside).
 impl PartialEq for CachedTarget {
     fn eq(&self, other: &Self) -> bool {

@@ -627,18 +627,7 @@ mod tests {
     }
 
     fn link(code: &str) -> Arc<CachedTarget> {
-        use crate::domain::link::RedirectStatus;
-        use crate::domain::target_url::TargetUrl;
-        use crate::store::{Gate, RedirectTarget};
-        Arc::new(CachedTarget::new(
-            code,
-            RedirectTarget::new(
-                TargetUrl::from_trusted(format!("https://example.com/{code}")),
-                RedirectStatus::Permanent,
-                false,
-                Gate::default(),
-            ),
-        ))
+        Arc::new(CachedTarget::plain(code))
     }
 
     /// An event as the edge makes it: the link's slot read when the click is recorded.
