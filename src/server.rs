@@ -128,6 +128,7 @@ impl App {
                 ..QueueSettings::default()
             },
             links.clone(),
+            Arc::new(clicks::VisitorIds::new(links.clone())),
             nats.clone(),
             config.role.consumes_clicks(),
             workers.clone(),
@@ -177,7 +178,6 @@ impl App {
         )));
 
         let state = AppState::new(crate::app::Services {
-            visitors: Arc::new(crate::clicks::VisitorIds::new(links.clone())),
             links,
             users,
             clock,

@@ -56,8 +56,6 @@ pub struct Services {
     pub limiter: Arc<Limiter>,
     /// The Redis connection, when one is configured.
     pub redis: Option<crate::redis_conn::RedisConn>,
-    /// Salted visitor hashes for unique-visitor counts.
-    pub visitors: Arc<crate::clicks::VisitorIds>,
     /// Countries of client addresses, when a GeoIP database is configured.
     pub geoip: Option<Arc<crate::clicks::geoip::GeoIp>>,
     /// What every store call goes through (its breaker and latencies, for health and

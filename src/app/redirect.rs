@@ -84,7 +84,7 @@ pub async fn resolve(
     match visit {
         Visit::Peek => {
             // Counted, as a bot; HEAD never uses up `max_clicks`.
-            record(state, &target, client, true).await;
+            record(state, &target, client, true);
             Ok(if target.password_hash().is_some() {
                 Resolution::PasswordRequired
             } else {
@@ -126,13 +126,9 @@ pub fn hot_target(state: &AppState, code: &Code) -> Option<Arc<CachedTarget>> {
 
 /// The hot path, second step: counts the cache hit and the click of a [`hot_target`], and
 /// answers without touching the store.
-pub async fn follow_hot(
-    state: &AppState,
-    target: &Arc<CachedTarget>,
-    client: &Client<'_>,
-) -> Resolution {
+pub fn follow_hot(state: &AppState, target: &Arc<CachedTarget>, client: &Client<'_>) -> Resolution {
     state.cache.count_hit();
-    record(state, target, client, false).await;
+    record(state, target, client, false);
     Resolution::Redirect {
         url: target.url.as_str().to_owned(),
         status: target.redirect_status,
@@ -159,30 +155,24 @@ async fn count(
         state.cache.refresh(&code).await;
         return Ok(Resolution::Gone);
     }
-    record(state, target, client, false).await;
+    record(state, target, client, false);
     Ok(redirect)
 }
 
 /// Puts a click on the queue (never waiting for it to be written).
-async fn record(state: &AppState, link: &Arc<CachedTarget>, client: &Client<'_>, head: bool) {
+fn record(state: &AppState, link: &Arc<CachedTarget>, client: &Client<'_>, head: bool) {
     if !state.settings.analytics {
         return;
     }
-    let now = state.clock.now();
-    let user_agent = client.user_agent.map(|ua| truncate(ua, 512).to_owned());
-    let visitor = state
-        .visitors
-        .id(client.ip, user_agent.as_deref().unwrap_or(""), now)
-        .await;
     state.clicks.record(ClickEvent {
         event_id: None,
         link: link.clone(),
         slot: link.click_slot().load(std::sync::atomic::Ordering::Relaxed),
-        at: now,
+        at: state.clock.now(),
         head,
-        user_agent,
+        ip: client.ip,
+        user_agent: client.user_agent.map(|ua| truncate(ua, 512).to_owned()),
         referrer: referrer_host(client.referer),
-        visitor,
         country: state.geoip.as_ref().and_then(|g| g.country(client.ip)),
     });
 }

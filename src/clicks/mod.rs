@@ -7,9 +7,11 @@
 
 pub mod geoip;
 pub mod nats;
+pub mod queue;
 pub mod tally;
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -17,17 +19,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::CachedTarget;
 use crate::domain::code::Code;
 use crate::domain::visit::{Visit, classify};
 use crate::store::{ClickFact, ClickTotals, LinkStore};
+pub use queue::{ClickQueue, ClickTaker};
 pub use tally::{KnownVisitors, Tally};
 
-/// One redirect served, as the edge saw it. The client's IP is never kept: only the
-/// salted visitor hash.
+/// One redirect served, as the edge saw it. The client's address stays in memory, in this
+/// process: it is never stored or sent, only the salted visitor hash made of it (by the
+/// worker, once per new visitor, or by the forwarder before an event leaves the node).
 #[derive(Debug, Clone)]
 pub struct ClickEvent {
     /// Unique id (UUIDv7), given when the event leaves this node (through NATS).
@@ -42,12 +45,12 @@ pub struct ClickEvent {
     pub at: DateTime<Utc>,
     /// A `HEAD` request (counted as a bot).
     pub head: bool,
+    /// The client's address (after trusted proxies).
+    pub ip: IpAddr,
     /// The `User-Agent` header (first 512 bytes).
     pub user_agent: Option<String>,
     /// The referring host.
     pub referrer: Option<String>,
-    /// Salted hash of IP and user agent.
-    pub visitor: Option<VisitorId>,
     /// ISO country code, when a GeoIP database is configured.
     pub country: Option<String>,
 }
@@ -68,11 +71,21 @@ impl std::fmt::Display for VisitorId {
 
 /// Classifies user agents, remembering the answers: the same agents come again and again,
 /// and parsing them is most of the worker's work. Each agent gets a small number that stays
-/// valid until [`Classifier::trim`].
+/// valid until [`Classifier::trim`], and a 64-bit key that stays the same for as long as the
+/// classifier lives.
 #[derive(Debug, Default)]
 pub struct Classifier {
-    ids: HashMap<String, u32, foldhash::fast::RandomState>,
-    visits: Vec<Visit>,
+    ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
+    agents: Vec<Agent>,
+    keys: foldhash::fast::RandomState,
+}
+
+/// A remembered agent.
+#[derive(Debug)]
+struct Agent {
+    visit: Visit,
+    text: Arc<str>,
+    key: u64,
 }
 
 impl Classifier {
@@ -83,12 +96,12 @@ impl Classifier {
 
     /// Agents remembered.
     pub fn len(&self) -> usize {
-        self.visits.len()
+        self.agents.len()
     }
 
     /// Whether none is remembered.
     pub fn is_empty(&self) -> bool {
-        self.visits.is_empty()
+        self.agents.is_empty()
     }
 
     /// The classification of a request with `user_agent`, made with `HEAD` if `head`.
@@ -108,36 +121,53 @@ impl Classifier {
 
     /// The number of `user_agent`'s classification (for a `GET`).
     pub fn id(&mut self, user_agent: Option<&str>) -> u32 {
-        let key = user_agent.unwrap_or("");
-        if let Some(id) = self.ids.get(key) {
+        let text = user_agent.unwrap_or("");
+        if let Some(id) = self.ids.get(text) {
             return *id;
         }
-        let id = self.visits.len() as u32;
-        self.visits.push(classify(user_agent, false));
-        self.ids.insert(key.to_owned(), id);
+        let id = self.agents.len() as u32;
+        let text: Arc<str> = text.into();
+        self.agents.push(Agent {
+            visit: classify(user_agent, false),
+            key: self.keys.hash_one(&*text),
+            text: text.clone(),
+        });
+        self.ids.insert(text, id);
         id
     }
 
     /// The classification numbered `id`.
     pub fn visit(&self, id: u32) -> &Visit {
-        &self.visits[id as usize]
+        &self.agents[id as usize].visit
+    }
+
+    /// The user agent numbered `id` (empty for none).
+    pub fn text(&self, id: u32) -> &str {
+        &self.agents[id as usize].text
+    }
+
+    /// The key of the agent numbered `id`: a hash of its text, the same whatever number the
+    /// agent has.
+    pub fn key(&self, id: u32) -> u64 {
+        self.agents[id as usize].key
     }
 
     /// Forgets every agent if more than `CAPACITY` are remembered; numbers given before are
     /// then void, so call it only when nothing holds one.
     pub fn trim(&mut self) {
-        if self.visits.len() > Self::CAPACITY {
+        if self.agents.len() > Self::CAPACITY {
             self.ids.clear();
-            self.visits.clear();
+            self.agents.clear();
         }
     }
 }
 
 impl ClickEvent {
-    /// Classifies the event into what the store counts.
-    pub fn fact(&self, classifier: &mut Classifier) -> ClickFact {
+    /// Classifies the event into what the store counts, its visitor id made with `salt`.
+    pub fn fact(&self, classifier: &mut Classifier, salt: &str) -> ClickFact {
         // Cached codes came from the store.
         let code = Code::from_trusted(self.link.code().to_owned());
+        let visitor = visitor_id(salt, self.ip, self.user_agent.as_deref().unwrap_or(""));
         Click {
             event_id: self.event_id.clone(),
             code,
@@ -145,7 +175,7 @@ impl ClickEvent {
             head: self.head,
             user_agent: self.user_agent.as_deref(),
             referrer: self.referrer.clone(),
-            visitor: self.visitor.map(|v| v.to_string()),
+            visitor: Some(visitor.to_string()),
             country: self.country.clone(),
         }
         .fact(classifier)
@@ -216,34 +246,6 @@ pub struct ClickStats {
     pub redelivered: AtomicU64,
 }
 
-/// The sending side, held by the redirect handler.
-#[derive(Debug, Clone)]
-pub struct ClickQueue {
-    tx: mpsc::Sender<ClickEvent>,
-    stats: Arc<ClickStats>,
-}
-
-impl ClickQueue {
-    /// Enqueues a click without waiting; a full queue drops it (counted).
-    pub fn record(&self, event: ClickEvent) {
-        let _span = tracing::debug_span!("queue.send").entered();
-        match self.tx.try_send(event) {
-            Ok(()) => self.stats.queued.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.stats.dropped.fetch_add(1, Ordering::Relaxed),
-        };
-    }
-
-    /// The pipeline's counters.
-    pub fn stats(&self) -> &ClickStats {
-        &self.stats
-    }
-
-    /// Events waiting in the queue.
-    pub fn depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
-    }
-}
-
 /// How often the in-process worker takes what is queued.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// Events the worker takes between two yields to the runtime.
@@ -277,22 +279,30 @@ impl Default for QueueSettings {
 
 /// Creates the queue and its workers: in process, or through NATS JetStream when `nats` is
 /// given (then this node also applies events from the stream if `consume`). They run until
-/// `shutdown` is cancelled, then drain what is queued and return.
+/// `shutdown` is cancelled, then drain what is queued and return. Visitor ids are made with
+/// the salts of `visitors`.
 pub fn start(
     settings: QueueSettings,
     store: Arc<dyn LinkStore>,
+    visitors: Arc<VisitorIds>,
     nats: Option<Arc<nats::Nats>>,
     consume: bool,
     shutdown: CancellationToken,
 ) -> (ClickQueue, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(settings.capacity);
     let stats = Arc::new(ClickStats::default());
-    let queue = ClickQueue {
-        tx,
-        stats: stats.clone(),
-    };
+    let (queue, taker) = queue::bounded(settings.capacity, stats.clone());
     let worker = match nats {
-        None => tokio::spawn(run_worker(settings, rx, store, stats, shutdown)),
+        None => {
+            let worker = Worker {
+                store,
+                visitors,
+                stats,
+                tally: Tally::default(),
+                classifier: Classifier::default(),
+                writing: Writing::default(),
+            };
+            tokio::spawn(worker.run(settings, taker, shutdown))
+        }
         Some(nats) => {
             // The consumer stops first-class with the rest; the forwarder then publishes
             // what is still queued.
@@ -305,7 +315,14 @@ pub fn start(
                     shutdown.child_token(),
                 ))
             });
-            let forwarder = nats::forward(nats, rx, stats, shutdown, Duration::from_secs(5));
+            let forwarder = nats::forward(
+                nats,
+                taker,
+                visitors,
+                stats,
+                shutdown,
+                Duration::from_secs(5),
+            );
             tokio::spawn(async move {
                 forwarder.await;
                 if let Some(consumer) = consumer {
@@ -317,108 +334,107 @@ pub fn start(
     (queue, worker)
 }
 
-async fn run_worker(
-    settings: QueueSettings,
-    mut rx: mpsc::Receiver<ClickEvent>,
+/// The in-process worker: adds clicks up as they arrive, so a batch writes one row per link,
+/// hour and dimension value however many clicks it holds.
+struct Worker {
     store: Arc<dyn LinkStore>,
+    visitors: Arc<VisitorIds>,
     stats: Arc<ClickStats>,
-    shutdown: CancellationToken,
-) {
-    // Clicks are added up as they arrive, so a batch writes one row per link, hour and
-    // dimension value however many clicks it holds.
-    let mut tally = Tally::default();
-    let mut classifier = Classifier::default();
-    // The queue is drained on a short timer rather than on every event: a redirect's
-    // `try_send` then wakes nobody, and the worker runs a few times a second in long runs.
-    let mut drain = tokio::time::interval(DRAIN_EVERY.min(settings.flush_every));
-    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_flush = tokio::time::Instant::now();
-    // The batch being written: the queue keeps draining meanwhile.
-    let mut writing = Writing::default();
-    loop {
-        tokio::select! {
-            _ = drain.tick() => {}
-            () = shutdown.cancelled() => break,
-        }
-        // At most a queue's worth per tick, so a busy queue cannot keep the worker here,
-        // and a short slice at a time: between slices the runtime serves the requests that
-        // share this thread, which would otherwise wait for the whole tick's work.
-        for n in 0..settings.capacity {
-            if n % DRAIN_SLICE == DRAIN_SLICE - 1 {
-                tokio::task::yield_now().await;
+    tally: Tally,
+    classifier: Classifier,
+    /// The batch being written: the queue keeps draining meanwhile.
+    writing: Writing,
+}
+
+impl Worker {
+    async fn run(
+        mut self,
+        settings: QueueSettings,
+        taker: ClickTaker,
+        shutdown: CancellationToken,
+    ) {
+        // The queue is drained on a short timer rather than on every event: a redirect's
+        // send then wakes nobody, and the worker runs a few times a second in long runs.
+        let mut drain = tokio::time::interval(DRAIN_EVERY.min(settings.flush_every));
+        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_flush = tokio::time::Instant::now();
+        let mut events = Vec::new();
+        loop {
+            tokio::select! {
+                _ = drain.tick() => {}
+                () = shutdown.cancelled() => break,
             }
-            match rx.try_recv() {
-                Ok(e) => tally.add(&e, &mut classifier),
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                // Every sender is gone: write what there is and stop.
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
-                    writing.finish().await;
-                    return;
+            taker.take(&mut events);
+            // A short slice at a time: between slices the runtime serves the requests that
+            // share this thread, which would otherwise wait for the whole tick's work.
+            for (n, e) in events.drain(..).enumerate() {
+                if n % DRAIN_SLICE == DRAIN_SLICE - 1 {
+                    tokio::task::yield_now().await;
+                }
+                self.tally.add(&e, &mut self.classifier);
+                // Many distinct user agents (say, made up by a client) also end a batch:
+                // their classifications are only forgotten between batches.
+                if self.tally.rows() >= settings.batch_rows
+                    || self.classifier.len() >= Classifier::MAX
+                {
+                    self.flush().await;
+                    last_flush = tokio::time::Instant::now();
                 }
             }
-            // Many distinct user agents (say, made up by a client) also end a batch: their
-            // classifications are only forgotten between batches.
-            if tally.rows() >= settings.batch_rows || classifier.len() >= Classifier::MAX {
-                flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
+            if !self.writing.busy().await
+                && self.writing.due(last_flush.elapsed(), settings.flush_every)
+            {
+                self.flush().await;
                 last_flush = tokio::time::Instant::now();
             }
         }
-        if !writing.busy().await && writing.due(last_flush.elapsed(), settings.flush_every) {
-            flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
-            last_flush = tokio::time::Instant::now();
+        // Shutdown: take whatever is still queued; later clicks are dropped (counted).
+        taker.close();
+        taker.take(&mut events);
+        for e in events.drain(..) {
+            self.tally.add(&e, &mut self.classifier);
         }
+        self.flush().await;
+        self.writing.finish().await;
     }
-    // Shutdown: take whatever is still queued without waiting for new events.
-    rx.close();
-    while let Some(e) = rx.recv().await {
-        tally.add(&e, &mut classifier);
+
+    /// Ends a batch: its clicks are turned into totals a slice at a time, then written by a
+    /// task of its own while the worker goes on draining the queue. One batch is written at
+    /// a time, in order.
+    async fn flush(&mut self) {
+        if self.tally.clicks() == 0 {
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        let salts = self.visitors.salts(&self.tally.visitor_days()).await;
+        // A slice at a time, on this task: between slices the runtime serves the requests
+        // that share its threads, which a big batch taken in one go (or on a thread of its
+        // own, competing for the same cores) would hold up.
+        let mut taking = self.tally.start_take(salts);
+        while !taking.step(&self.classifier, TAKE_SLICE) {
+            tokio::task::yield_now().await;
+        }
+        let batch = taking.finish();
+        self.classifier.trim();
+        self.writing.finish().await;
+        let (store, stats) = (self.store.clone(), self.stats.clone());
+        self.writing.task = Some(tokio::spawn(async move {
+            let rows = batch.rows();
+            write_batch(&*store, &stats, batch).await;
+            let cost = started.elapsed();
+            tracing::debug!(
+                rows,
+                cost_ms = cost.as_millis() as u64,
+                "click batch written"
+            );
+            cost
+        }));
     }
-    flush(&store, &stats, &mut tally, &mut classifier, &mut writing).await;
-    writing.finish().await;
 }
 
 /// A new event or batch id: a UUIDv7, so ids sort by time.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// Ends a batch: its clicks are turned into totals a slice at a time, then written by a task
-/// of its own while the worker goes on draining the queue. One batch is written at a time,
-/// in order.
-async fn flush(
-    store: &Arc<dyn LinkStore>,
-    stats: &Arc<ClickStats>,
-    tally: &mut Tally,
-    classifier: &mut Classifier,
-    writing: &mut Writing,
-) {
-    if tally.clicks() == 0 {
-        return;
-    }
-    let started = tokio::time::Instant::now();
-    // A slice at a time, on this task: between slices the runtime serves the requests that
-    // share its threads, which a big batch taken in one go (or on a thread of its own,
-    // competing for the same cores) would hold up.
-    let mut taking = tally.start_take();
-    while !taking.step(classifier, TAKE_SLICE) {
-        tokio::task::yield_now().await;
-    }
-    let batch = taking.finish();
-    classifier.trim();
-    writing.finish().await;
-    let (store, stats) = (store.clone(), stats.clone());
-    writing.task = Some(tokio::spawn(async move {
-        let rows = batch.rows();
-        write_batch(&*store, &stats, batch).await;
-        let cost = started.elapsed();
-        tracing::debug!(
-            rows,
-            cost_ms = cost.as_millis() as u64,
-            "click batch written"
-        );
-        cost
-    }));
 }
 
 /// The batch being written, and what writing the last one cost. That cost paces the
@@ -499,6 +515,22 @@ pub struct VisitorIds {
     today: RwLock<Option<(i64, Arc<str>)>>,
 }
 
+/// The salts of some days (day start, ms), as [`VisitorIds::salts`] could get them.
+#[derive(Debug, Clone, Default)]
+pub struct Salts(Vec<(i64, Arc<str>)>);
+
+impl Salts {
+    /// The salt of the day starting at `day` (ms), if it was had.
+    pub fn get(&self, day: i64) -> Option<&str> {
+        self.0.iter().find(|(d, _)| *d == day).map(|(_, s)| &**s)
+    }
+
+    /// The given salt for the given days (made up for tests).
+    pub fn of(days: impl IntoIterator<Item = (i64, String)>) -> Self {
+        Self(days.into_iter().map(|(d, s)| (d, s.into())).collect())
+    }
+}
+
 impl VisitorIds {
     /// Visitor ids backed by `store`.
     pub fn new(store: Arc<dyn LinkStore>) -> Self {
@@ -512,6 +544,23 @@ impl VisitorIds {
     /// had (the click is still counted, without its visitor).
     pub async fn id(&self, ip: IpAddr, user_agent: &str, now: DateTime<Utc>) -> Option<VisitorId> {
         let day = now.timestamp_millis() - now.timestamp_millis().rem_euclid(86_400_000);
+        let salt = self.salt(day).await?;
+        Some(visitor_id(&salt, ip, user_agent))
+    }
+
+    /// The salts of `days` (day starts, ms) that can be had.
+    pub async fn salts(&self, days: &[i64]) -> Salts {
+        let mut salts = Salts::default();
+        for &day in days {
+            if let Some(salt) = self.salt(day).await {
+                salts.0.push((day, salt));
+            }
+        }
+        salts
+    }
+
+    /// The salt of the day starting at `day` (ms).
+    async fn salt(&self, day: i64) -> Option<Arc<str>> {
         let cached = self
             .today
             .read()
@@ -519,35 +568,37 @@ impl VisitorIds {
             .as_ref()
             .filter(|(d, _)| *d == day)
             .map(|(_, s)| s.clone());
-        let salt = match cached {
-            Some(s) => s,
-            None => {
-                let candidate: [u8; 16] = rand::random();
-                match self.store.daily_salt(day, &hex::encode(candidate)).await {
-                    Ok(s) => {
-                        let s: Arc<str> = s.into();
-                        *self.today.write().unwrap_or_else(|e| e.into_inner()) =
-                            Some((day, s.clone()));
-                        s
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no visitor salt for today");
-                        return None;
-                    }
-                }
+        if cached.is_some() {
+            return cached;
+        }
+        let candidate: [u8; 16] = rand::random();
+        match self.store.daily_salt(day, &hex::encode(candidate)).await {
+            Ok(s) => {
+                let s: Arc<str> = s.into();
+                *self.today.write().unwrap_or_else(|e| e.into_inner()) = Some((day, s.clone()));
+                Some(s)
             }
-        };
-        let mut h = Sha256::new();
-        h.update(salt.as_bytes());
-        h.update(b"|");
-        let mut text = [0u8; 64];
-        h.update(ip_text(ip, &mut text));
-        h.update(b"|");
-        h.update(user_agent.as_bytes());
-        let mut id = [0u8; 16];
-        id.copy_from_slice(&h.finalize()[..16]);
-        Some(VisitorId(id))
+            Err(e) => {
+                tracing::warn!(error = %e, "no visitor salt for the day");
+                None
+            }
+        }
     }
+}
+
+/// The visitor id of `ip` with `user_agent` under `salt`: the first 128 bits of
+/// SHA-256(salt | ip | user agent).
+pub fn visitor_id(salt: &str, ip: IpAddr, user_agent: &str) -> VisitorId {
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update(b"|");
+    let mut text = [0u8; 64];
+    h.update(ip_text(ip, &mut text));
+    h.update(b"|");
+    h.update(user_agent.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize()[..16]);
+    VisitorId(id)
 }
 
 /// `ip` in its usual text form, written into `buf` without allocating (IPv4 by hand: it is
@@ -623,7 +674,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(c.visits.len(), 3);
+        assert_eq!(c.len(), 3);
     }
 
     fn link(code: &str) -> Arc<CachedTarget> {
@@ -639,11 +690,21 @@ mod tests {
             at: chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64 * 900_000)
                 .unwrap(),
             head: i.is_multiple_of(5),
+            ip: IpAddr::from([10, 0, 0, (i % 2) as u8]),
             user_agent: ua.map(str::to_owned),
             referrer: i.is_multiple_of(3).then(|| "t.co".to_owned()),
-            visitor: Some(VisitorId([(i % 4) as u8; 16])),
             country: i.is_multiple_of(4).then(|| "DE".to_owned()),
         }
+    }
+
+    const SALT: &str = "pepper";
+
+    /// The salt of the day of every [`event`].
+    fn salts() -> Salts {
+        Salts::of([(
+            1_800_000_000_000 - 1_800_000_000_000 % 86_400_000,
+            SALT.into(),
+        )])
     }
 
     #[test]
@@ -663,12 +724,12 @@ mod tests {
                 for (i, ua) in agents.iter().cycle().take(12).enumerate() {
                     let e = event(&links[i % 3], i, *ua);
                     tally.add(&e, c);
-                    via_facts.add(&e.fact(c));
+                    via_facts.add(&e.fact(c, SALT));
                 }
             };
         round(&mut tally, &mut via_facts, &mut c);
         assert_eq!(tally.clicks(), 12);
-        let direct = tally.take(&c);
+        let direct = tally.take(&c, salts());
         assert_eq!(direct.clicks, 12);
         assert_eq!(direct, via_facts);
         // Taken, the tally is empty but still knows today's visitors.
@@ -677,7 +738,7 @@ mod tests {
         // numbers (and its visitors are not new any more).
         let mut again = crate::store::ClickTotals::default();
         round(&mut tally, &mut again, &mut c);
-        let second = tally.take(&c);
+        let second = tally.take(&c, salts());
         assert_eq!(second.clicks, 12);
         assert_eq!(second.hour_rows().count(), again.hour_rows().count());
         assert_eq!(second.dim_rows().count(), again.dim_rows().count());
@@ -687,6 +748,20 @@ mod tests {
         hours.sort_unstable();
         expected.sort_unstable();
         assert_eq!(hours, expected);
+    }
+
+    #[test]
+    fn visitors_of_a_day_without_salt_are_left_out_and_their_clicks_counted() {
+        let mut c = Classifier::default();
+        let mut tally = Tally::default();
+        let aa = link("aa");
+        for i in 1..5 {
+            tally.add(&event(&aa, i, Some("Firefox/121.0")), &mut c);
+        }
+        assert_eq!(tally.visitor_days(), [salts().0[0].0]);
+        let totals = tally.take(&c, Salts::default());
+        assert_eq!(totals.clicks, 4);
+        assert_eq!(totals.visitor_rows().count(), 0);
     }
 
     #[test]
@@ -704,7 +779,7 @@ mod tests {
         first.add(&event(&bb, 7, None), &mut c);
         let codes = |t: &mut Tally| {
             let mut v: Vec<_> = t
-                .take(&c)
+                .take(&c, salts())
                 .hour_rows()
                 .map(|(code, _, n, _)| (code.to_string(), n))
                 .collect();

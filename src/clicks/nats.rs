@@ -8,6 +8,7 @@
 //! durable pull consumer; a batch is acknowledged only after the store committed it, and a
 //! redelivered event counts once because the store skips event ids it has applied.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,10 +19,9 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Classifier, Click, ClickEvent, ClickStats};
+use super::{Classifier, Click, ClickEvent, ClickStats, ClickTaker, VisitorId, VisitorIds};
 use crate::domain::code::Code;
 use crate::resilience::{Breaker, BreakerSettings};
 use crate::store::{ClickFact, LinkStore};
@@ -55,8 +55,9 @@ struct Wire {
     country: Option<String>,
 }
 
-impl From<&ClickEvent> for Wire {
-    fn from(e: &ClickEvent) -> Self {
+impl Wire {
+    /// The wire form of `e`, whose visitor id is `visitor`.
+    fn new(e: &ClickEvent, visitor: Option<VisitorId>) -> Self {
         Wire {
             id: e.event_id.clone().unwrap_or_else(super::new_id),
             code: e.link.code().to_owned(),
@@ -64,13 +65,11 @@ impl From<&ClickEvent> for Wire {
             head: e.head,
             ua: e.user_agent.clone(),
             referrer: e.referrer.clone(),
-            visitor: e.visitor.map(|v| v.to_string()),
+            visitor: visitor.map(|v| v.to_string()),
             country: e.country.clone(),
         }
     }
-}
 
-impl Wire {
     fn click(&self) -> Option<Click<'_>> {
         Some(Click {
             event_id: Some(self.id.clone()),
@@ -166,21 +165,40 @@ impl Nats {
     }
 }
 
+/// How often the forwarder looks for queued events when it has none.
+const TAKE_EVERY: Duration = Duration::from_millis(20);
+/// Most events published at once.
+const PUBLISH_AT_ONCE: usize = 256;
+
 /// Publishes from the local queue until `shutdown`; then publishes what is queued (for at
-/// most `drain_for`) and returns.
+/// most `drain_for`) and returns. Events are taken from the queue only when the last ones
+/// are published, so while NATS is away they wait in the bounded queue.
 pub async fn forward(
     nats: Arc<Nats>,
-    mut rx: mpsc::Receiver<ClickEvent>,
+    taker: ClickTaker,
+    visitors: Arc<VisitorIds>,
     stats: Arc<ClickStats>,
     shutdown: CancellationToken,
     drain_for: Duration,
 ) {
+    let mut taken: Vec<ClickEvent> = Vec::new();
+    let mut inbox: VecDeque<ClickEvent> = VecDeque::new();
     let mut pending: Vec<ClickEvent> = Vec::new();
+    let mut tick = tokio::time::interval(TAKE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if pending.is_empty() {
-            tokio::select! {
-                n = rx.recv_many(&mut pending, 256) => if n == 0 { break },
-                () = shutdown.cancelled() => break,
+            if inbox.is_empty() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = shutdown.cancelled() => break,
+                }
+                taker.take(&mut taken);
+                inbox.extend(taken.drain(..));
+            }
+            pending.extend(inbox.drain(..inbox.len().min(PUBLISH_AT_ONCE)));
+            if pending.is_empty() {
+                continue;
             }
         }
         // NATS is away while the breaker is open: keep what we have, let the bounded queue
@@ -197,19 +215,19 @@ pub async fn forward(
             }
             continue;
         };
-        if publish(&nats, &mut pending, &stats).await {
+        if publish(&nats, &visitors, &mut pending, &stats).await {
             permit.success();
         } else {
             permit.failure();
         }
     }
-    rx.close();
+    taker.close();
+    taker.take(&mut taken);
+    pending.extend(inbox.drain(..));
+    pending.append(&mut taken);
     let deadline = tokio::time::Instant::now() + drain_for;
-    while let Some(ev) = rx.recv().await {
-        pending.push(ev);
-    }
     while !pending.is_empty() && tokio::time::Instant::now() < deadline {
-        if !publish(&nats, &mut pending, &stats).await {
+        if !publish(&nats, &visitors, &mut pending, &stats).await {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -219,27 +237,33 @@ pub async fn forward(
 }
 
 /// Publishes `pending`, keeping in it whatever was not acknowledged. `true` when all were.
-async fn publish(nats: &Nats, pending: &mut Vec<ClickEvent>, stats: &ClickStats) -> bool {
+async fn publish(
+    nats: &Nats,
+    visitors: &VisitorIds,
+    pending: &mut Vec<ClickEvent>,
+    stats: &ClickStats,
+) -> bool {
     let mut acks = Vec::with_capacity(pending.len());
     for ev in pending.iter_mut() {
         // The id is given once, so a publish retried after a lost acknowledgement is known.
-        let id = ev.event_id.get_or_insert_with(super::new_id);
+        let id = ev.event_id.get_or_insert_with(super::new_id).clone();
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", id.as_str());
-        let body = serde_json::to_vec(&Wire::from(&*ev)).unwrap_or_default();
+        let ua = ev.user_agent.as_deref().unwrap_or("");
+        let visitor = visitors.id(ev.ip, ua, ev.at).await;
+        let body = serde_json::to_vec(&Wire::new(ev, visitor)).unwrap_or_default();
         let ack = nats
             .js
             .publish_with_headers(nats.settings.subject.clone(), headers, Bytes::from(body))
             .await;
         acks.push(ack);
     }
+    // One deadline for all the acknowledgements, which are awaited in turn.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut kept = Vec::new();
     for (ev, ack) in pending.drain(..).zip(acks) {
         let stored = match ack {
-            Ok(fut) => matches!(
-                tokio::time::timeout(Duration::from_secs(5), fut).await,
-                Ok(Ok(_))
-            ),
+            Ok(fut) => matches!(tokio::time::timeout_at(deadline, fut).await, Ok(Ok(_))),
             Err(_) => false,
         };
         if stored {

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Classifier, ClickEvent, VisitorId};
+use super::{Classifier, ClickEvent, Salts, visitor_id};
 use crate::cache::CachedTarget;
 use crate::clock::to_millis;
 use crate::domain::code::Code;
@@ -39,11 +40,20 @@ pub struct Tally {
     epoch: u64,
     names: Names<String>,
     counts: Map<Key, i64>,
-    /// People new to a link today: (link, day start ms, visitor hash).
-    visitors: Vec<(u32, i64, VisitorId)>,
+    /// People new to a link today; their visitor ids are made when the batch is taken.
+    visitors: Vec<NewVisitor>,
     known: KnownVisitors,
     clicks: u64,
     last_at: i64,
+}
+
+/// A person new to a link on a day: the link's number, the day's start (ms), and who.
+#[derive(Debug, Clone, Copy)]
+struct NewVisitor {
+    link: u32,
+    day: i64,
+    ip: IpAddr,
+    agent: u32,
 }
 
 /// Batch epochs, unique in the process, so that no tally can take another's (or an earlier
@@ -88,11 +98,17 @@ impl Tally {
                 country: 0,
             }
         } else {
-            if let Some(v) = &e.visitor
-                && self.known.first_time(self.link_keys[link as usize], at, v)
+            let link_key = self.link_keys[link as usize];
+            if self
+                .known
+                .first_time(link_key, at, e.ip, classifier.key(agent))
             {
-                self.visitors
-                    .push((link, at - at.rem_euclid(86_400_000), *v));
+                self.visitors.push(NewVisitor {
+                    link,
+                    day: at - at.rem_euclid(86_400_000),
+                    ip: e.ip,
+                    agent,
+                });
             }
             Key {
                 link,
@@ -134,14 +150,28 @@ impl Tally {
         self.counts.len() + self.visitors.len()
     }
 
+    /// The days (starts, ms) that new visitors were counted on: the salts [`Self::start_take`]
+    /// needs.
+    pub fn visitor_days(&self) -> Vec<i64> {
+        let mut days: Vec<i64> = Vec::new();
+        for v in &self.visitors {
+            if !days.contains(&v.day) {
+                days.push(v.day);
+            }
+        }
+        days
+    }
+
     /// Starts turning the counted clicks into the totals to write, leaving the tally empty
-    /// (it still knows today's visitors). See [`Taking`].
-    pub fn start_take(&mut self) -> Taking {
+    /// (it still knows today's visitors). New visitors get their ids under `salts`; one whose
+    /// day has no salt is not counted. See [`Taking`].
+    pub fn start_take(&mut self, salts: Salts) -> Taking {
         let names = std::mem::take(&mut self.names);
         let taking = Taking {
             totals: ClickTotals::with_codes(std::mem::take(&mut self.links)),
             counts: std::mem::take(&mut self.counts).into_iter(),
             visitors: std::mem::take(&mut self.visitors),
+            salts,
             name_ids: vec![None; names.len()],
             names,
             agent_ids: Map::default(),
@@ -155,8 +185,8 @@ impl Tally {
     }
 
     /// The totals to write, in one go (see [`Self::start_take`]).
-    pub fn take(&mut self, classifier: &Classifier) -> ClickTotals {
-        let mut taking = self.start_take();
+    pub fn take(&mut self, classifier: &Classifier, salts: Salts) -> ClickTotals {
+        let mut taking = self.start_take(salts);
         while !taking.step(classifier, usize::MAX) {}
         taking.finish()
     }
@@ -169,7 +199,8 @@ impl Tally {
 pub struct Taking {
     totals: ClickTotals,
     counts: std::collections::hash_map::IntoIter<Key, i64>,
-    visitors: Vec<(u32, i64, VisitorId)>,
+    visitors: Vec<NewVisitor>,
+    salts: Salts,
     names: Names<String>,
     name_ids: Vec<Option<u32>>,
     agent_ids: Map<u32, [u32; 3]>,
@@ -177,8 +208,21 @@ pub struct Taking {
 }
 
 impl Taking {
-    /// Adds up to `most` counters; `true` once all are in.
+    /// Adds up to `most` counters, or makes up to `most` visitor ids once the counters are
+    /// in; `true` once all are.
     pub fn step(&mut self, classifier: &Classifier, most: usize) -> bool {
+        if self.counts.len() == 0 {
+            let from = self.visitors.len().saturating_sub(most);
+            for v in self.visitors.drain(from..) {
+                let Some(salt) = self.salts.get(v.day) else {
+                    continue;
+                };
+                let id = visitor_id(salt, v.ip, classifier.text(v.agent));
+                let id = self.totals.value_id(&id.to_string());
+                self.totals.add_visitor_of(v.link, v.day, id);
+            }
+            return self.visitors.is_empty();
+        }
         let totals = &mut self.totals;
         for (key, n) in self.counts.by_ref().take(most) {
             if key.agent == BOT {
@@ -206,22 +250,19 @@ impl Taking {
                 totals.add_dim_of(key.link, day, dim, value, n);
             }
         }
-        self.counts.len() == 0
+        false
     }
 
     /// The totals, once [`Self::step`] said all are in.
     pub fn finish(mut self) -> ClickTotals {
-        for (link, day, v) in self.visitors.drain(..) {
-            let v = self.totals.value_id(&v.to_string());
-            self.totals.add_visitor_of(link, day, v);
-        }
         self.totals.last_at = self.last_at;
         self.totals
     }
 }
 
-/// The (link, visitor) pairs of today that this worker already wrote, so a returning visitor
-/// costs no row. Only a 64-bit hash of each pair is kept, at most `CAPACITY` of them; past
+/// The (link, visitor) pairs of today that this worker already counted, so a returning
+/// visitor costs neither a visitor id nor a row. Only a 64-bit keyed hash of link, address and
+/// agent is kept (in memory, for the day), at most `CAPACITY` of them; past
 /// that, or on a new day, the memory starts over (a visitor written twice is harmless: the
 /// store ignores the second).
 #[derive(Debug, Default)]
@@ -239,19 +280,14 @@ impl KnownVisitors {
         self.hasher.hash_one(code)
     }
 
-    /// Whether `visitor` is new on the link keyed `link` ([`Self::key_of`]) on the day of
-    /// `at` (ms), remembering it.
-    pub fn first_time(&mut self, link: u64, at: i64, visitor: &VisitorId) -> bool {
+    /// Whether the visitor at `ip` with the agent keyed `agent` ([`Classifier::key`]) is new
+    /// on the link keyed `link` ([`Self::key_of`]) on the day of `at` (ms), remembering it.
+    pub fn first_time(&mut self, link: u64, at: i64, ip: IpAddr, agent: u64) -> bool {
         let day = at - at.rem_euclid(86_400_000);
         if day != self.day || self.seen.len() >= Self::CAPACITY {
             self.day = day;
             self.seen.clear();
         }
-        // The visitor id is already a keyed hash: its bits need only mixing with the link's.
-        let (lo, hi) = visitor.0.split_at(8);
-        let v = u64::from_le_bytes(lo.try_into().unwrap_or_default())
-            ^ u64::from_le_bytes(hi.try_into().unwrap_or_default()).rotate_left(29);
-        self.seen
-            .insert(v ^ link.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        self.seen.insert(self.hasher.hash_one((link, ip, agent)))
     }
 }

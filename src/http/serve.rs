@@ -139,7 +139,7 @@ async fn redirect_get(
         referer: header(header::REFERER),
     };
     let resolution = match hot {
-        Some(target) => Ok(follow_hot(state, &target, &client).await),
+        Some(target) => Ok(follow_hot(state, &target, &client)),
         None => {
             // Off the hot path, a request may log (the store failing, say): give it the
             // request span the router's trace layer would.
