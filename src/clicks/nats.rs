@@ -1,6 +1,6 @@
 //! NATS JetStream between the redirect edge and the workers, for more than one node.
 //!
-//! Each node's redirect handler still only does a `try_send` into its bounded local queue. A
+//! Each node's redirect handler still only appends to its bounded local queue, never waiting. A
 //! forwarder publishes from that queue to the stream (subject `snip.clicks` by default) with
 //! the event id as `Nats-Msg-Id`, so a publish retried after a lost acknowledgement is stored
 //! once (JetStream's duplicate window). While NATS is unreachable the events wait in the
