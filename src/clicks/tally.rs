@@ -1,9 +1,6 @@
 //! What the in-process worker counts between two writes, kept compact: a click costs a few
 //! lookups of small integer keys, and the strings it names (link, agent, referrer, country)
-//! are stored once per batch. Each link's counters are kept together, in a short list (a
-//! link is clicked under few combinations of hour, agent, referrer and country), so that a
-//! batch over many links stays small enough for the CPU's cache. Written, it becomes
-//! [`ClickTotals`].
+//! are stored once per batch. Written, it becomes [`ClickTotals`].
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -21,76 +18,28 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// The agent index of every bot's click (their dimensions are not counted).
 const BOT: u32 = u32::MAX;
 
-/// What a link's click is counted under: its hour, its kind of agent, its referrer and
+/// One counter: clicks on a link in an hour, by one kind of agent, from one referrer and
 /// country.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Combo {
+struct Key {
+    link: u32,
     hour: i64,
     agent: u32,
     referrer: u32,
     country: u32,
 }
 
-/// One link's counters in a batch, by combination number.
-#[derive(Debug, Default)]
-struct LinkCounts {
-    /// The link's key in [`KnownVisitors`].
-    key: u64,
-    /// (combination, clicks) while the link has at most [`Self::FEW`] combinations (a scan
-    /// of a few cache lines is cheaper than a lookup in a big map)...
-    few: Vec<(u32, u32)>,
-    /// ...and from then on, or once a count outgrows 32 bits.
-    many: Map<u32, u64>,
-}
-
-impl LinkCounts {
-    const FEW: usize = 32;
-
-    /// Counts a click under `combo`; `true` if that makes a new counter.
-    fn add(&mut self, combo: u32) -> bool {
-        if self.many.is_empty() {
-            let room = self.few.len() < Self::FEW;
-            match self.few.iter_mut().find(|(c, _)| *c == combo) {
-                Some((_, n)) => {
-                    if let Some(more) = n.checked_add(1) {
-                        *n = more;
-                        return false;
-                    }
-                }
-                None if room => {
-                    self.few.push((combo, 1));
-                    return true;
-                }
-                None => {}
-            }
-            self.many
-                .extend(self.few.drain(..).map(|(c, n)| (c, u64::from(n))));
-        }
-        let n = self.many.entry(combo).or_default();
-        *n += 1;
-        *n == 1
-    }
-
-    /// The counters, emptied.
-    fn drain(&mut self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        let few = self.few.drain(..).map(|(c, n)| (c, u64::from(n)));
-        few.chain(self.many.drain())
-    }
-}
-
 /// Clicks counted since the last write.
 #[derive(Debug)]
 pub struct Tally {
     links: Names<Code>,
-    /// Each link's counters, by number.
-    counts: Vec<LinkCounts>,
-    combos: Names<Combo>,
-    /// Counters held, over all links.
-    counters: usize,
+    /// Each link's key in [`KnownVisitors`], by number.
+    link_keys: Vec<u64>,
     /// This batch's mark on the links it numbered: a link's
     /// [`CachedTarget::click_slot`] holds `epoch << 32 | number` (see [`Self::link`]).
     epoch: u64,
     names: Names<String>,
+    counts: Map<Key, i64>,
     /// People new to a link today; their visitor ids are made when the batch is taken.
     visitors: Vec<NewVisitor>,
     known: KnownVisitors,
@@ -119,11 +68,10 @@ impl Default for Tally {
     fn default() -> Self {
         Self {
             links: Names::default(),
-            counts: Vec::new(),
-            combos: Names::default(),
-            counters: 0,
+            link_keys: Vec::new(),
             epoch: new_epoch(),
             names: Names::default(),
+            counts: Map::default(),
             visitors: Vec::new(),
             known: KnownVisitors::default(),
             clicks: 0,
@@ -141,15 +89,16 @@ impl Tally {
         let agent = classifier.id(e.user_agent.as_deref());
         self.clicks += 1;
         self.last_at = self.last_at.max(at);
-        let combo = if e.head || classifier.visit(agent).bot {
-            Combo {
+        let key = if e.head || classifier.visit(agent).bot {
+            Key {
+                link,
                 hour,
                 agent: BOT,
                 referrer: 0,
                 country: 0,
             }
         } else {
-            let link_key = self.counts[link as usize].key;
+            let link_key = self.link_keys[link as usize];
             if self
                 .known
                 .first_time(link_key, at, e.ip, classifier.key(agent))
@@ -161,17 +110,15 @@ impl Tally {
                     agent,
                 });
             }
-            Combo {
+            Key {
+                link,
                 hour,
                 agent,
                 referrer: self.names.id(e.referrer.as_deref().unwrap_or("direct")),
                 country: self.names.id(e.country.as_deref().unwrap_or("unknown")),
             }
         };
-        let combo = self.combos.id(&combo);
-        if self.counts[link as usize].add(combo) {
-            self.counters += 1;
-        }
+        *self.counts.entry(key).or_default() += 1;
     }
 
     /// The batch's number of `target`'s link, given the `slot` the edge read from it: when
@@ -184,11 +131,8 @@ impl Tally {
         // Cached codes came from the store.
         let code = Code::from_trusted(target.code().to_owned());
         let id = self.links.id(&code);
-        if id as usize == self.counts.len() {
-            self.counts.push(LinkCounts {
-                key: self.known.key_of(code.as_str()),
-                ..LinkCounts::default()
-            });
+        if id as usize == self.link_keys.len() {
+            self.link_keys.push(self.known.key_of(code.as_str()));
         }
         target
             .click_slot()
@@ -203,7 +147,7 @@ impl Tally {
 
     /// Counters and visitors held: a bound on the rows the write will touch.
     pub fn rows(&self) -> usize {
-        self.counters + self.visitors.len()
+        self.counts.len() + self.visitors.len()
     }
 
     /// The days (starts, ms) that new visitors were counted on: the salts [`Self::start_take`]
@@ -225,8 +169,7 @@ impl Tally {
         let names = std::mem::take(&mut self.names);
         let taking = Taking {
             totals: ClickTotals::with_codes(std::mem::take(&mut self.links)),
-            counts: std::mem::take(&mut self.counts),
-            combos: std::mem::take(&mut self.combos),
+            counts: std::mem::take(&mut self.counts).into_iter(),
             visitors: std::mem::take(&mut self.visitors),
             salts,
             name_ids: vec![None; names.len()],
@@ -235,7 +178,7 @@ impl Tally {
             last_at: self.last_at,
         };
         self.epoch = new_epoch();
-        self.counters = 0;
+        self.link_keys.clear();
         self.clicks = 0;
         self.last_at = 0;
         taking
@@ -255,9 +198,7 @@ impl Tally {
 #[derive(Debug)]
 pub struct Taking {
     totals: ClickTotals,
-    /// What is left to add up: the links up to this many (the last ones go first).
-    counts: Vec<LinkCounts>,
-    combos: Names<Combo>,
+    counts: std::collections::hash_map::IntoIter<Key, i64>,
     visitors: Vec<NewVisitor>,
     salts: Salts,
     names: Names<String>,
@@ -270,7 +211,7 @@ impl Taking {
     /// Adds up to `most` counters, or makes up to `most` visitor ids once the counters are
     /// in; `true` once all are.
     pub fn step(&mut self, classifier: &Classifier, most: usize) -> bool {
-        if self.counts.is_empty() {
+        if self.counts.len() == 0 {
             let from = self.visitors.len().saturating_sub(most);
             for v in self.visitors.drain(from..) {
                 let Some(salt) = self.salts.get(v.day) else {
@@ -283,40 +224,30 @@ impl Taking {
             return self.visitors.is_empty();
         }
         let totals = &mut self.totals;
-        let mut done = 0;
-        while done < most {
-            let Some(mut counts) = self.counts.pop() else {
-                break;
+        for (key, n) in self.counts.by_ref().take(most) {
+            if key.agent == BOT {
+                totals.add_hour_of(key.link, key.hour, n, n);
+                continue;
+            }
+            totals.add_hour_of(key.link, key.hour, n, 0);
+            let [browser, os, device] = *self.agent_ids.entry(key.agent).or_insert_with(|| {
+                let v = classifier.visit(key.agent);
+                [&v.browser, &v.os, &v.device].map(|s| totals.value_id(s))
+            });
+            let mut name_id = |id: u32| {
+                *self.name_ids[id as usize]
+                    .get_or_insert_with(|| totals.value_id(self.names.name(id)))
             };
-            let link = self.counts.len() as u32;
-            for (combo, n) in counts.drain() {
-                done += 1;
-                let key = *self.combos.name(combo);
-                let n = n as i64;
-                if key.agent == BOT {
-                    totals.add_hour_of(link, key.hour, n, n);
-                    continue;
-                }
-                totals.add_hour_of(link, key.hour, n, 0);
-                let [browser, os, device] = *self.agent_ids.entry(key.agent).or_insert_with(|| {
-                    let v = classifier.visit(key.agent);
-                    [&v.browser, &v.os, &v.device].map(|s| totals.value_id(s))
-                });
-                let mut name_id = |id: u32| {
-                    *self.name_ids[id as usize]
-                        .get_or_insert_with(|| totals.value_id(self.names.name(id)))
-                };
-                let (referrer, country) = (name_id(key.referrer), name_id(key.country));
-                let day = key.hour - key.hour.rem_euclid(86_400_000);
-                for (dim, value) in [
-                    ("referrer", referrer),
-                    ("browser", browser),
-                    ("os", os),
-                    ("device", device),
-                    ("country", country),
-                ] {
-                    totals.add_dim_of(link, day, dim, value, n);
-                }
+            let (referrer, country) = (name_id(key.referrer), name_id(key.country));
+            let day = key.hour - key.hour.rem_euclid(86_400_000);
+            for (dim, value) in [
+                ("referrer", referrer),
+                ("browser", browser),
+                ("os", os),
+                ("device", device),
+                ("country", country),
+            ] {
+                totals.add_dim_of(key.link, day, dim, value, n);
             }
         }
         false
@@ -358,45 +289,5 @@ impl KnownVisitors {
             self.seen.clear();
         }
         self.seen.insert(self.hasher.hash_one((link, ip, agent)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn drained(counts: &mut LinkCounts) -> Vec<(u32, u64)> {
-        let mut all: Vec<_> = counts.drain().collect();
-        all.sort_unstable();
-        all
-    }
-
-    #[test]
-    fn a_link_counts_the_same_in_a_list_and_in_a_map() {
-        let mut counts = LinkCounts::default();
-        let mut new = 0;
-        // Combination c clicked c + 1 times, interleaved; past `FEW` the list becomes a map.
-        for round in 0..100u32 {
-            for combo in round..100 {
-                new += usize::from(counts.add(combo));
-            }
-        }
-        assert_eq!(new, 100);
-        assert!(!counts.many.is_empty());
-        let expected: Vec<_> = (0..100u32).map(|c| (c, u64::from(c) + 1)).collect();
-        assert_eq!(drained(&mut counts), expected);
-        assert!(counts.few.is_empty() && counts.many.is_empty());
-    }
-
-    #[test]
-    fn a_count_past_32_bits_goes_on_in_the_map() {
-        let mut counts = LinkCounts::default();
-        assert!(counts.add(7));
-        assert!(counts.add(8));
-        counts.few[0].1 = u32::MAX - 1;
-        assert!(!counts.add(7));
-        assert!(!counts.add(7));
-        assert!(!counts.add(8));
-        assert_eq!(drained(&mut counts), [(7, u64::from(u32::MAX) + 1), (8, 2)]);
     }
 }
