@@ -1,9 +1,9 @@
 //! Click analytics that never slow a redirect: the handler appends its event to a bounded
-//! queue without waiting (see [`queue`]); a worker drains it in batches, classifies each click (browser, OS,
-//! device, bot) and has the store apply the batch in one transaction. When the queue is full
-//! a click is dropped and counted, never awaited. Each batch carries a UUIDv7 that the store
-//! records with it, so a batch that is retried counts once; events that travel through NATS
-//! carry ids of their own, so a redelivered one counts once too.
+//! queue without waiting (see [`queue`]); a worker drains it in batches, classifies each
+//! click (browser, OS, device, bot) and has the store apply the batch in one transaction.
+//! When the queue is full a click is dropped and counted, never awaited. Each batch carries
+//! a UUIDv7 that the store records with it, so a batch that is retried counts once; events
+//! that travel through NATS carry ids of their own, so a redelivered one counts once too.
 
 pub mod geoip;
 pub mod nats;
