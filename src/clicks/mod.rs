@@ -528,6 +528,7 @@ impl Salts {
     }
 
     /// The given salt for the given days (made up for tests).
+    #[cfg(test)]
     pub fn of(days: impl IntoIterator<Item = (i64, String)>) -> Self {
         Self(days.into_iter().map(|(d, s)| (d, s.into())).collect())
     }

@@ -246,7 +246,7 @@ async fn publish(
     let mut acks = Vec::with_capacity(pending.len());
     for ev in pending.iter_mut() {
         // The id is given once, so a publish retried after a lost acknowledgement is known.
-        let id = ev.event_id.get_or_insert_with(super::new_id).clone();
+        let id = ev.event_id.get_or_insert_with(super::new_id);
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", id.as_str());
         let ua = ev.user_agent.as_deref().unwrap_or("");
