@@ -67,7 +67,7 @@ def markdown(runs, facts):
     say(
         f"Measured {facts.get('date', '?')} on {facts.get('cpu', 'this machine')} (2 cores): "
         f"{facts.get('rounds', '?')} interleaved rounds of {facts.get('seconds_per_run', '?')} s "
-        "runs, wrk with 32 keep-alive connections on CPU 1, the server on CPU 0. Medians; the "
+        f"runs ({facts.get('analytics_seconds', '?')} s for hot uniform and analytics off), wrk with 32 keep-alive connections on CPU 1, the server on CPU 0. Medians; the "
         "ratio is the median of each round's ratio to the limit server of the same round. "
         "Made by `bash bench/run.sh`."
     )
@@ -137,8 +137,12 @@ def markdown(runs, facts):
     if runs.get("hot") and runs.get("analytics_off"):
         pairs = [runs["hot"][r][0] / runs["analytics_off"][r][0]
                  for r in runs["hot"] if r in runs["analytics_off"]]
-        lines.append(f"- Analytics on / off (hot, uniform): **{med(pairs):.2f}** "
-                     f"(rounds: {', '.join(f'{p:.2f}' for p in pairs)}; target ≥ 0.90).")
+        batches = [facts.get(f"hot_batches_{r}", "?") for r in sorted(runs["hot"])]
+        lines.append(f"- Analytics on / off (hot, uniform, {facts.get('analytics_seconds', '?')} s "
+                     f"runs back to back): **{med(pairs):.2f}** "
+                     f"(rounds: {', '.join(f'{p:.2f}' for p in pairs)}; target ≥ 0.90). "
+                     f"Click batches written during each run with analytics on: "
+                     f"{', '.join(batches)}.")
     router = summary(runs, "router_only")
     if runs.get("router_only"):
         lines.append(f"- The hot path against the router alone: {hot['rps'] / router['rps']:.2f}× "

@@ -16,6 +16,7 @@
 #
 #   bash bench/run.sh
 #   ROUNDS=3 SECONDS_PER_RUN=10 SCALE="10000 1000000 10000000" bash bench/run.sh
+#   ANALYTICS_SECONDS=40 SETTLE_SECONDS=3   the analytics on/off runs (see below)
 #   BENCH_DATA=dir   where the bulk-loaded databases are kept (default target/bench-data;
 #                    the 10M one takes minutes to load, so it is kept for the next run)
 set -euo pipefail
@@ -23,6 +24,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_PER_RUN:-10}
 SCALE=${SCALE:-"10000 1000000 10000000"}
+ASECS=${ANALYTICS_SECONDS:-40}
+SETTLE_SECS=${SETTLE_SECONDS:-3}
 DATA=${BENCH_DATA:-target/bench-data}
 cargo build --release --quiet --bin snip --example limit --example bulk_load
 . bench/lib.sh
@@ -30,6 +33,7 @@ SNIP=target/release/snip
 RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 note() { printf '%s\n' "$*" >&2; }
+batches() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^snip_click_batches_total / {print $2}'; }
 fact() { printf 'fact\t%s\t%s\n' "$1" "$2" >> "$RESULTS"; }
 
 # Databases of numbered links (bench/redirects.lua computes their codes), loaded through the
@@ -76,12 +80,13 @@ for name in hot off router; do
     load "$(eval echo "\$${name^^}")" 10000 "$WORK/$name.codes"
 done
 
-# measure SCENARIO ROUND NAME PORT SCRIPT [VAR=value...]
+# measure SCENARIO ROUND NAME PORT SCRIPT [VAR=value...]; RUN_SECONDS (default SECS) sets the
+# run's length.
 measure() {
     local scenario=$1 round=$2 name=$3 port=$4 rps p50 p99
     shift 4
     only "$name"
-    read -r rps p50 p99 < <(run "$port" "$SECS" "$@")
+    read -r rps p50 p99 < <(run "$port" "${RUN_SECONDS:-$SECS}" "$@")
     printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$round" "$rps" "$p50" "$p99" >> "$RESULTS"
     note "round $round  $scenario: $rps req/s, p50 $p50 ms, p99 $p99 ms"
 }
@@ -115,9 +120,22 @@ done
 
 for round in $(seq 1 "$ROUNDS"); do
     measure limit "$round" limit "$LIMIT" bench/redirects.lua CODES="$WORK/hot.codes"
-    measure hot "$round" hot "$HOT" bench/redirects.lua CODES="$WORK/hot.codes"
+    # Analytics on against off, back to back. A busy node writes a batch of clicks about
+    # every 40 times what the last one cost (35-40 s here), so these runs last a batch
+    # period, ANALYTICS_SECONDS. A paused server cannot write the batch that comes due
+    # while it is paused, as an idle one would; it is left SETTLE_SECONDS idle first, so
+    # that a batch lands in a run at the pace steady load brings, not once per round.
+    # The batches each run held are reported beside the ratio.
+    only off
+    sleep "$SETTLE_SECS"
+    RUN_SECONDS=$ASECS measure analytics_off "$round" off "$OFF" bench/redirects.lua \
+        CODES="$WORK/off.codes"
+    only hot
+    sleep "$SETTLE_SECS"
+    before=$(batches "$HOT")
+    RUN_SECONDS=$ASECS measure hot "$round" hot "$HOT" bench/redirects.lua CODES="$WORK/hot.codes"
+    fact "hot_batches_$round" $(($(batches "$HOT") - before))
     measure hot_zipf "$round" hot "$HOT" bench/redirects.lua CODES="$WORK/hot.codes" ZIPF=1
-    measure analytics_off "$round" off "$OFF" bench/redirects.lua CODES="$WORK/off.codes"
     measure router_only "$round" router "$ROUTER" bench/redirects.lua CODES="$WORK/router.codes"
     measure cold "$round" cold "$COLD" bench/redirects.lua N=100000
     measure create "$round" create "$CREATE" bench/create.lua KEY="$KEY"
@@ -138,6 +156,7 @@ fact hot_clicks_written "$(curl -s "http://127.0.0.1:$HOT/metrics" | awk -F' ' '
 fact cpu "$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}')"
 fact date "$(date -u +%Y-%m-%d)"
 fact seconds_per_run "$SECS"
+fact analytics_seconds "$ASECS"
 fact rounds "$ROUNDS"
 
 cp "$RESULTS" "${BENCH_RESULTS:-target/bench-results.tsv}"

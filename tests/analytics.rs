@@ -174,6 +174,9 @@ async fn ten_thousand_redirects_add_up_exactly(app: &TestApp) {
             .await,
         0
     );
+    // Written in batches (one transaction each), far fewer than the clicks.
+    let batches = app.metric("snip_click_batches_total").await;
+    assert!((1..n as u64).contains(&batches), "{batches} batches");
 
     let path = format!("/api/v1/links/{code}/stats");
     let s = expect_json(app.get(&path, &app.admin_key).await, StatusCode::OK).await;

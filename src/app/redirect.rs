@@ -164,16 +164,17 @@ fn record(state: &AppState, link: &Arc<CachedTarget>, client: &Client<'_>, head:
     if !state.settings.analytics {
         return;
     }
-    state.clicks.record(ClickEvent {
-        event_id: None,
-        link: link.clone(),
+    let referrer = referrer_host(client.referer);
+    let country = state.geoip.as_ref().and_then(|g| g.country(client.ip));
+    state.clicks.record(&ClickEvent {
+        link,
         slot: link.click_slot().load(std::sync::atomic::Ordering::Relaxed),
         at: state.clock.now(),
         head,
         ip: client.ip,
-        user_agent: client.user_agent.map(|ua| truncate(ua, 512).to_owned()),
-        referrer: referrer_host(client.referer),
-        country: state.geoip.as_ref().and_then(|g| g.country(client.ip)),
+        user_agent: client.user_agent.map(|ua| truncate(ua, 512)),
+        referrer: referrer.as_deref(),
+        country: country.as_deref(),
     });
 }
 

@@ -25,19 +25,18 @@ use crate::cache::CachedTarget;
 use crate::domain::code::Code;
 use crate::domain::visit::{Visit, classify};
 use crate::store::{ClickFact, ClickTotals, LinkStore};
-pub use queue::{ClickQueue, ClickTaker};
+pub use queue::{ClickQueue, ClickTaker, Taken};
 pub use tally::{KnownVisitors, Tally};
 
-/// One redirect served, as the edge saw it. The client's address stays in memory, in this
+/// One redirect served, as the edge saw it; its strings are borrowed (the queue copies them
+/// into a buffer of its own, see [`queue`]). The client's address stays in memory, in this
 /// process: it is never stored or sent, only the salted visitor hash made of it (by the
 /// worker, once per new visitor, or by the forwarder before an event leaves the node).
-#[derive(Debug, Clone)]
-pub struct ClickEvent {
-    /// Unique id (UUIDv7), given when the event leaves this node (through NATS).
-    pub event_id: Option<String>,
+#[derive(Debug, Clone, Copy)]
+pub struct ClickEvent<'a> {
     /// The link that was followed, as the cache holds it (the worker keeps its batch number
     /// of the link on it; see [`CachedTarget::click_slot`]).
-    pub link: Arc<CachedTarget>,
+    pub link: &'a Arc<CachedTarget>,
     /// The link's [`CachedTarget::click_slot`] as the edge read it (the line was in its
     /// cache; the worker's would not be), so that the worker need not touch the link.
     pub slot: u64,
@@ -48,11 +47,11 @@ pub struct ClickEvent {
     /// The client's address (after trusted proxies).
     pub ip: IpAddr,
     /// The `User-Agent` header (first 512 bytes).
-    pub user_agent: Option<String>,
+    pub user_agent: Option<&'a str>,
     /// The referring host.
-    pub referrer: Option<String>,
+    pub referrer: Option<&'a str>,
     /// ISO country code, when a GeoIP database is configured.
-    pub country: Option<String>,
+    pub country: Option<&'a str>,
 }
 
 /// A visitor's id: the first 128 bits of the salted hash of IP and user agent. Written as
@@ -162,21 +161,21 @@ impl Classifier {
     }
 }
 
-impl ClickEvent {
+impl ClickEvent<'_> {
     /// Classifies the event into what the store counts, its visitor id made with `salt`.
     pub fn fact(&self, classifier: &mut Classifier, salt: &str) -> ClickFact {
         // Cached codes came from the store.
         let code = Code::from_trusted(self.link.code().to_owned());
-        let visitor = visitor_id(salt, self.ip, self.user_agent.as_deref().unwrap_or(""));
+        let visitor = visitor_id(salt, self.ip, self.user_agent.unwrap_or(""));
         Click {
-            event_id: self.event_id.clone(),
+            event_id: None,
             code,
             at: self.at,
             head: self.head,
-            user_agent: self.user_agent.as_deref(),
-            referrer: self.referrer.clone(),
+            user_agent: self.user_agent,
+            referrer: self.referrer.map(str::to_owned),
             visitor: Some(visitor.to_string()),
-            country: self.country.clone(),
+            country: self.country.map(str::to_owned),
         }
         .fact(classifier)
     }
@@ -241,6 +240,8 @@ pub struct ClickStats {
     pub published: AtomicU64,
     /// Events written to the store.
     pub written: AtomicU64,
+    /// Batches written to the store (each one transaction).
+    pub batches: AtomicU64,
     /// Events delivered again by NATS after the store had them (an acknowledgement lost in
     /// an outage); skipped, not counted twice.
     pub redelivered: AtomicU64,
@@ -360,7 +361,7 @@ impl Worker {
         let mut drain = tokio::time::interval(DRAIN_EVERY.min(settings.flush_every));
         drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_flush = tokio::time::Instant::now();
-        let mut events = Vec::new();
+        let mut events = queue::Taken::default();
         loop {
             tokio::select! {
                 _ = drain.tick() => {}
@@ -369,7 +370,7 @@ impl Worker {
             taker.take(&mut events);
             // A short slice at a time: between slices the runtime serves the requests that
             // share this thread, which would otherwise wait for the whole tick's work.
-            for (n, e) in events.drain(..).enumerate() {
+            for (n, e) in events.iter().enumerate() {
                 if n % DRAIN_SLICE == DRAIN_SLICE - 1 {
                     tokio::task::yield_now().await;
                 }
@@ -383,6 +384,7 @@ impl Worker {
                     last_flush = tokio::time::Instant::now();
                 }
             }
+            events.clear();
             if !self.writing.busy().await
                 && self.writing.due(last_flush.elapsed(), settings.flush_every)
             {
@@ -393,7 +395,7 @@ impl Worker {
         // Shutdown: take whatever is still queued; later clicks are dropped (counted).
         taker.close();
         taker.take(&mut events);
-        for e in events.drain(..) {
+        for e in events.iter() {
             self.tally.add(&e, &mut self.classifier);
         }
         self.flush().await;
@@ -494,6 +496,7 @@ async fn write_batch(store: &dyn LinkStore, stats: &ClickStats, batch: ClickTota
         match store.apply_click_totals(&batch_id, &batch).await {
             Ok(_) => {
                 stats.written.fetch_add(batch.clicks, Ordering::Relaxed);
+                stats.batches.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             Err(e) => {
@@ -685,18 +688,17 @@ mod tests {
     }
 
     /// An event as the edge makes it: the link's slot read when the click is recorded.
-    fn event(link: &Arc<CachedTarget>, i: usize, ua: Option<&str>) -> ClickEvent {
+    fn event<'a>(link: &'a Arc<CachedTarget>, i: usize, ua: Option<&'a str>) -> ClickEvent<'a> {
         ClickEvent {
-            event_id: None,
-            link: link.clone(),
+            link,
             slot: link.click_slot().load(Ordering::Relaxed),
             at: chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64 * 900_000)
                 .unwrap(),
             head: i.is_multiple_of(5),
             ip: IpAddr::from([10, 0, 0, (i % 2) as u8]),
-            user_agent: ua.map(str::to_owned),
-            referrer: i.is_multiple_of(3).then(|| "t.co".to_owned()),
-            country: i.is_multiple_of(4).then(|| "DE".to_owned()),
+            user_agent: ua,
+            referrer: i.is_multiple_of(3).then_some("t.co"),
+            country: i.is_multiple_of(4).then_some("DE"),
         }
     }
 

@@ -9,6 +9,7 @@
 //! redelivered event counts once because the store skips event ids it has applied.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{Classifier, Click, ClickEvent, ClickStats, ClickTaker, VisitorId, VisitorIds};
+use super::{Classifier, Click, ClickEvent, ClickStats, ClickTaker, Taken, VisitorIds};
 use crate::domain::code::Code;
 use crate::resilience::{Breaker, BreakerSettings};
 use crate::store::{ClickFact, LinkStore};
@@ -55,21 +56,34 @@ struct Wire {
     country: Option<String>,
 }
 
-impl Wire {
-    /// The wire form of `e`, whose visitor id is `visitor`.
-    fn new(e: &ClickEvent, visitor: Option<VisitorId>) -> Self {
-        Wire {
-            id: e.event_id.clone().unwrap_or_else(super::new_id),
-            code: e.link.code().to_owned(),
-            at: e.at,
-            head: e.head,
-            ua: e.user_agent.clone(),
-            referrer: e.referrer.clone(),
-            visitor: visitor.map(|v| v.to_string()),
-            country: e.country.clone(),
+/// An event waiting to be published: its wire form, given its id once (so that a publish
+/// retried after a lost acknowledgement is known), and the client's address, from which its
+/// visitor id is made before it is first published.
+#[derive(Debug)]
+struct Outgoing {
+    wire: Wire,
+    ip: IpAddr,
+}
+
+impl Outgoing {
+    fn new(e: &ClickEvent<'_>) -> Self {
+        Outgoing {
+            wire: Wire {
+                id: super::new_id(),
+                code: e.link.code().to_owned(),
+                at: e.at,
+                head: e.head,
+                ua: e.user_agent.map(str::to_owned),
+                referrer: e.referrer.map(str::to_owned),
+                visitor: None,
+                country: e.country.map(str::to_owned),
+            },
+            ip: e.ip,
         }
     }
+}
 
+impl Wire {
     fn click(&self) -> Option<Click<'_>> {
         Some(Click {
             event_id: Some(self.id.clone()),
@@ -181,9 +195,9 @@ pub async fn forward(
     shutdown: CancellationToken,
     drain_for: Duration,
 ) {
-    let mut taken: Vec<ClickEvent> = Vec::new();
-    let mut inbox: VecDeque<ClickEvent> = VecDeque::new();
-    let mut pending: Vec<ClickEvent> = Vec::new();
+    let mut taken = Taken::default();
+    let mut inbox: VecDeque<Outgoing> = VecDeque::new();
+    let mut pending: Vec<Outgoing> = Vec::new();
     let mut tick = tokio::time::interval(TAKE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -194,7 +208,8 @@ pub async fn forward(
                     () = shutdown.cancelled() => break,
                 }
                 taker.take(&mut taken);
-                inbox.extend(taken.drain(..));
+                inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
+                taken.clear();
             }
             pending.extend(inbox.drain(..inbox.len().min(PUBLISH_AT_ONCE)));
             if pending.is_empty() {
@@ -224,7 +239,7 @@ pub async fn forward(
     taker.close();
     taker.take(&mut taken);
     pending.extend(inbox.drain(..));
-    pending.append(&mut taken);
+    pending.extend(taken.iter().map(|e| Outgoing::new(&e)));
     let deadline = tokio::time::Instant::now() + drain_for;
     while !pending.is_empty() && tokio::time::Instant::now() < deadline {
         if !publish(&nats, &visitors, &mut pending, &stats).await {
@@ -240,18 +255,20 @@ pub async fn forward(
 async fn publish(
     nats: &Nats,
     visitors: &VisitorIds,
-    pending: &mut Vec<ClickEvent>,
+    pending: &mut Vec<Outgoing>,
     stats: &ClickStats,
 ) -> bool {
     let mut acks = Vec::with_capacity(pending.len());
     for ev in pending.iter_mut() {
-        // The id is given once, so a publish retried after a lost acknowledgement is known.
-        let id = ev.event_id.get_or_insert_with(super::new_id);
+        let wire = &mut ev.wire;
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id.as_str());
-        let ua = ev.user_agent.as_deref().unwrap_or("");
-        let visitor = visitors.id(ev.ip, ua, ev.at).await;
-        let body = serde_json::to_vec(&Wire::new(ev, visitor)).unwrap_or_default();
+        headers.insert("Nats-Msg-Id", wire.id.as_str());
+        // Made once (unless the day's salt could not be had: then tried again).
+        if wire.visitor.is_none() {
+            let ua = wire.ua.as_deref().unwrap_or("");
+            wire.visitor = visitors.id(ev.ip, ua, wire.at).await.map(|v| v.to_string());
+        }
+        let body = serde_json::to_vec(&*wire).unwrap_or_default();
         let ack = nats
             .js
             .publish_with_headers(nats.settings.subject.clone(), headers, Bytes::from(body))
@@ -329,6 +346,7 @@ pub async fn consume(
             match store.apply_clicks(&super::new_id(), &facts).await {
                 Ok(applied) => {
                     stats.written.fetch_add(applied as u64, Ordering::Relaxed);
+                    stats.batches.fetch_add(1, Ordering::Relaxed);
                     stats.redelivered.fetch_add(
                         facts.len().saturating_sub(applied) as u64,
                         Ordering::Relaxed,

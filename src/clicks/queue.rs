@@ -1,14 +1,19 @@
 //! The bounded queue between the redirect edge and whoever takes the clicks (the in-process
-//! worker, or the NATS forwarder). A redirect only appends its event to a buffer under a lock
-//! that nobody holds for longer than a swap of two vectors; the taker swaps each buffer for
-//! an empty one a few times a second and goes through the events in order. A send never
-//! waits: a buffer that is busy is passed over for the next, and a click that finds every
-//! buffer full (or the queue closed) is dropped and counted.
+//! worker, or the NATS forwarder). A redirect only appends its event to a buffer, and its
+//! strings to the buffer's text, under a lock that nobody holds for longer than that or a
+//! swap of two buffers; the taker swaps each buffer for an empty one every few milliseconds
+//! and goes through the events in order. A send never waits: a buffer that is busy is passed
+//! over for the next, and a click that finds every buffer full (or the queue closed) is
+//! dropped and counted.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
+use chrono::{DateTime, Utc};
+
 use super::{ClickEvent, ClickStats};
+use crate::cache::CachedTarget;
 
 /// Buffers, at most: threads that send at once mostly find different ones free.
 const SHARDS: usize = 8;
@@ -30,10 +35,130 @@ struct Inner {
 }
 
 struct Shard {
-    events: Vec<ClickEvent>,
+    part: Part,
     /// Most events this buffer holds (the buffers' bounds add up to the queue's).
     bound: usize,
     closed: bool,
+}
+
+/// Queued events and the text they name: an event's strings are copied into one shared
+/// buffer, so that a click costs no allocation (once the buffers are as big as the
+/// traffic makes them) and the taker frees nothing per click.
+#[derive(Debug, Default)]
+struct Part {
+    events: Vec<Queued>,
+    text: String,
+}
+
+/// A queued event; its strings are ranges of its part's text.
+#[derive(Debug)]
+struct Queued {
+    link: Arc<CachedTarget>,
+    slot: u64,
+    at: DateTime<Utc>,
+    head: bool,
+    ip: std::net::IpAddr,
+    user_agent: Option<Range<u32>>,
+    referrer: Option<Range<u32>>,
+    country: Option<Range<u32>>,
+}
+
+impl Part {
+    fn push(&mut self, e: &ClickEvent<'_>) {
+        let mut keep = |s: Option<&str>| {
+            s.map(|s| {
+                let start = self.text.len() as u32;
+                self.text.push_str(s);
+                start..self.text.len() as u32
+            })
+        };
+        let (user_agent, referrer, country) =
+            (keep(e.user_agent), keep(e.referrer), keep(e.country));
+        self.events.push(Queued {
+            link: e.link.clone(),
+            slot: e.slot,
+            at: e.at,
+            head: e.head,
+            ip: e.ip,
+            user_agent,
+            referrer,
+            country,
+        });
+    }
+
+    /// Moves `other`'s events to the end of these.
+    fn append(&mut self, other: &mut Part) {
+        let shift = self.text.len() as u32;
+        let moved = |r: &mut Option<Range<u32>>| {
+            if let Some(r) = r {
+                *r = r.start + shift..r.end + shift;
+            }
+        };
+        for mut e in other.events.drain(..) {
+            moved(&mut e.user_agent);
+            moved(&mut e.referrer);
+            moved(&mut e.country);
+            self.events.push(e);
+        }
+        self.text.push_str(&other.text);
+        other.text.clear();
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.text.clear();
+    }
+
+    fn event<'a>(&'a self, q: &'a Queued) -> ClickEvent<'a> {
+        let text = |r: &Option<Range<u32>>| {
+            r.as_ref().map(|r| {
+                self.text
+                    .get(r.start as usize..r.end as usize)
+                    .unwrap_or_default()
+            })
+        };
+        ClickEvent {
+            link: &q.link,
+            slot: q.slot,
+            at: q.at,
+            head: q.head,
+            ip: q.ip,
+            user_agent: text(&q.user_agent),
+            referrer: text(&q.referrer),
+            country: text(&q.country),
+        }
+    }
+}
+
+/// Events taken from the queue. Take into the same one each time, cleared, and the queue's
+/// buffers stop allocating once they are as big as the traffic makes them.
+#[derive(Debug, Default)]
+pub struct Taken {
+    parts: Vec<Part>,
+}
+
+impl Taken {
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.events.len()).sum()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().all(|p| p.events.is_empty())
+    }
+
+    /// The events, oldest first within each of the queue's buffers.
+    pub fn iter(&self) -> impl Iterator<Item = ClickEvent<'_>> {
+        self.parts
+            .iter()
+            .flat_map(|p| p.events.iter().map(move |q| p.event(q)))
+    }
+
+    /// Forgets the events, keeping the room they took.
+    pub fn clear(&mut self) {
+        self.parts.iter_mut().for_each(Part::clear);
+    }
 }
 
 /// Creates a queue of at most `capacity` events (at least one).
@@ -43,7 +168,7 @@ pub fn bounded(capacity: usize, stats: Arc<ClickStats>) -> (ClickQueue, ClickTak
     let shards = (0..n)
         .map(|i| {
             Mutex::new(Shard {
-                events: Vec::new(),
+                part: Part::default(),
                 bound: capacity / n + usize::from(i < capacity % n),
                 closed: false,
             })
@@ -73,8 +198,9 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl ClickQueue {
-    /// Enqueues a click without waiting; a full or closed queue drops it (counted).
-    pub fn record(&self, event: ClickEvent) {
+    /// Enqueues a click without waiting (copying its strings); a full or closed queue drops
+    /// it (counted).
+    pub fn record(&self, event: &ClickEvent<'_>) {
         let shards = &self.inner.shards;
         let first = first_shard();
         for i in 0..shards.len() {
@@ -86,8 +212,8 @@ impl ClickQueue {
             if shard.closed {
                 break;
             }
-            if shard.events.len() < shard.bound {
-                shard.events.push(event);
+            if shard.part.events.len() < shard.bound {
+                shard.part.push(event);
                 drop(shard);
                 self.inner.stats.queued.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -103,22 +229,27 @@ impl ClickQueue {
 
     /// Events waiting in the queue.
     pub fn depth(&self) -> usize {
-        self.inner.shards.iter().map(|s| lock(s).events.len()).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| lock(s).part.events.len())
+            .sum()
     }
 }
 
 impl ClickTaker {
-    /// Moves every queued event into `into`, oldest first within each buffer. An empty
-    /// `into` is swapped with a buffer rather than copied into, and then leaves its capacity
-    /// to that buffer: take into the same vector each time, emptied, and the buffers stop
-    /// allocating once they are as big as the traffic makes them.
-    pub fn take(&self, into: &mut Vec<ClickEvent>) {
-        for shard in &self.inner.shards {
+    /// Moves every queued event into `into`, after what it holds. A buffer whose place in
+    /// `into` is empty is swapped with it rather than copied, and keeps that place's room.
+    pub fn take(&self, into: &mut Taken) {
+        let shards = &self.inner.shards;
+        into.parts.resize_with(shards.len(), Part::default);
+        for (shard, part) in shards.iter().zip(&mut into.parts) {
             let mut shard = lock(shard);
-            if into.is_empty() {
-                std::mem::swap(into, &mut shard.events);
+            if part.events.is_empty() {
+                part.text.clear();
+                std::mem::swap(part, &mut shard.part);
             } else {
-                into.append(&mut shard.events);
+                part.append(&mut shard.part);
             }
         }
     }
@@ -152,12 +283,14 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
 
     use super::*;
-    use crate::cache::CachedTarget;
 
-    fn event(n: u8) -> ClickEvent {
+    fn link() -> Arc<CachedTarget> {
+        Arc::new(CachedTarget::plain("aa"))
+    }
+
+    fn event(link: &Arc<CachedTarget>, n: u8) -> ClickEvent<'_> {
         ClickEvent {
-            event_id: None,
-            link: Arc::new(CachedTarget::plain("aa")),
+            link,
             slot: 0,
             at: chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap(),
             head: false,
@@ -168,21 +301,22 @@ mod tests {
         }
     }
 
-    fn ips(events: &[ClickEvent]) -> Vec<IpAddr> {
-        events.iter().map(|e| e.ip).collect()
+    fn ips(taken: &Taken) -> Vec<IpAddr> {
+        taken.iter().map(|e| e.ip).collect()
     }
 
     #[test]
     fn holds_its_capacity_and_drops_the_rest() {
         let stats = Arc::new(ClickStats::default());
         let (queue, taker) = bounded(20, stats.clone());
+        let link = link();
         for n in 0..25 {
-            queue.record(event(n));
+            queue.record(&event(&link, n));
         }
         assert_eq!(queue.depth(), 20);
         assert_eq!(stats.queued.load(Relaxed), 20);
         assert_eq!(stats.dropped.load(Relaxed), 5);
-        let mut taken = Vec::new();
+        let mut taken = Taken::default();
         taker.take(&mut taken);
         // One thread fills its buffer first, then the next ones, in turn: every event is
         // there once, though not in the order sent across buffers.
@@ -194,37 +328,99 @@ mod tests {
         assert_eq!(queue.depth(), 0);
         // Taken, the queue has room again; a second take appends to what it is given, in the
         // order sent within a buffer.
-        queue.record(event(30));
-        queue.record(event(31));
+        queue.record(&event(&link, 30));
+        queue.record(&event(&link, 31));
         taker.take(&mut taken);
         assert_eq!(taken.len(), 22);
-        assert_eq!(ips(&taken[20..]), ips(&[event(30), event(31)]));
+        let got = ips(&taken);
+        let later: Vec<_> = got
+            .into_iter()
+            .filter(|ip| *ip >= IpAddr::from([10, 0, 0, 30]))
+            .collect();
+        assert_eq!(
+            later,
+            [IpAddr::from([10, 0, 0, 30]), IpAddr::from([10, 0, 0, 31])]
+        );
+        taken.clear();
+        assert!(taken.is_empty());
+    }
+
+    #[test]
+    fn strings_come_back_as_recorded_across_takes_and_appends() {
+        let stats = Arc::new(ClickStats::default());
+        let (queue, taker) = bounded(1_000, stats);
+        let link = link();
+        let texts = |n: usize| (format!("agent {n}"), format!("host{n}.example"), "DE");
+        let mut taken = Taken::default();
+        for round in 0..3 {
+            for n in 0..100 {
+                let (ua, referrer, country) = texts(round * 100 + n);
+                let mut e = event(&link, n as u8);
+                // Some strings missing, some empty.
+                e.user_agent = (n % 3 != 0).then_some(ua.as_str());
+                e.referrer =
+                    (n % 4 != 0).then_some(if n % 5 == 0 { "" } else { referrer.as_str() });
+                e.country = (n % 2 == 0).then_some(country);
+                queue.record(&e);
+            }
+            // The first round is taken into an empty `taken`, the others appended to it.
+            taker.take(&mut taken);
+        }
+        assert_eq!(taken.len(), 300);
+        let mut seen = 0;
+        for e in taken.iter() {
+            let n =
+                e.ip.to_string()
+                    .rsplit('.')
+                    .next()
+                    .unwrap()
+                    .parse::<usize>()
+                    .unwrap();
+            let ua = e.user_agent.map(|ua| ua.strip_prefix("agent ").unwrap());
+            let at = ua.map(|u| u.parse::<usize>().unwrap());
+            if let Some(at) = at {
+                assert_eq!(at % 100, n);
+                let (ua, referrer, _) = texts(at);
+                assert_eq!(e.user_agent, Some(ua.as_str()));
+                let expected =
+                    (n % 4 != 0).then_some(if n % 5 == 0 { "" } else { referrer.as_str() });
+                assert_eq!(e.referrer, expected, "{n}");
+            } else {
+                assert_eq!(n % 3, 0);
+            }
+            assert_eq!(e.country, (n % 2 == 0).then_some("DE"));
+            seen += 1;
+        }
+        assert_eq!(seen, 300);
     }
 
     #[test]
     fn a_closed_queue_keeps_what_it_holds_and_drops_new_clicks() {
         let stats = Arc::new(ClickStats::default());
         let (queue, taker) = bounded(100, stats.clone());
-        queue.record(event(1));
+        let link = link();
+        queue.record(&event(&link, 1));
         taker.close();
-        queue.record(event(2));
+        queue.record(&event(&link, 2));
         assert_eq!(stats.dropped.load(Relaxed), 1);
-        let mut taken = Vec::new();
+        let mut taken = Taken::default();
         taker.take(&mut taken);
-        assert_eq!(ips(&taken), ips(&[event(1)]));
+        assert_eq!(ips(&taken), [IpAddr::from([10, 0, 0, 1])]);
     }
 
     #[test]
     fn senders_on_many_threads_lose_nothing_within_the_bound() {
         let stats = Arc::new(ClickStats::default());
         let (queue, taker) = bounded(4_000, stats.clone());
-        let mut taken = Vec::new();
+        let mut taken = Taken::default();
+        let link = link();
         std::thread::scope(|s| {
             for _ in 0..4 {
                 let queue = queue.clone();
+                let link = &link;
                 s.spawn(move || {
                     for n in 0..1_000 {
-                        queue.record(event((n % 256) as u8));
+                        queue.record(&event(link, (n % 256) as u8));
                     }
                 });
             }

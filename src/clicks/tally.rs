@@ -82,11 +82,11 @@ impl Default for Tally {
 
 impl Tally {
     /// Counts one click.
-    pub fn add(&mut self, e: &ClickEvent, classifier: &mut Classifier) {
+    pub fn add(&mut self, e: &ClickEvent<'_>, classifier: &mut Classifier) {
         let at = to_millis(e.at);
         let hour = at - at.rem_euclid(3_600_000);
-        let link = self.link(&e.link, e.slot);
-        let agent = classifier.id(e.user_agent.as_deref());
+        let link = self.link(e.link, e.slot);
+        let agent = classifier.id(e.user_agent);
         self.clicks += 1;
         self.last_at = self.last_at.max(at);
         let key = if e.head || classifier.visit(agent).bot {
@@ -114,8 +114,8 @@ impl Tally {
                 link,
                 hour,
                 agent,
-                referrer: self.names.id(e.referrer.as_deref().unwrap_or("direct")),
-                country: self.names.id(e.country.as_deref().unwrap_or("unknown")),
+                referrer: self.names.id(e.referrer.unwrap_or("direct")),
+                country: self.names.id(e.country.unwrap_or("unknown")),
             }
         };
         *self.counts.entry(key).or_default() += 1;

@@ -179,6 +179,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     family(
         &mut out,
+        "snip_click_batches_total",
+        "counter",
+        "Batches of clicks written to the store, one transaction each.",
+    );
+    let _ = writeln!(out, "snip_click_batches_total {}", get(&clicks.batches));
+    family(
+        &mut out,
         "snip_click_queue_depth",
         "gauge",
         "Click events waiting in this node's queue.",
