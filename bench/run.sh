@@ -4,6 +4,7 @@
 #   limit        examples/limit.rs, hyper answering every GET with a fixed 301: the ceiling;
 #   hot          snip, 10k links all in L1, analytics on (and: analytics off; the router
 #                alone, without the hot path);
+#   turns        analytics on and off in short turns: CPU time per redirect of each;
 #   cold         snip, 100k links and an L1 of 10k: nine lookups in ten read SQLite
 #                (analytics off: the store's read path alone);
 #   create       POST /api/v1/links;
@@ -16,7 +17,7 @@
 #
 #   bash bench/run.sh
 #   ROUNDS=3 SECONDS_PER_RUN=10 SCALE="10000 1000000 10000000" bash bench/run.sh
-#   ANALYTICS_SECONDS=40 SETTLE_SECONDS=3   the analytics on/off runs (see below)
+#   ANALYTICS_TURNS=40 ANALYTICS_SECONDS=2   analytics on against off, in turns (below)
 #   BENCH_DATA=dir   where the bulk-loaded databases are kept (default target/bench-data;
 #                    the 10M one takes minutes to load, so it is kept for the next run)
 set -euo pipefail
@@ -24,8 +25,9 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_PER_RUN:-10}
 SCALE=${SCALE:-"10000 1000000 10000000"}
-ASECS=${ANALYTICS_SECONDS:-40}
-SETTLE_SECS=${SETTLE_SECONDS:-3}
+SETTLE_SECS=3
+ASECS=${ANALYTICS_SECONDS:-2}
+ATURNS=${ANALYTICS_TURNS:-40}
 DATA=${BENCH_DATA:-target/bench-data}
 cargo build --release --quiet --bin snip --example limit --example bulk_load
 . bench/lib.sh
@@ -80,13 +82,12 @@ for name in hot off router; do
     load "$(eval echo "\$${name^^}")" 10000 "$WORK/$name.codes"
 done
 
-# measure SCENARIO ROUND NAME PORT SCRIPT [VAR=value...]; RUN_SECONDS (default SECS) sets the
-# run's length.
+# measure SCENARIO ROUND NAME PORT SCRIPT [VAR=value...]
 measure() {
     local scenario=$1 round=$2 name=$3 port=$4 rps p50 p99
     shift 4
     only "$name"
-    read -r rps p50 p99 < <(run "$port" "${RUN_SECONDS:-$SECS}" "$@")
+    read -r rps p50 p99 < <(run "$port" "$SECS" "$@")
     printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$round" "$rps" "$p50" "$p99" >> "$RESULTS"
     note "round $round  $scenario: $rps req/s, p50 $p50 ms, p99 $p99 ms"
 }
@@ -120,22 +121,16 @@ done
 
 for round in $(seq 1 "$ROUNDS"); do
     measure limit "$round" limit "$LIMIT" bench/redirects.lua CODES="$WORK/hot.codes"
-    # Analytics on against off, back to back. A busy node writes a batch of clicks about
-    # every 40 times what the last one cost (35-40 s here), so these runs last a batch
-    # period, ANALYTICS_SECONDS. A paused server cannot write the batch that comes due
-    # while it is paused, as an idle one would; it is left SETTLE_SECONDS idle first, so
-    # that a batch lands in a run at the pace steady load brings, not once per round.
-    # The batches each run held are reported beside the ratio.
-    only off
-    sleep "$SETTLE_SECS"
-    RUN_SECONDS=$ASECS measure analytics_off "$round" off "$OFF" bench/redirects.lua \
-        CODES="$WORK/off.codes"
+    measure analytics_off "$round" off "$OFF" bench/redirects.lua CODES="$WORK/off.codes"
+    # A paused server cannot write the batch of clicks that came due while it was paused,
+    # as an idle one would; it is left idle a moment first, so that its runs hold the
+    # batches steady load brings within them, not one per round whatever their length.
     only hot
     sleep "$SETTLE_SECS"
     before=$(batches "$HOT")
-    RUN_SECONDS=$ASECS measure hot "$round" hot "$HOT" bench/redirects.lua CODES="$WORK/hot.codes"
-    fact "hot_batches_$round" $(($(batches "$HOT") - before))
+    measure hot "$round" hot "$HOT" bench/redirects.lua CODES="$WORK/hot.codes"
     measure hot_zipf "$round" hot "$HOT" bench/redirects.lua CODES="$WORK/hot.codes" ZIPF=1
+    fact "hot_batches_$round" $(($(batches "$HOT") - before))
     measure router_only "$round" router "$ROUTER" bench/redirects.lua CODES="$WORK/router.codes"
     measure cold "$round" cold "$COLD" bench/redirects.lua N=100000
     measure create "$round" create "$CREATE" bench/create.lua KEY="$KEY"
@@ -151,12 +146,38 @@ for round in $(seq 1 "$ROUNDS"); do
         fact "scale_rss_kib_$n" "$(rss "scale$n")"
     done
 done
+# Analytics on against off, in turns: ANALYTICS_TURNS turns, each a run of
+# ANALYTICS_SECONDS on the server with analytics on, then one on the server without; both
+# stay running (the others are paused), and each one's CPU time (all its threads: the click
+# worker and SQLite's included) is read from /proc at every turn's start and end, so that
+# a batch written while the other server is loaded is still charged to its own. This
+# machine's speed drifts by 20-40 % within seconds; turns this short feel it alike, and the
+# CPU time per redirect compares the work of each.
+only hot
+kill -CONT "$(cat "$WORK/off.pid")"
+cpu() { awk '{print $14 + $15}' "/proc/$(cat "$WORK/$1.pid")/stat"; }
+requests() { awk '/requests in/ {print $1}' "$WORK/wrk.out"; }
+note "analytics on and off in turns"
+run "$HOT" 5 bench/redirects.lua CODES="$WORK/hot.codes" > /dev/null
+run "$OFF" 5 bench/redirects.lua CODES="$WORK/off.codes" > /dev/null
+before=$(batches "$HOT")
+for t in $(seq 1 "$ATURNS"); do
+    on0=$(cpu hot) off0=$(cpu off)
+    run "$HOT" "$ASECS" bench/redirects.lua CODES="$WORK/hot.codes" > /dev/null
+    won=$(requests)
+    run "$OFF" "$ASECS" bench/redirects.lua CODES="$WORK/off.codes" > /dev/null
+    woff=$(requests)
+    on1=$(cpu hot) off1=$(cpu off)
+    printf 'turn\t%s\t%s\t%s\t%s\t%s\n' "$t" "$won" $((on1 - on0)) "$woff" $((off1 - off0)) >> "$RESULTS"
+done
+fact turns_batches $(($(batches "$HOT") - before))
+fact turns_seconds $((ATURNS * ASECS))
+
 only hot
 fact hot_clicks_written "$(curl -s "http://127.0.0.1:$HOT/metrics" | awk -F' ' '/^snip_click_events_total\{state="written"\}/ {print $2}')"
 fact cpu "$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}')"
 fact date "$(date -u +%Y-%m-%d)"
 fact seconds_per_run "$SECS"
-fact analytics_seconds "$ASECS"
 fact rounds "$ROUNDS"
 
 cp "$RESULTS" "${BENCH_RESULTS:-target/bench-results.tsv}"

@@ -138,22 +138,41 @@ fn plain_host(referer: &str) -> Option<&str> {
     let rest = referer
         .strip_prefix("https://")
         .or_else(|| referer.strip_prefix("http://"))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
-    };
-    let plain_label = |l: &str| {
-        !l.is_empty()
-            && !l.starts_with("xn--")
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    let last = host.rsplit('.').next()?;
-    let plain = host.split('.').all(plain_label)
-        // A last label that starts with a digit may make the host an IPv4 address.
-        && !last.starts_with(|c: char| c.is_ascii_digit())
-        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    plain.then_some(host)
+    let bytes = rest.as_bytes();
+    // One pass over the host: letters, digits and hyphens, in labels between dots.
+    let plain_label =
+        |l: &[u8]| !l.is_empty() && !l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"));
+    let (mut label, mut end) = (0, bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' => {}
+            b'.' => {
+                if !plain_label(&bytes[label..i]) {
+                    return None;
+                }
+                label = i + 1;
+            }
+            b':' | b'/' | b'?' | b'#' => {
+                end = i;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    // A last label that starts with a digit may make the host an IPv4 address.
+    let last = &bytes[label..end];
+    if !plain_label(last) || last[0].is_ascii_digit() {
+        return None;
+    }
+    if bytes.get(end) == Some(&b':') {
+        let port = &bytes[end + 1..];
+        let digits = port.iter().take_while(|b| b.is_ascii_digit()).count();
+        let after = port.get(digits);
+        if digits == 0 || digits > 5 || after.is_some_and(|b| !matches!(b, b'/' | b'?' | b'#')) {
+            return None;
+        }
+    }
+    Some(&rest[..end])
 }
 
 #[cfg(test)]
