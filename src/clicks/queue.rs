@@ -17,6 +17,10 @@ use crate::cache::CachedTarget;
 
 /// Buffers, at most: threads that send at once mostly find different ones free.
 const SHARDS: usize = 8;
+/// Room a buffer keeps when it is emptied, in events and bytes of text: far more than a
+/// busy node queues between two takes; what a burst made a buffer grow beyond is given back.
+const KEEP_EVENTS: usize = 1_024;
+const KEEP_TEXT: usize = 256 * 1024;
 
 /// The sending side, held by the redirect handler.
 #[derive(Clone)]
@@ -107,6 +111,8 @@ impl Part {
     fn clear(&mut self) {
         self.events.clear();
         self.text.clear();
+        self.events.shrink_to(KEEP_EVENTS);
+        self.text.shrink_to(KEEP_TEXT);
     }
 
     fn event<'a>(&'a self, q: &'a Queued) -> ClickEvent<'a> {
@@ -343,6 +349,33 @@ mod tests {
         );
         taken.clear();
         assert!(taken.is_empty());
+    }
+
+    #[test]
+    fn a_burst_does_not_keep_its_room() {
+        let stats = Arc::new(ClickStats::default());
+        let (queue, taker) = bounded(50_000, stats);
+        let link = link();
+        let agent = "a".repeat(512);
+        let mut taken = Taken::default();
+        for round in 0..2 {
+            for _ in 0..20_000 {
+                let mut e = event(&link, 1);
+                e.user_agent = Some(&agent);
+                queue.record(&e);
+            }
+            taker.take(&mut taken);
+            assert_eq!(taken.len(), 20_000, "round {round}");
+            taken.clear();
+            let (events, text) = taken.parts.iter().fold((0, 0), |(e, t), p| {
+                (e + p.events.capacity(), t + p.text.capacity())
+            });
+            assert!(
+                events <= SHARDS * KEEP_EVENTS,
+                "{events} events of room kept"
+            );
+            assert!(text <= SHARDS * KEEP_TEXT, "{text} bytes of room kept");
+        }
     }
 
     #[test]
