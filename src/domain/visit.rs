@@ -99,9 +99,14 @@ pub fn classify(user_agent: Option<&str>, head: bool) -> Visit {
     }
 }
 
-/// The host of a `Referer` header, lower-cased, without a `www.` prefix; `None` for none or
-/// for anything that is not an http(s) URL. Borrowed from the header when it is already in
-/// lower case (as it nearly always is), so that the common click allocates nothing here.
+/// The longest host name DNS allows; a referrer naming a longer one is counted as none, so
+/// that no request can make a click event bigger than this and the user agent's 512 bytes.
+const MAX_HOST: usize = 253;
+
+/// The host of a `Referer` header, lower-cased, without a `www.` prefix; `None` for none, for
+/// a host longer than DNS allows, or for anything that is not an http(s) URL. Borrowed from
+/// the header when it is already in lower case (as it nearly always is), so that the common
+/// click allocates nothing here.
 pub fn referrer_host(referer: Option<&str>) -> Option<Cow<'_, str>> {
     let referer = referer?.trim();
     // `www.` is cut (in any case) before the host is lower-cased.
@@ -109,7 +114,7 @@ pub fn referrer_host(referer: Option<&str>) -> Option<Cow<'_, str>> {
         let cut = host.len() > 4 && host.as_bytes()[..4].eq_ignore_ascii_case(b"www.");
         &host[if cut { 4 } else { 0 }..]
     }
-    match plain_host(referer) {
+    let host = match plain_host(referer) {
         Some(host) => {
             let host = without_www(host);
             Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -127,7 +132,8 @@ pub fn referrer_host(referer: Option<&str>) -> Option<Cow<'_, str>> {
                 without_www(url.host_str()?).to_ascii_lowercase(),
             ))
         }
-    }
+    };
+    host.filter(|h| h.len() <= MAX_HOST)
 }
 
 /// The host of the common referrer, `http(s)://name.example[:port]/…`, found without a full
@@ -258,6 +264,11 @@ mod tests {
             assert_eq!(referrer_host(Some(given)).as_deref(), Some(host), "{given}");
         }
         assert_eq!(referrer_host(Some("nonsense")), None);
+        // No longer than DNS allows.
+        let long = format!("https://{}example/", "a.".repeat(123));
+        assert_eq!(referrer_host(Some(&long)).map(|h| h.len()), Some(253));
+        let longer = format!("https://{}example/", "a.".repeat(124));
+        assert_eq!(referrer_host(Some(&longer)), None);
         assert_eq!(referrer_host(None), None);
     }
 }
