@@ -383,48 +383,50 @@ mod tests {
         let stats = Arc::new(ClickStats::default());
         let (queue, taker) = bounded(1_000, stats);
         let link = link();
-        let texts = |n: usize| (format!("agent {n}"), format!("host{n}.example"), "DE");
+        // Event `i` (its number in its address): which strings it has, and what they say.
+        let strings = |i: usize| {
+            (
+                (!i.is_multiple_of(3)).then(|| format!("agent {i}")),
+                (!i.is_multiple_of(4)).then(|| {
+                    if i.is_multiple_of(5) {
+                        String::new()
+                    } else {
+                        format!("host{i}.example")
+                    }
+                }),
+                i.is_multiple_of(2).then(|| "DE".to_owned()),
+            )
+        };
         let mut taken = Taken::default();
-        for round in 0..3 {
-            for n in 0..100 {
-                let (ua, referrer, country) = texts(round * 100 + n);
-                let mut e = event(&link, n as u8);
+        for round in 0..3u8 {
+            for n in 0..100u8 {
+                let (ua, referrer, country) = strings(usize::from(round) * 100 + usize::from(n));
+                let mut e = event(&link, n);
+                e.ip = IpAddr::from([10, 0, round, n]);
                 // Some strings missing, some empty.
-                e.user_agent = (n % 3 != 0).then_some(ua.as_str());
-                e.referrer =
-                    (n % 4 != 0).then_some(if n % 5 == 0 { "" } else { referrer.as_str() });
-                e.country = (n % 2 == 0).then_some(country);
+                e.user_agent = ua.as_deref();
+                e.referrer = referrer.as_deref();
+                e.country = country.as_deref();
                 queue.record(&e);
             }
             // The first round is taken into an empty `taken`, the others appended to it.
             taker.take(&mut taken);
         }
         assert_eq!(taken.len(), 300);
-        let mut seen = 0;
+        let mut seen = std::collections::HashSet::new();
         for e in taken.iter() {
-            let n =
-                e.ip.to_string()
-                    .rsplit('.')
-                    .next()
-                    .unwrap()
-                    .parse::<usize>()
-                    .unwrap();
-            let ua = e.user_agent.map(|ua| ua.strip_prefix("agent ").unwrap());
-            let at = ua.map(|u| u.parse::<usize>().unwrap());
-            if let Some(at) = at {
-                assert_eq!(at % 100, n);
-                let (ua, referrer, _) = texts(at);
-                assert_eq!(e.user_agent, Some(ua.as_str()));
-                let expected =
-                    (n % 4 != 0).then_some(if n % 5 == 0 { "" } else { referrer.as_str() });
-                assert_eq!(e.referrer, expected, "{n}");
-            } else {
-                assert_eq!(n % 3, 0);
-            }
-            assert_eq!(e.country, (n % 2 == 0).then_some("DE"));
-            seen += 1;
+            let IpAddr::V4(ip) = e.ip else {
+                panic!("{}", e.ip)
+            };
+            let [_, _, round, n] = ip.octets();
+            let i = usize::from(round) * 100 + usize::from(n);
+            let (ua, referrer, country) = strings(i);
+            assert_eq!(e.user_agent, ua.as_deref(), "{i}");
+            assert_eq!(e.referrer, referrer.as_deref(), "{i}");
+            assert_eq!(e.country, country.as_deref(), "{i}");
+            assert!(seen.insert(i), "{i} twice");
         }
-        assert_eq!(seen, 300);
+        assert_eq!(seen.len(), 300);
     }
 
     #[test]
