@@ -69,13 +69,16 @@ impl std::fmt::Display for VisitorId {
 }
 
 /// Classifies user agents, remembering the answers: the same agents come again and again,
-/// and parsing them is most of the worker's work. Each agent gets a small number that stays
-/// valid until [`Classifier::trim`], and a 64-bit key that stays the same for as long as the
-/// classifier lives.
+/// and parsing them is most of the worker's work. Each agent gets a small number, and so
+/// does each profile (a browser, OS and device seen together: many agents, few profiles);
+/// both stay valid until [`Classifier::trim`]. Each agent also gets a 64-bit key that stays
+/// the same for as long as the classifier lives.
 #[derive(Debug, Default)]
 pub struct Classifier {
     ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
     agents: Vec<Agent>,
+    profiles: Vec<Visit>,
+    profile_ids: HashMap<Visit, u32, foldhash::fast::RandomState>,
     keys: foldhash::fast::RandomState,
 }
 
@@ -83,6 +86,7 @@ pub struct Classifier {
 #[derive(Debug)]
 struct Agent {
     visit: Visit,
+    profile: u32,
     text: Arc<str>,
     key: u64,
 }
@@ -126,8 +130,15 @@ impl Classifier {
         }
         let id = self.agents.len() as u32;
         let text: Arc<str> = text.into();
+        let visit = classify(user_agent, false);
+        let next = self.profiles.len() as u32;
+        let profile = *self.profile_ids.entry(visit.clone()).or_insert(next);
+        if profile == next {
+            self.profiles.push(visit.clone());
+        }
         self.agents.push(Agent {
-            visit: classify(user_agent, false),
+            visit,
+            profile,
             key: self.keys.hash_one(&*text),
             text: text.clone(),
         });
@@ -138,6 +149,16 @@ impl Classifier {
     /// The classification numbered `id`.
     pub fn visit(&self, id: u32) -> &Visit {
         &self.agents[id as usize].visit
+    }
+
+    /// The number of the profile of the agent numbered `id`.
+    pub fn profile(&self, id: u32) -> u32 {
+        self.agents[id as usize].profile
+    }
+
+    /// The profile numbered `profile`: what every agent of it was classified as.
+    pub fn profile_visit(&self, profile: u32) -> &Visit {
+        &self.profiles[profile as usize]
     }
 
     /// The user agent numbered `id` (empty for none).
@@ -157,6 +178,8 @@ impl Classifier {
         if self.agents.len() > Self::CAPACITY {
             self.ids.clear();
             self.agents.clear();
+            self.profiles.clear();
+            self.profile_ids.clear();
         }
     }
 }
@@ -370,18 +393,22 @@ impl Worker {
             taker.take(&mut events);
             // A short slice at a time: between slices the runtime serves the requests that
             // share this thread, which would otherwise wait for the whole tick's work.
-            for (n, e) in events.iter().enumerate() {
-                if n % DRAIN_SLICE == DRAIN_SLICE - 1 {
+            {
+                let mut all = events.iter().peekable();
+                let mut slice = Vec::with_capacity(DRAIN_SLICE);
+                while all.peek().is_some() {
+                    slice.clear();
+                    slice.extend(all.by_ref().take(DRAIN_SLICE));
+                    self.tally.add_all(&slice, &mut self.classifier);
+                    // Many distinct user agents (say, made up by a client) also end a batch:
+                    // their classifications are only forgotten between batches.
+                    if self.tally.rows() >= settings.batch_rows
+                        || self.classifier.len() >= Classifier::MAX
+                    {
+                        self.flush().await;
+                        last_flush = tokio::time::Instant::now();
+                    }
                     tokio::task::yield_now().await;
-                }
-                self.tally.add(&e, &mut self.classifier);
-                // Many distinct user agents (say, made up by a client) also end a batch:
-                // their classifications are only forgotten between batches.
-                if self.tally.rows() >= settings.batch_rows
-                    || self.classifier.len() >= Classifier::MAX
-                {
-                    self.flush().await;
-                    last_flush = tokio::time::Instant::now();
                 }
             }
             events.clear();
@@ -753,6 +780,54 @@ mod tests {
         hours.sort_unstable();
         expected.sort_unstable();
         assert_eq!(hours, expected);
+    }
+
+    #[test]
+    fn late_clicks_and_crowded_links_add_up_as_facts() {
+        let mut c = Classifier::default();
+        let (mut tally, mut via_facts) = (Tally::default(), crate::store::ClickTotals::default());
+        let agents = [
+            Some("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"),
+            Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) Mobile/15E148"),
+            Some("Twitterbot/1.0"),
+        ];
+        let links = [link("aa"), link("bb")];
+        let referrers: Vec<String> = (0..40).map(|r| format!("r{r}.example")).collect();
+        let mut events = Vec::new();
+        // Quarter hours out of order: hours come back after later ones, and days change.
+        for (k, i) in [0, 9, 2, 95, 96, 4, 97, 1, 200, 3, 96, 0, 201]
+            .into_iter()
+            .enumerate()
+        {
+            events.push(event(&links[k % 2], i, agents[k % 3]));
+        }
+        // One link, in one hour, sees more referrers than its block has room for.
+        for (k, r) in referrers.iter().enumerate() {
+            let mut e = event(&links[0], 201 + k % 2, agents[k % 2]);
+            e.referrer = Some(r);
+            events.push(e);
+        }
+        let mut salts = Vec::new();
+        for e in &events {
+            let at = e.at.timestamp_millis();
+            let day = at - at.rem_euclid(86_400_000);
+            if !salts.iter().any(|(d, _)| *d == day) {
+                salts.push((day, SALT.to_owned()));
+            }
+        }
+        assert_eq!(salts.len(), 3);
+        for e in &events {
+            // The edge reads the link's slot when it records the click.
+            let e = ClickEvent {
+                slot: e.link.click_slot().load(Ordering::Relaxed),
+                ..*e
+            };
+            tally.add(&e, &mut c);
+            via_facts.add(&e.fact(&mut c, SALT));
+        }
+        let direct = tally.take(&c, Salts::of(salts));
+        assert_eq!(direct.clicks, events.len() as u64);
+        assert_eq!(direct, via_facts);
     }
 
     #[test]

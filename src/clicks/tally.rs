@@ -3,7 +3,7 @@
 //! are stored once per batch. Written, it becomes [`ClickTotals`].
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,19 +15,62 @@ use crate::store::{ClickTotals, Names};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// The agent index of every bot's click (their dimensions are not counted).
-const BOT: u32 = u32::MAX;
+/// What a counter counts, in its top four bits: a kind, and (below) the number of a value
+/// of it. People's clicks are counted by profile (browser, OS and device together, see
+/// [`Classifier::profile`]), referrer and country; a link's clicks in an hour are its
+/// people's (the sum of its profile counters) and its bots'.
+const BOTS: u32 = 1 << 28;
+const PROFILE: u32 = 2 << 28;
+const REFERRER: u32 = 3 << 28;
+const COUNTRY: u32 = 4 << 28;
+const KIND: u32 = 0xf << 28;
 
-/// One counter: clicks on a link in an hour, by one kind of agent, from one referrer and
-/// country.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    link: u32,
-    hour: i64,
-    agent: u32,
-    referrer: u32,
-    country: u32,
+/// Counters one link keeps inline ([`Block`]).
+const SLOTS: usize = 16;
+
+/// One link's counters for the tally's current hour, kept together (128 bytes, two cache
+/// lines), so that a click costs one place in memory whatever it counts: a link sees few
+/// profiles, referrers and countries in an hour. A counter that finds no room here (or
+/// whose value's number needs more than 28 bits, or that is full) is counted among the
+/// tally's spilled counters instead. Tags are filled in order; 0 is free.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Block {
+    tags: [u32; SLOTS],
+    counts: [u32; SLOTS],
 }
+
+impl Block {
+    /// Adds one to the counter tagged `tag`: `Some(true)` if it is new, `None` if it has no
+    /// room here.
+    #[inline]
+    fn bump(&mut self, tag: u32) -> Option<bool> {
+        for i in 0..SLOTS {
+            if self.tags[i] == tag {
+                self.counts[i] = self.counts[i].checked_add(1)?;
+                return Some(false);
+            }
+            if self.tags[i] == 0 {
+                self.tags[i] = tag;
+                self.counts[i] = 1;
+                return Some(true);
+            }
+        }
+        None
+    }
+
+    /// The counters: (tag, clicks).
+    fn counters(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.tags
+            .iter()
+            .zip(&self.counts)
+            .take_while(|(t, _)| **t != 0)
+            .map(|(t, n)| (*t, *n))
+    }
+}
+
+/// A counter outside the blocks: link number, hour start (ms), kind, value number.
+type Spilled = (u32, i64, u32, u32);
 
 /// Clicks counted since the last write.
 #[derive(Debug)]
@@ -39,12 +82,35 @@ pub struct Tally {
     /// [`CachedTarget::click_slot`] holds `epoch << 32 | number` (see [`Self::link`]).
     epoch: u64,
     names: Names<String>,
-    counts: Map<Key, i64>,
+    /// Each link's counters of the hour starting at `hour` (ms), by number.
+    blocks: Vec<Block>,
+    hour: i64,
+    /// Counters of earlier hours (clicks that came late, and what the blocks held when the
+    /// hour changed) and those that found no room in a block.
+    spilled: Map<Spilled, i64>,
+    /// Counters held, in blocks and spilled.
+    counters: usize,
     /// People new to a link today; their visitor ids are made when the batch is taken.
     visitors: Vec<NewVisitor>,
     known: KnownVisitors,
     clicks: u64,
     last_at: i64,
+    /// Room for [`Tally::add_all`]'s passes.
+    seen: Vec<Seen>,
+}
+
+/// A click as [`Tally::add_all`]'s first pass makes it out.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    link: u32,
+    hour: i64,
+    at: i64,
+    agent: u32,
+    ip: IpAddr,
+    /// The visitor's key in [`KnownVisitors`] (a person's).
+    visitor: u64,
+    /// A person's profile, referrer and country numbers; `None` for a bot.
+    values: Option<[u32; 3]>,
 }
 
 /// A person new to a link on a day: the link's number, the day's start (ms), and who.
@@ -71,11 +137,15 @@ impl Default for Tally {
             link_keys: Vec::new(),
             epoch: new_epoch(),
             names: Names::default(),
-            counts: Map::default(),
+            blocks: Vec::new(),
+            hour: 0,
+            spilled: Map::default(),
+            counters: 0,
             visitors: Vec::new(),
             known: KnownVisitors::default(),
             clicks: 0,
             last_at: 0,
+            seen: Vec::new(),
         }
     }
 }
@@ -83,42 +153,117 @@ impl Default for Tally {
 impl Tally {
     /// Counts one click.
     pub fn add(&mut self, e: &ClickEvent<'_>, classifier: &mut Classifier) {
-        let at = to_millis(e.at);
-        let hour = at - at.rem_euclid(3_600_000);
-        let link = self.link(e.link, e.slot);
-        let agent = classifier.id(e.user_agent);
-        self.clicks += 1;
-        self.last_at = self.last_at.max(at);
-        let key = if e.head || classifier.visit(agent).bot {
-            Key {
-                link,
-                hour,
-                agent: BOT,
-                referrer: 0,
-                country: 0,
+        self.add_all(std::slice::from_ref(e), classifier);
+    }
+
+    /// Counts clicks, in three passes over them: what each is (the link's number, the
+    /// agent's, the values'), which people are new (a lookup in the known visitors), and the
+    /// counters (in the links' blocks). Each of the last two is a run of lookups in big
+    /// tables that do not wait for one another, so the processor has many of them under
+    /// way at once, where one pass per click would wait for each in turn. Pass a few dozen
+    /// clicks at a time.
+    pub fn add_all(&mut self, events: &[ClickEvent<'_>], classifier: &mut Classifier) {
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.clear();
+        for e in events {
+            let at = to_millis(e.at);
+            let hour = at - at.rem_euclid(3_600_000);
+            let link = self.link(e.link, e.slot);
+            let agent = classifier.id(e.user_agent);
+            self.clicks += 1;
+            self.last_at = self.last_at.max(at);
+            if hour > self.hour {
+                self.next_hour(hour);
             }
-        } else {
-            let link_key = self.link_keys[link as usize];
-            if self
-                .known
-                .first_time(link_key, at, e.ip, classifier.key(agent))
-            {
-                self.visitors.push(NewVisitor {
+            let person = !(e.head || classifier.visit(agent).bot);
+            seen.push(if person {
+                Seen {
                     link,
-                    day: at - at.rem_euclid(86_400_000),
-                    ip: e.ip,
+                    hour,
+                    at,
                     agent,
+                    ip: e.ip,
+                    visitor: self.known.visitor(
+                        self.link_keys[link as usize],
+                        e.ip,
+                        classifier.key(agent),
+                    ),
+                    values: Some([
+                        classifier.profile(agent),
+                        self.names.id(e.referrer.unwrap_or("direct")),
+                        self.names.id(e.country.unwrap_or("unknown")),
+                    ]),
+                }
+            } else {
+                Seen {
+                    link,
+                    hour,
+                    at,
+                    agent,
+                    ip: e.ip,
+                    visitor: 0,
+                    values: None,
+                }
+            });
+        }
+        for s in seen.iter().filter(|s| s.values.is_some()) {
+            if self.known.first_time(s.at, s.visitor) {
+                self.visitors.push(NewVisitor {
+                    link: s.link,
+                    day: s.at - s.at.rem_euclid(86_400_000),
+                    ip: s.ip,
+                    agent: s.agent,
                 });
             }
-            Key {
-                link,
-                hour,
-                agent,
-                referrer: self.names.id(e.referrer.unwrap_or("direct")),
-                country: self.names.id(e.country.unwrap_or("unknown")),
+        }
+        for s in &seen {
+            match s.values {
+                None => self.count(s.link, s.hour, BOTS, 0),
+                Some([profile, referrer, country]) => {
+                    self.count(s.link, s.hour, PROFILE, profile);
+                    self.count(s.link, s.hour, REFERRER, referrer);
+                    self.count(s.link, s.hour, COUNTRY, country);
+                }
             }
+        }
+        self.seen = seen;
+    }
+
+    /// Adds one to the counter of `kind` and `value` of link number `link` in `hour`: in
+    /// the link's block when that counts `hour` and has room, else among the spilled.
+    #[inline]
+    fn count(&mut self, link: u32, hour: i64, kind: u32, value: u32) {
+        let in_block = if hour == self.hour && value & KIND == 0 {
+            self.blocks[link as usize].bump(kind | value)
+        } else {
+            None
         };
-        *self.counts.entry(key).or_default() += 1;
+        let new = in_block.unwrap_or_else(|| {
+            let n = self.spilled.entry((link, hour, kind, value)).or_default();
+            *n += 1;
+            *n == 1
+        });
+        self.counters += usize::from(new);
+    }
+
+    /// Makes the blocks count `hour`, a later one than theirs: what they held is spilled.
+    #[cold]
+    fn next_hour(&mut self, hour: i64) {
+        let last = std::mem::replace(&mut self.hour, hour);
+        for (link, block) in self.blocks.iter_mut().enumerate() {
+            for (tag, n) in block.counters() {
+                let spilled = self
+                    .spilled
+                    .entry((link as u32, last, tag & KIND, tag & !KIND))
+                    .or_default();
+                // Already a counter of its own (one that had found no room in the block).
+                if *spilled != 0 {
+                    self.counters -= 1;
+                }
+                *spilled += i64::from(n);
+            }
+            *block = Block::default();
+        }
     }
 
     /// The batch's number of `target`'s link, given the `slot` the edge read from it: when
@@ -133,6 +278,7 @@ impl Tally {
         let id = self.links.id(&code);
         if id as usize == self.link_keys.len() {
             self.link_keys.push(self.known.key_of(code.as_str()));
+            self.blocks.push(Block::default());
         }
         target
             .click_slot()
@@ -147,7 +293,7 @@ impl Tally {
 
     /// Counters and visitors held: a bound on the rows the write will touch.
     pub fn rows(&self) -> usize {
-        self.counts.len() + self.visitors.len()
+        self.counters + self.visitors.len()
     }
 
     /// The days (starts, ms) that new visitors were counted on: the salts [`Self::start_take`]
@@ -169,14 +315,18 @@ impl Tally {
         let names = std::mem::take(&mut self.names);
         let taking = Taking {
             totals: ClickTotals::with_codes(std::mem::take(&mut self.links)),
-            counts: std::mem::take(&mut self.counts).into_iter(),
+            blocks: std::mem::take(&mut self.blocks).into_iter(),
+            next_link: 0,
+            hour: self.hour,
+            spilled: std::mem::take(&mut self.spilled).into_iter(),
             visitors: std::mem::take(&mut self.visitors),
             salts,
             name_ids: vec![None; names.len()],
             names,
-            agent_ids: Map::default(),
+            profile_ids: Vec::new(),
             last_at: self.last_at,
         };
+        self.counters = 0;
         self.epoch = new_epoch();
         self.link_keys.clear();
         self.clicks = 0;
@@ -193,64 +343,119 @@ impl Tally {
 }
 
 /// Counted clicks being turned into totals, a slice at a time, so that a big batch can be
-/// taken between other work. The links keep their numbers; each name and agent is looked up
-/// once, not once per counter. `classifier` must be the one the clicks were added with.
+/// taken between other work. The links keep their numbers; each name and profile is looked
+/// up once, not once per counter. `classifier` must be the one the clicks were added with.
 #[derive(Debug)]
 pub struct Taking {
     totals: ClickTotals,
-    counts: std::collections::hash_map::IntoIter<Key, i64>,
+    /// The blocks not yet taken (of the links numbered `next_link` on), of `hour`.
+    blocks: std::vec::IntoIter<Block>,
+    next_link: u32,
+    hour: i64,
+    spilled: std::collections::hash_map::IntoIter<Spilled, i64>,
     visitors: Vec<NewVisitor>,
     salts: Salts,
     names: Names<String>,
     name_ids: Vec<Option<u32>>,
-    agent_ids: Map<u32, [u32; 3]>,
+    profile_ids: Vec<Option<[u32; 3]>>,
     last_at: i64,
 }
 
 impl Taking {
-    /// Adds up to `most` counters, or makes up to `most` visitor ids once the counters are
-    /// in; `true` once all are.
+    /// Adds up to `most` counters (about: a block at a time), or makes up to `most` visitor
+    /// ids once the counters are in; `true` once all are.
     pub fn step(&mut self, classifier: &Classifier, most: usize) -> bool {
-        if self.counts.len() == 0 {
-            let from = self.visitors.len().saturating_sub(most);
-            for v in self.visitors.drain(from..) {
-                let Some(salt) = self.salts.get(v.day) else {
-                    continue;
+        if self.blocks.len() > 0 {
+            for _ in 0..most.div_ceil(SLOTS) {
+                let Some(block) = self.blocks.next() else {
+                    break;
                 };
-                let id = visitor_id(salt, v.ip, classifier.text(v.agent));
-                let id = self.totals.value_id(&id.to_string());
-                self.totals.add_visitor_of(v.link, v.day, id);
+                let link = self.next_link;
+                self.next_link += 1;
+                let (mut all, mut bots) = (0, 0);
+                for (tag, n) in block.counters() {
+                    let n = i64::from(n);
+                    match tag & KIND {
+                        BOTS => (all, bots) = (all + n, bots + n),
+                        PROFILE => all += n,
+                        _ => {}
+                    }
+                    if tag & KIND != BOTS {
+                        self.add_dims(classifier, link, self.hour, tag & KIND, tag & !KIND, n);
+                    }
+                }
+                if all > 0 {
+                    self.totals.add_hour_of(link, self.hour, all, bots);
+                }
             }
-            return self.visitors.is_empty();
+            return false;
         }
-        let totals = &mut self.totals;
-        for (key, n) in self.counts.by_ref().take(most) {
-            if key.agent == BOT {
-                totals.add_hour_of(key.link, key.hour, n, n);
+        if self.spilled.len() > 0 {
+            for _ in 0..most {
+                let Some(((link, hour, kind, value), n)) = self.spilled.next() else {
+                    break;
+                };
+                // Every click has one bot or profile counter: those make the hour's total.
+                match kind {
+                    BOTS => self.totals.add_hour_of(link, hour, n, n),
+                    PROFILE => self.totals.add_hour_of(link, hour, n, 0),
+                    _ => {}
+                }
+                self.add_dims(classifier, link, hour, kind, value, n);
+            }
+            return false;
+        }
+        let from = self.visitors.len().saturating_sub(most);
+        for v in self.visitors.drain(from..) {
+            let Some(salt) = self.salts.get(v.day) else {
                 continue;
-            }
-            totals.add_hour_of(key.link, key.hour, n, 0);
-            let [browser, os, device] = *self.agent_ids.entry(key.agent).or_insert_with(|| {
-                let v = classifier.visit(key.agent);
-                [&v.browser, &v.os, &v.device].map(|s| totals.value_id(s))
-            });
-            let mut name_id = |id: u32| {
-                *self.name_ids[id as usize]
-                    .get_or_insert_with(|| totals.value_id(self.names.name(id)))
             };
-            let (referrer, country) = (name_id(key.referrer), name_id(key.country));
-            let day = key.hour - key.hour.rem_euclid(86_400_000);
-            for (dim, value) in [
-                ("referrer", referrer),
-                ("browser", browser),
-                ("os", os),
-                ("device", device),
-                ("country", country),
-            ] {
-                totals.add_dim_of(key.link, day, dim, value, n);
-            }
+            let id = visitor_id(salt, v.ip, classifier.text(v.agent));
+            let id = self.totals.value_id(&id.to_string());
+            self.totals.add_visitor_of(v.link, v.day, id);
         }
-        false
+        self.visitors.is_empty()
+    }
+
+    /// Adds the dimension values a counter of `kind` and `value` stands for (none for
+    /// bots), `n` clicks each, on the day of `hour`.
+    fn add_dims(
+        &mut self,
+        classifier: &Classifier,
+        link: u32,
+        hour: i64,
+        kind: u32,
+        value: u32,
+        n: i64,
+    ) {
+        let day = hour - hour.rem_euclid(86_400_000);
+        let totals = &mut self.totals;
+        match kind {
+            PROFILE => {
+                if self.profile_ids.len() <= value as usize {
+                    self.profile_ids.resize(value as usize + 1, None);
+                }
+                let ids = &mut self.profile_ids[value as usize];
+                let [browser, os, device] = *ids.get_or_insert_with(|| {
+                    let v = classifier.profile_visit(value);
+                    [&v.browser, &v.os, &v.device].map(|s| totals.value_id(s))
+                });
+                totals.add_dim_of(link, day, "browser", browser, n);
+                totals.add_dim_of(link, day, "os", os, n);
+                totals.add_dim_of(link, day, "device", device, n);
+            }
+            REFERRER | COUNTRY => {
+                let id = *self.name_ids[value as usize]
+                    .get_or_insert_with(|| totals.value_id(self.names.name(value)));
+                let dim = if kind == REFERRER {
+                    "referrer"
+                } else {
+                    "country"
+                };
+                totals.add_dim_of(link, day, dim, id, n);
+            }
+            _ => {}
+        }
     }
 
     /// The totals, once [`Self::step`] said all are in.
@@ -289,9 +494,15 @@ impl KnownVisitors {
         self.hasher.hash_one(code)
     }
 
-    /// Whether the visitor at `ip` with the agent keyed `agent` ([`Classifier::key`]) is new
-    /// on the link keyed `link` ([`Self::key_of`]) on the day of `at` (ms), remembering it.
-    pub fn first_time(&mut self, link: u64, at: i64, ip: IpAddr, agent: u64) -> bool {
+    /// The key of the visitor at `ip` with the agent keyed `agent` ([`Classifier::key`]) on
+    /// the link keyed `link` ([`Self::key_of`]).
+    pub fn visitor(&self, link: u64, ip: IpAddr, agent: u64) -> u64 {
+        self.hasher.hash_one((link, ip, agent)).max(1)
+    }
+
+    /// Whether the visitor keyed `visitor` ([`Self::visitor`]) is new on the day of `at`
+    /// (ms), remembering it.
+    pub fn first_time(&mut self, at: i64, visitor: u64) -> bool {
         let day = at - at.rem_euclid(86_400_000);
         if day != self.day || self.len >= Self::CAPACITY {
             self.day = day;
@@ -301,8 +512,7 @@ impl KnownVisitors {
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
-        let hash = self.hasher.hash_one((link, ip, agent)).max(1);
-        if self.insert(hash) {
+        if self.insert(visitor) {
             self.len += 1;
             true
         } else {
@@ -347,35 +557,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_block_counts_until_full_then_sends_the_rest_elsewhere() {
+        let mut b = Block::default();
+        for tag in 1..=SLOTS as u32 {
+            assert_eq!(b.bump(tag), Some(true));
+        }
+        assert_eq!(b.bump(1), Some(false));
+        assert_eq!(b.bump(SLOTS as u32 + 1), None);
+        b.counts[1] = u32::MAX;
+        assert_eq!(b.bump(2), None);
+        assert_eq!(b.counters().count(), SLOTS);
+        assert_eq!(b.counters().next(), Some((1, 2)));
+        assert_eq!(b.counters().nth(1), Some((2, u32::MAX)));
+    }
+
+    #[test]
     fn known_visitors_are_told_apart_across_growth_days_and_the_bound() {
         let mut known = KnownVisitors::default();
         let (day, next_day) = (1_800_000_000_000, 1_800_000_000_000 + 86_400_000);
         let ip = |n: u32| IpAddr::from(n.to_be_bytes());
         // Far past the first table's size: every pair is new once, and then known.
         for n in 0..20_000 {
-            assert!(known.first_time(7, day, ip(n), 1), "{n}");
+            assert!(known.first_time(day, known.visitor(7, ip(n), 1)), "{n}");
         }
         for n in 0..20_000 {
-            assert!(!known.first_time(7, day, ip(n), 1), "{n}");
+            assert!(!known.first_time(day, known.visitor(7, ip(n), 1)), "{n}");
             // Another link, or another agent, is another pair.
-            assert!(known.first_time(8, day, ip(n), 1), "{n}");
-            assert!(known.first_time(7, day, ip(n), 2), "{n}");
+            assert!(known.first_time(day, known.visitor(8, ip(n), 1)), "{n}");
+            assert!(known.first_time(day, known.visitor(7, ip(n), 2)), "{n}");
         }
         assert_eq!(known.len(), 60_000);
         // A new day starts over.
-        assert!(known.first_time(7, next_day, ip(0), 1));
-        assert!(!known.first_time(7, next_day, ip(0), 1));
+        assert!(known.first_time(next_day, known.visitor(7, ip(0), 1)));
+        assert!(!known.first_time(next_day, known.visitor(7, ip(0), 1)));
         assert_eq!(known.len(), 1);
         // So does reaching the bound, and nothing is forgotten before it.
         let mut n = 0;
         while known.len() < KnownVisitors::CAPACITY - 1 {
             n += 1;
-            assert!(known.first_time(9, next_day, ip(n), 1));
+            assert!(known.first_time(next_day, known.visitor(9, ip(n), 1)));
         }
-        assert!(!known.first_time(9, next_day, ip(1), 1));
-        assert!(known.first_time(9, next_day, ip(n + 1), 1));
+        assert!(!known.first_time(next_day, known.visitor(9, ip(1), 1)));
+        assert!(known.first_time(next_day, known.visitor(9, ip(n + 1), 1)));
         assert_eq!(known.len(), KnownVisitors::CAPACITY);
-        assert!(known.first_time(9, next_day, ip(1), 1));
+        assert!(known.first_time(next_day, known.visitor(9, ip(1), 1)));
         assert_eq!(known.len(), 1);
     }
 }

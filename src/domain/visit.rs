@@ -49,7 +49,7 @@ const BOT_MARKERS: &[&str] = &[
 static PARSER: LazyLock<woothee::parser::Parser> = LazyLock::new(woothee::parser::Parser::new);
 
 /// A visit, classified.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Visit {
     /// Automated client (crawler, unfurler, monitor, HEAD request, no user agent).
     pub bot: bool,

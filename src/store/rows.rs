@@ -309,7 +309,7 @@ macro_rules! click_statements {
                     "INSERT INTO clicks_by_hour (code, hour, clicks, bots) ",
                 );
                 qb.push_values(chunk, |mut b, (code, hour, n, bots)| {
-                    b.push_bind(code.as_str().to_owned())
+                    b.push_bind(code.as_str())
                         .push_bind(*hour)
                         .push_bind(*n)
                         .push_bind(*bots);
@@ -328,10 +328,10 @@ macro_rules! click_statements {
                     "INSERT INTO clicks_by_dim (code, day, dim, value, clicks) ",
                 );
                 qb.push_values(chunk, |mut b, (code, day, dim, value, n)| {
-                    b.push_bind(code.as_str().to_owned())
+                    b.push_bind(code.as_str())
                         .push_bind(*day)
-                        .push_bind(dim.to_string())
-                        .push_bind(value.to_string())
+                        .push_bind(*dim)
+                        .push_bind(*value)
                         .push_bind(*n);
                 });
                 qb.push(
@@ -346,9 +346,7 @@ macro_rules! click_statements {
                 let mut qb =
                     sqlx::QueryBuilder::<$db>::new("INSERT INTO visitors (code, day, visitor) ");
                 qb.push_values(chunk, |mut b, (code, day, v)| {
-                    b.push_bind(code.as_str().to_owned())
-                        .push_bind(*day)
-                        .push_bind(v.to_string());
+                    b.push_bind(code.as_str()).push_bind(*day).push_bind(*v);
                 });
                 qb.push(" ON CONFLICT (code, day, visitor) DO NOTHING");
                 qb.build().execute(&mut *conn).await?;
