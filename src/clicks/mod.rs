@@ -270,10 +270,12 @@ pub struct ClickStats {
     pub redelivered: AtomicU64,
 }
 
-/// How often the in-process worker takes what is queued: often enough that the events it
-/// takes (a few hundred at a busy node) were written recently and are still in the CPU's
-/// cache, rarely enough that an idle node hardly wakes.
+/// How often the in-process worker takes what is queued at a busy node: often enough that
+/// the events it takes (a few hundred) were written recently and are still in the CPU's
+/// cache.
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
+/// The longest the in-process worker waits between two looks at a queue it found empty.
+const IDLE_DRAIN: Duration = Duration::from_millis(160);
 /// Events the worker takes between two yields to the runtime.
 const DRAIN_SLICE: usize = 64;
 /// Counters a batch is added up from between two yields to the runtime.
@@ -381,16 +383,24 @@ impl Worker {
     ) {
         // The queue is drained on a short timer rather than on every event: a redirect's
         // send then wakes nobody, and the worker runs in runs of a few hundred events.
-        let mut drain = tokio::time::interval(DRAIN_EVERY.min(settings.flush_every));
-        drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A queue found empty is looked at again later and later (up to `IDLE_DRAIN`), so
+        // that an idle node hardly wakes; one found holding clicks, again soon.
+        let busy = DRAIN_EVERY.min(settings.flush_every);
+        let idle = IDLE_DRAIN.min(settings.flush_every).max(busy);
+        let mut every = busy;
         let mut last_flush = tokio::time::Instant::now();
         let mut events = queue::Taken::default();
         loop {
             tokio::select! {
-                _ = drain.tick() => {}
+                () = tokio::time::sleep(every) => {}
                 () = shutdown.cancelled() => break,
             }
             taker.take(&mut events);
+            every = if events.is_empty() {
+                (every * 2).min(idle)
+            } else {
+                busy
+            };
             // A short slice at a time: between slices the runtime serves the requests that
             // share this thread, which would otherwise wait for the whole tick's work.
             {
@@ -441,24 +451,25 @@ impl Worker {
         // A slice at a time, on this task: between slices the runtime serves the requests
         // that share its threads, which a big batch taken in one go (or on a thread of its
         // own, competing for the same cores) would hold up.
-        let mut taking = self.tally.start_take(salts);
+        let mut taking = self.tally.start_take(salts, self.writing.room.take());
         while !taking.step(&self.classifier, TAKE_SLICE) {
             tokio::task::yield_now().await;
         }
-        let batch = taking.finish();
+        let (batch, room) = taking.finish();
+        self.tally.give_room(room);
         self.classifier.trim();
         self.writing.finish().await;
         let (store, stats) = (self.store.clone(), self.stats.clone());
         self.writing.task = Some(tokio::spawn(async move {
             let rows = batch.rows();
-            write_batch(&*store, &stats, batch).await;
+            write_batch(&*store, &stats, &batch).await;
             let cost = started.elapsed();
             tracing::debug!(
                 rows,
                 cost_ms = cost.as_millis() as u64,
                 "click batch written"
             );
-            cost
+            (cost, batch)
         }));
     }
 }
@@ -470,18 +481,21 @@ pub fn new_id() -> String {
 
 /// The batch being written, and what writing the last one cost. That cost paces the
 /// batches: a new one is cut no sooner than `WRITE_SHARE` times the last one's cost after
-/// it, so adding up and writing clicks takes at most about 1/`WRITE_SHARE` of the time,
-/// however busy the node. A busy node thus writes fewer, bigger batches (a batch costs one
-/// row per link, hour and dimension value, whatever its clicks), and a quiet one every
-/// `flush_every`; never less often than every `LONGEST` times that.
+/// it, so turning counters into rows and writing them takes at most about 1/`WRITE_SHARE`
+/// of the time, however busy the node. A busy node thus writes fewer, bigger batches (a
+/// batch costs one row per link, hour and dimension value, whatever its clicks), and a
+/// quiet one every `flush_every`; never less often than every `LONGEST` times that.
 #[derive(Debug, Default)]
 struct Writing {
-    task: Option<tokio::task::JoinHandle<Duration>>,
+    task: Option<tokio::task::JoinHandle<(Duration, ClickTotals)>>,
     last_cost: Duration,
+    /// The last batch written, emptied by the next (its memory is reused, see
+    /// [`ClickTotals::reuse`]).
+    room: Option<ClickTotals>,
 }
 
 impl Writing {
-    const WRITE_SHARE: u32 = 40;
+    const WRITE_SHARE: u32 = 100;
     const LONGEST: u32 = 6;
 
     /// Whether a batch is being written (taking the cost of one that is done).
@@ -507,7 +521,10 @@ impl Writing {
     async fn finish(&mut self) {
         if let Some(task) = self.task.take() {
             match task.await {
-                Ok(cost) => self.last_cost = cost,
+                Ok((cost, written)) => {
+                    self.last_cost = cost;
+                    self.room = Some(written);
+                }
                 Err(e) => tracing::error!(error = %e, "writing a batch of clicks failed"),
             }
         }
@@ -517,10 +534,10 @@ impl Writing {
 /// Writes a batch. A failed write is retried a few times with back-off (the batch id makes
 /// a retry count once); after that the batch is dropped and counted, so a dead store cannot
 /// grow memory without bound.
-async fn write_batch(store: &dyn LinkStore, stats: &ClickStats, batch: ClickTotals) {
+async fn write_batch(store: &dyn LinkStore, stats: &ClickStats, batch: &ClickTotals) {
     let batch_id = new_id();
     for attempt in 0..3u32 {
-        match store.apply_click_totals(&batch_id, &batch).await {
+        match store.apply_click_totals(&batch_id, batch).await {
             Ok(_) => {
                 stats.written.fetch_add(batch.clicks, Ordering::Relaxed);
                 stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -678,11 +695,11 @@ mod tests {
         assert!(!w.due(Duration::from_secs(9), every));
         assert!(w.due(every, every));
         // A cheap write changes nothing; a slow one spaces the batches out, up to a bound.
-        w.last_cost = Duration::from_millis(200);
+        w.last_cost = Duration::from_millis(100);
         assert!(w.due(every, every));
-        w.last_cost = Duration::from_millis(1_000);
-        assert!(!w.due(Duration::from_secs(39), every));
-        assert!(w.due(Duration::from_secs(40), every));
+        w.last_cost = Duration::from_millis(300);
+        assert!(!w.due(Duration::from_secs(29), every));
+        assert!(w.due(Duration::from_secs(30), every));
         w.last_cost = Duration::from_secs(100);
         assert!(!w.due(Duration::from_secs(59), every));
         assert!(w.due(Duration::from_secs(60), every));

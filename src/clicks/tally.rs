@@ -310,12 +310,21 @@ impl Tally {
 
     /// Starts turning the counted clicks into the totals to write, leaving the tally empty
     /// (it still knows today's visitors). New visitors get their ids under `salts`; one whose
-    /// day has no salt is not counted. See [`Taking`].
-    pub fn start_take(&mut self, salts: Salts) -> Taking {
+    /// day has no salt is not counted. The totals are made in `room` (totals written
+    /// before) if given. See [`Taking`].
+    pub fn start_take(&mut self, salts: Salts, room: Option<ClickTotals>) -> Taking {
         let names = std::mem::take(&mut self.names);
+        let links = std::mem::take(&mut self.links);
+        let totals = match room {
+            Some(mut totals) => {
+                self.links = totals.reuse(links);
+                totals
+            }
+            None => ClickTotals::with_codes(links),
+        };
         let taking = Taking {
-            totals: ClickTotals::with_codes(std::mem::take(&mut self.links)),
-            blocks: std::mem::take(&mut self.blocks).into_iter(),
+            totals,
+            blocks: std::mem::take(&mut self.blocks),
             next_link: 0,
             hour: self.hour,
             spilled: std::mem::take(&mut self.spilled).into_iter(),
@@ -336,9 +345,19 @@ impl Tally {
 
     /// The totals to write, in one go (see [`Self::start_take`]).
     pub fn take(&mut self, classifier: &Classifier, salts: Salts) -> ClickTotals {
-        let mut taking = self.start_take(salts);
+        let mut taking = self.start_take(salts, None);
         while !taking.step(classifier, usize::MAX) {}
-        taking.finish()
+        let (totals, room) = taking.finish();
+        self.give_room(room);
+        totals
+    }
+
+    /// Takes back the room a [`Taking`] of this tally held, for the next batch.
+    pub fn give_room(&mut self, room: Room) {
+        if self.blocks.is_empty() {
+            self.blocks = room.blocks;
+            self.blocks.clear();
+        }
     }
 }
 
@@ -348,8 +367,8 @@ impl Tally {
 #[derive(Debug)]
 pub struct Taking {
     totals: ClickTotals,
-    /// The blocks not yet taken (of the links numbered `next_link` on), of `hour`.
-    blocks: std::vec::IntoIter<Block>,
+    /// The blocks, of `hour`; those of links numbered `next_link` on are not taken yet.
+    blocks: Vec<Block>,
     next_link: u32,
     hour: i64,
     spilled: std::collections::hash_map::IntoIter<Spilled, i64>,
@@ -365,9 +384,9 @@ impl Taking {
     /// Adds up to `most` counters (about: a block at a time), or makes up to `most` visitor
     /// ids once the counters are in; `true` once all are.
     pub fn step(&mut self, classifier: &Classifier, most: usize) -> bool {
-        if self.blocks.len() > 0 {
+        if (self.next_link as usize) < self.blocks.len() {
             for _ in 0..most.div_ceil(SLOTS) {
-                let Some(block) = self.blocks.next() else {
+                let Some(&block) = self.blocks.get(self.next_link as usize) else {
                     break;
                 };
                 let link = self.next_link;
@@ -458,11 +477,23 @@ impl Taking {
         }
     }
 
-    /// The totals, once [`Self::step`] said all are in.
-    pub fn finish(mut self) -> ClickTotals {
+    /// The totals, once [`Self::step`] said all are in, and the room the tally can have
+    /// back ([`Tally::give_room`]).
+    pub fn finish(mut self) -> (ClickTotals, Room) {
         self.totals.last_at = self.last_at;
-        self.totals
+        (
+            self.totals,
+            Room {
+                blocks: self.blocks,
+            },
+        )
     }
+}
+
+/// What a batch's [`Taking`] held that the next batch of its tally can reuse.
+#[derive(Debug)]
+pub struct Room {
+    blocks: Vec<Block>,
 }
 
 /// The (link, visitor) pairs of today that this worker already counted, so a returning

@@ -80,6 +80,12 @@ impl<T: Hash + Eq + Clone> Names<T> {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+
+    /// Forgets every name, keeping the room.
+    pub fn clear(&mut self) {
+        self.index.clear();
+        self.list.clear();
+    }
 }
 
 /// A counter of people's clicks on a link, on a day, for one value of one dimension.
@@ -132,6 +138,21 @@ impl ClickTotals {
     /// Whether no click was added.
     pub fn is_empty(&self) -> bool {
         self.clicks == 0
+    }
+
+    /// Empties the totals for another batch, keeping their room (a node's batches are
+    /// much alike, and memory handed back would be faulted in again, zeroed, by the next):
+    /// links are numbered by `codes` from now on, and the old numbering is handed back, empty.
+    pub fn reuse(&mut self, codes: Names<Code>) -> Names<Code> {
+        let mut old = std::mem::replace(&mut self.codes, codes);
+        old.clear();
+        self.values.clear();
+        self.hours.clear();
+        self.dims.clear();
+        self.visitors.clear();
+        self.clicks = 0;
+        self.last_at = 0;
+        old
     }
 
     /// Rows the batch will write (one per link and hour, dimension value, visitor).
