@@ -848,6 +848,45 @@ mod tests {
     }
 
     #[test]
+    fn totals_made_in_a_written_batchs_room_equal_fresh_ones() {
+        let mut c = Classifier::default();
+        let agents = [
+            Some("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"),
+            Some("Slackbot 1.0"),
+            None,
+        ];
+        let (aa, bb, cc) = (link("aa"), link("bb"), link("cc"));
+        // Two tallies fed the same clicks: one makes its totals in the room of the last
+        // batch, the other afresh; a few counters at a time, as the worker does.
+        let (mut reused, mut fresh) = (Tally::default(), Tally::default());
+        fn take(
+            t: &mut Tally,
+            c: &Classifier,
+            room: Option<crate::store::ClickTotals>,
+        ) -> crate::store::ClickTotals {
+            let mut taking = t.start_take(salts(), room);
+            while !taking.step(c, 3) {}
+            let (totals, room) = taking.finish();
+            t.give_room(room);
+            totals
+        }
+        let mut last = None;
+        for (round, links) in [[&aa, &bb], [&cc, &aa], [&bb, &cc]].into_iter().enumerate() {
+            for i in 0..9 {
+                let link = links[i % 2];
+                for t in [&mut reused, &mut fresh] {
+                    t.add(&event(link, round * 9 + i, agents[i % 3]), &mut c);
+                }
+            }
+            let made_again = take(&mut reused, &c, last.take());
+            let made_fresh = take(&mut fresh, &c, None);
+            assert_eq!(made_again.clicks, 9);
+            assert_eq!(made_again, made_fresh, "round {round}");
+            last = Some(made_again);
+        }
+    }
+
+    #[test]
     fn visitors_of_a_day_without_salt_are_left_out_and_their_clicks_counted() {
         let mut c = Classifier::default();
         let mut tally = Tally::default();
