@@ -70,7 +70,7 @@ def markdown(runs, facts):
     say(
         f"Measured {facts.get('date', '?')} on {facts.get('cpu', 'this machine')} (2 cores): "
         f"{facts.get('rounds', '?')} interleaved rounds of {facts.get('seconds_per_run', '?')} s "
-        f"runs ({facts.get('analytics_seconds', '?')} s for hot uniform and analytics off), wrk with 32 keep-alive connections on CPU 1, the server on CPU 0. Medians; the "
+        "runs, wrk with 32 keep-alive connections on CPU 1, the server on CPU 0. Medians; the "
         "ratio is the median of each round's ratio to the limit server of the same round. "
         "Made by `bash bench/run.sh`."
     )
