@@ -399,9 +399,7 @@ impl Taking {
                         PROFILE => all += n,
                         _ => {}
                     }
-                    if tag & KIND != BOTS {
-                        self.add_dims(classifier, link, self.hour, tag & KIND, tag & !KIND, n);
-                    }
+                    self.add_dims(classifier, link, self.hour, tag & KIND, tag & !KIND, n);
                 }
                 if all > 0 {
                     self.totals.add_hour_of(link, self.hour, all, bots);
