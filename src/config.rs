@@ -24,6 +24,18 @@ pub struct Config {
     pub blocked_hosts: Vec<String>,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Other names of this service (besides the base URL's host, `localhost` and loopback
+    /// addresses), refused as link destinations so links cannot loop.
+    pub own_hosts: Vec<String>,
+    /// Most live API keys one user may hold.
+    pub max_keys_per_user: u32,
+    /// Connection limits of the HTTP listener.
+    pub connections: ConnectionConfig,
+    /// Password checks of protected links run at most this many at a time (default: the
+    /// number of CPUs). Each holds about 19 MiB while it runs.
+    pub password_checks: Option<usize>,
+    /// Password checks that may wait for a turn; more are answered 503 at once.
+    pub password_check_queue: usize,
     /// When the store has no user: the key the first admin gets (instead of a random one).
     pub bootstrap_admin_key: Option<String>,
     /// How long in-flight requests may take to finish at shutdown, in seconds.
@@ -142,6 +154,29 @@ impl Role {
     }
 }
 
+/// Limits on client connections, so slow or idle clients cannot hold the server's sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// Seconds a client has to send a whole request head; then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection stays open between requests.
+    pub idle_timeout_secs: u64,
+    /// Most open client connections; more wait in the listen backlog. Default: three
+    /// quarters of the process's file-descriptor limit.
+    pub max: Option<usize>,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max: None,
+        }
+    }
+}
+
 /// Sizes and lifetimes of the redirect cache.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -176,6 +211,11 @@ impl Default for Config {
             max_url_length: 2048,
             blocked_hosts: Vec::new(),
             body_limit: 1024 * 1024,
+            own_hosts: Vec::new(),
+            max_keys_per_user: 25,
+            connections: ConnectionConfig::default(),
+            password_checks: None,
+            password_check_queue: 8,
             bootstrap_admin_key: None,
             shutdown_grace_secs: 10,
             shutdown_drain_secs: 0,
@@ -210,6 +250,11 @@ impl std::fmt::Debug for Config {
             .field("max_url_length", &self.max_url_length)
             .field("blocked_hosts", &self.blocked_hosts)
             .field("body_limit", &self.body_limit)
+            .field("own_hosts", &self.own_hosts)
+            .field("max_keys_per_user", &self.max_keys_per_user)
+            .field("connections", &self.connections)
+            .field("password_checks", &self.password_checks)
+            .field("password_check_queue", &self.password_check_queue)
             .field(
                 "bootstrap_admin_key",
                 &self.bootstrap_admin_key.as_ref().map(|_| "[redacted]"),

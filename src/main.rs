@@ -95,6 +95,10 @@ enum KeysCommand {
         /// A label for the key.
         #[arg(long)]
         name: Option<String>,
+        /// Make the user an admin (created as one if missing); the key then gets every
+        /// scope. The way back in when no admin key is left.
+        #[arg(long)]
+        admin: bool,
     },
 }
 
@@ -147,9 +151,10 @@ async fn main() -> anyhow::Result<()> {
                     email,
                     scopes,
                     name,
+                    admin,
                 },
         } => {
-            let key = snip::server::create_key_for(&config, &email, scopes, name).await?;
+            let key = snip::server::create_key_for(&config, &email, scopes, name, admin).await?;
             println!("{}", key.expose());
             Ok(())
         }

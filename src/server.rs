@@ -72,7 +72,7 @@ impl App {
             base_url: base_url.trim_end_matches('/').to_owned(),
             url_policy: UrlPolicy {
                 max_len: config.max_url_length,
-                own_host: base.host_str().map(normalise_host),
+                own_hosts: own_hosts(&base, &config),
                 blocked_hosts: config
                     .blocked_hosts
                     .iter()
@@ -90,6 +90,7 @@ impl App {
             analytics: config.analytics,
             hot_path: config.hot_path && config.role.serves_redirects(),
             request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+            max_keys_per_user: config.max_keys_per_user,
         };
 
         let store = AnyStore::from_config(&config).await?;
@@ -189,6 +190,12 @@ impl App {
             store_guard,
             nats,
             http: Arc::default(),
+            passwords: crate::app::password_gate::PasswordGate::new(
+                config
+                    .password_checks
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                config.password_check_queue,
+            ),
             draining: Default::default(),
             geoip: match &config.geoip {
                 Some(path) => Some(Arc::new(crate::clicks::geoip::GeoIp::open(path)?)),
@@ -234,7 +241,13 @@ impl App {
         let drain = Duration::from_secs(self.config.shutdown_drain_secs);
         let stop_accepting = CancellationToken::new();
         let server =
-            crate::http::serve::serve(listener, self.state.clone(), router, stop_accepting.clone());
+            crate::http::serve::serve(
+                listener,
+                self.state.clone(),
+                router,
+                crate::http::conn::ConnectionLimits::from_config(&self.config.connections),
+                stop_accepting.clone(),
+            );
         let state = self.state.clone();
         let deadline = async {
             shutdown.cancelled().await;
@@ -263,6 +276,22 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The names and addresses of this service that links must not point to: the base URL's
+/// host, the listen address (unless it is a wildcard) and the configured extra names.
+fn own_hosts(base: &url::Url, config: &Config) -> Vec<String> {
+    let mut hosts: Vec<String> = base.host_str().map(normalise_host).into_iter().collect();
+    if let Ok(addr) = config.listen.parse::<std::net::SocketAddr>()
+        && !addr.ip().is_unspecified()
+    {
+        hosts.push(match addr.ip() {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        });
+    }
+    hosts.extend(config.own_hosts.iter().map(|h| normalise_host(h)));
+    hosts
 }
 
 /// Deletes idempotency records past their replay window, every 10 minutes (the first time
@@ -300,11 +329,14 @@ async fn sweep_buckets(limiter: Arc<Limiter>, clock: Arc<dyn Clock>, stop: Cance
 }
 
 /// `snip keys create`: a new key for the user with `email`, created as a member if missing.
+/// With `admin`, the user is made an admin (created as one if missing) and the key gets
+/// every scope unless `scopes` says otherwise: the way back in when no admin key is left.
 pub async fn create_key_for(
     config: &Config,
     email: &str,
     scopes: Option<Vec<String>>,
     name: Option<String>,
+    admin: bool,
 ) -> anyhow::Result<ApiKey> {
     use crate::domain::key::Scopes;
     use crate::domain::user::{Email, Role, UserDraft};
@@ -314,13 +346,14 @@ pub async fn create_key_for(
     let store = db.users();
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
     let now = chrono::Utc::now();
-    let user = match store.find_user_by_email(&email).await? {
+    let role = if admin { Role::Admin } else { Role::Member };
+    let mut user = match store.find_user_by_email(&email).await? {
         Some(u) => u,
         None => {
             let draft = UserDraft {
                 email: email.clone(),
                 name: String::new(),
-                role: Role::Member,
+                role,
             };
             match store.create_user(&draft, now).await {
                 Ok(u) => u,
@@ -332,7 +365,13 @@ pub async fn create_key_for(
             }
         }
     };
+    if admin && user.role != Role::Admin {
+        let mut draft = user.draft();
+        draft.role = Role::Admin;
+        user = store.update_user(user.id, &draft, now).await?;
+    }
     let scopes = match scopes {
+        None if admin => Scopes::all(),
         None => Scopes::default_member(),
         Some(names) => {
             Scopes::parse_list(&names).map_err(|bad| anyhow::anyhow!("unknown scope {bad:?}"))?

@@ -268,7 +268,7 @@ async fn a_member_reads_and_updates_themselves() {
     assert_eq!(me["key"]["prefix"], key[5..13]);
     assert_eq!(
         scopes_of(&me["key"]["scopes"]),
-        vec!["links:read".to_string(), "links:write".to_string()]
+        vec!["account:write", "links:read", "links:write"]
     );
     assert!(me["key"].get("key").is_none(), "{me}");
 }

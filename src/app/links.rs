@@ -2,7 +2,7 @@
 
 use chrono::TimeDelta;
 
-use super::{AppError, AppState, Caller, blocking};
+use super::{AppError, AppState, Caller};
 use crate::domain::code::{Code, length_for_attempt};
 use crate::domain::key::Scope;
 use crate::domain::link::{
@@ -56,7 +56,7 @@ pub async fn create(
         }
     }
     let (alias, draft) = validate_create(input, &state.settings.url_policy, now)?;
-    let fields = hash_password(draft, None).await?;
+    let fields = hash_password(state, draft, None).await?;
     for attempt in 0..MAX_CODE_ATTEMPTS {
         let code = alias
             .clone()
@@ -109,6 +109,11 @@ fn replay(record: IdempotencyRecord, idem: &Idempotency) -> Result<StoredRespons
     record.response.ok_or(AppError::IdempotencyInFlight)
 }
 
+/// The error for a bulk request of more than [`MAX_BULK`] items.
+pub fn too_many_items() -> AppError {
+    AppError::TooManyItems(MAX_BULK)
+}
+
 /// The outcome of one item of a bulk create.
 pub type BulkResult = Result<LinkRecord, AppError>;
 
@@ -120,7 +125,7 @@ pub async fn create_bulk(
 ) -> Result<Vec<BulkResult>, AppError> {
     caller.require(Scope::LinksWrite)?;
     if inputs.len() > MAX_BULK {
-        return Err(AppError::TooManyItems(MAX_BULK));
+        return Err(too_many_items());
     }
     if inputs.is_empty() {
         return Err(AppError::Validation(vec![crate::domain::FieldError::new(
@@ -134,7 +139,7 @@ pub async fn create_bulk(
     let mut pending: Vec<(usize, Option<Code>, LinkFields)> = Vec::new();
     for (i, input) in inputs.into_iter().enumerate() {
         match validate_create(input, &state.settings.url_policy, now) {
-            Ok((alias, draft)) => match hash_password(draft, None).await {
+            Ok((alias, draft)) => match hash_password(state, draft, None).await {
                 Ok(fields) => {
                     pending.push((i, alias, fields));
                     results.push(None);
@@ -192,6 +197,7 @@ pub async fn create_bulk(
 /// Turns a validated draft into stored fields, hashing a new password on a blocking
 /// thread. `current_hash` is kept when the draft says `Keep`.
 async fn hash_password(
+    state: &AppState,
     draft: LinkDraft,
     current_hash: Option<String>,
 ) -> Result<LinkFields, AppError> {
@@ -199,7 +205,9 @@ async fn hash_password(
         PasswordChange::Keep => current_hash,
         PasswordChange::Clear => None,
         PasswordChange::Set(p) => Some(
-            blocking(move || password::hash(&p))
+            state
+                .passwords
+                .hash(move || password::hash(&p))
                 .await?
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("hashing password: {e}")))?,
         ),
@@ -240,7 +248,7 @@ pub async fn replace(
     let current = owned_link(state, caller, code).await?;
     let now = state.clock.now();
     let draft = validate_replace(input, &state.settings.url_policy, now)?;
-    let fields = hash_password(draft, None).await?;
+    let fields = hash_password(state, draft, None).await?;
     let link = state.links.update_link(&current.code, &fields, now).await?;
     state.cache.refresh(&link.code).await;
     Ok(link)
@@ -268,7 +276,7 @@ pub async fn patch(
     };
     // An expiry already in the past may stay as it is: only new values must be future.
     let next = apply_patch(draft, patch, &state.settings.url_policy, now)?;
-    let fields = hash_password(next, f.password_hash).await?;
+    let fields = hash_password(state, next, f.password_hash).await?;
     let link = state.links.update_link(&current.code, &fields, now).await?;
     state.cache.refresh(&link.code).await;
     Ok(link)

@@ -2,6 +2,7 @@
 //! functions and render the results.
 
 pub mod links;
+pub mod password_gate;
 pub mod redirect;
 pub mod stats;
 pub mod users;
@@ -65,6 +66,8 @@ pub struct Services {
     pub nats: Option<Arc<crate::clicks::nats::Nats>>,
     /// Request and redirect counters of the HTTP edge.
     pub http: Arc<crate::http::metrics::HttpMetrics>,
+    /// Where password hashing and checks wait for a turn.
+    pub passwords: password_gate::PasswordGate,
     /// Set at shutdown: `/readyz` answers 503 while the node still serves.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -86,6 +89,8 @@ pub struct Settings {
     pub hot_path: bool,
     /// Longest time one request may take.
     pub request_timeout: std::time::Duration,
+    /// Most live API keys per user.
+    pub max_keys_per_user: u32,
 }
 
 /// The authenticated caller of an API request.
@@ -100,7 +105,7 @@ pub struct Caller {
 impl Caller {
     /// Fails unless the key holds `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), AppError> {
-        if self.key.scopes.contains(scope) {
+        if self.key.scopes.grants(scope) {
             Ok(())
         } else {
             Err(AppError::MissingScope(scope))
@@ -136,12 +141,19 @@ pub enum AppError {
     /// The caller may not do this, whatever the scope (403).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The request would break a rule of the service's state, such as the cap on a user's
+    /// keys or keeping one admin (409, with a problem type of its own).
+    #[error("{1}")]
+    StateConflict(&'static str, &'static str),
     /// An idempotency key was reused with another request (422).
     #[error("idempotency key reused with a different request")]
     IdempotencyMismatch,
     /// The first request with this idempotency key has not finished (409).
     #[error("a request with this idempotency key is in flight")]
     IdempotencyInFlight,
+    /// Too much work is waiting already (503 with `Retry-After`).
+    #[error("{0}")]
+    Busy(&'static str),
     /// Too many items in one request (413).
     #[error("too many items: at most {0}")]
     TooManyItems(usize),

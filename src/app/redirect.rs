@@ -5,17 +5,21 @@ use std::sync::Arc;
 
 use tracing::Instrument;
 
-use super::{AppError, AppState, blocking};
+use super::{AppError, AppState};
 use crate::cache::CachedTarget;
 use crate::clicks::ClickEvent;
 use crate::domain::code::Code;
 use crate::domain::link::RedirectStatus;
 use crate::domain::password;
 use crate::domain::visit::referrer_host;
+use crate::ratelimit::{Decision, PolicyName, bucket_of};
 use crate::store::RedirectTarget;
 
+/// How long shared caches (CDNs, proxies) may keep a permanent redirect at most.
+pub const PERMANENT_MAX_AGE_SECS: u64 = 3600;
+
 /// What a request for a code gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Resolution {
     /// Redirect to `url` with `status`.
     Redirect {
@@ -23,6 +27,16 @@ pub enum Resolution {
         url: String,
         /// Redirect status.
         status: RedirectStatus,
+        /// Seconds a shared cache may keep this answer; `None`: it must ask snip every
+        /// time (temporary redirects, and links with a click limit).
+        shared_max_age: Option<u64>,
+    },
+    /// A budget of the client ran out (unknown codes, password attempts): 429.
+    Refused {
+        /// The budget.
+        policy: PolicyName,
+        /// Its state, for `Retry-After` and the rate-limit headers.
+        decision: Decision,
     },
     /// The link needs its password first.
     PasswordRequired,
@@ -69,18 +83,33 @@ pub async fn resolve(
     let Some(code) = Code::from_path(code) else {
         return Ok(Resolution::NotFound);
     };
+    let now = state.clock.now();
+    let now_ms = crate::clock::to_millis(now);
+    let client_bucket = bucket_of(client.ip);
+    // A code L1 does not know costs a store lookup: an unknown one is charged to the
+    // client's miss budget, and a client whose budget is spent is refused before the
+    // store is asked (enumeration).
+    let known = state.cache.knows(&code);
+    if !known
+        && let Some(decision) = state.limiter.peek(PolicyName::Misses, client_bucket, now_ms).await
+        && !decision.allowed
+    {
+        return Ok(refused(PolicyName::Misses, decision));
+    }
     let lookup = state.cache.get(&code);
     let Some(target) = lookup.instrument(tracing::debug_span!("cache.get")).await? else {
+        if !known
+            && let Some(decision) = state.limiter.check(PolicyName::Misses, client_bucket, now_ms).await
+            && !decision.allowed
+        {
+            return Ok(refused(PolicyName::Misses, decision));
+        }
         return Ok(Resolution::NotFound);
     };
-    let now = state.clock.now();
     if target.deleted || target.expires_at().is_some_and(|t| t <= now) || used_up(&target) {
         return Ok(Resolution::Gone);
     }
-    let redirect = Resolution::Redirect {
-        url: target.url.as_str().to_owned(),
-        status: target.redirect_status,
-    };
+    let redirect = redirect_to(&target, now);
     match visit {
         Visit::Peek => {
             // Counted, as a bot; HEAD never uses up `max_clicks`.
@@ -102,8 +131,26 @@ pub async fn resolve(
             let Some(hash) = target.password_hash().map(str::to_owned) else {
                 return count(state, code, &target, redirect, client).await;
             };
+            // Every attempt is charged before the check, so concurrent guesses cannot
+            // overrun the budgets: first the client's on this link, then the link's own.
+            let per_client = format!("{client_bucket}/{code}");
+            let checks = [
+                (PolicyName::Passwords, per_client.as_str()),
+                (PolicyName::LinkPasswords, code.as_str()),
+            ];
+            for (policy, key) in checks {
+                if let Some(decision) = state.limiter.check(policy, key, now_ms).await
+                    && !decision.allowed
+                {
+                    return Ok(refused(policy, decision));
+                }
+            }
             let given = given.to_owned();
-            if blocking(move || password::verify(&given, &hash)).await? {
+            if state
+                .passwords
+                .check(move || password::verify(&given, &hash))
+                .await?
+            {
                 count(state, code, &target, redirect, client).await
             } else {
                 Ok(Resolution::WrongPassword)
@@ -129,10 +176,35 @@ pub fn hot_target(state: &AppState, code: &Code) -> Option<Arc<CachedTarget>> {
 pub fn follow_hot(state: &AppState, target: &Arc<CachedTarget>, client: &Client<'_>) -> Resolution {
     state.cache.count_hit();
     record(state, target, client, false);
+    redirect_to(target, state.clock.now())
+}
+
+/// The redirect to a live link. A permanent one may be kept by shared caches for an hour,
+/// or until the link expires if that is sooner; one with a click limit never, since snip
+/// must count every click.
+fn redirect_to(target: &RedirectTarget, now: chrono::DateTime<chrono::Utc>) -> Resolution {
+    let shared_max_age = if target.redirect_status.is_permanent() && target.max_clicks().is_none()
+    {
+        match target.expires_at() {
+            None => Some(PERMANENT_MAX_AGE_SECS),
+            Some(at) => {
+                let left = (at - now).num_seconds().max(0) as u64;
+                (left > 0).then_some(left.min(PERMANENT_MAX_AGE_SECS))
+            }
+        }
+    } else {
+        None
+    };
     Resolution::Redirect {
         url: target.url.as_str().to_owned(),
         status: target.redirect_status,
+        shared_max_age,
     }
+}
+
+/// A refusal by `policy` (the limiter has counted it).
+fn refused(policy: PolicyName, decision: Decision) -> Resolution {
+    Resolution::Refused { policy, decision }
 }
 
 fn used_up(target: &RedirectTarget) -> bool {

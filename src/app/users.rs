@@ -116,6 +116,7 @@ pub async fn replace(
     id: UserId,
     input: UserInput,
 ) -> Result<UserRecord, AppError> {
+    caller.require(Scope::AccountWrite)?;
     let current = get(state, caller, id).await?;
     let draft = validate_user(input, current.role)?;
     save(state, caller, &current, draft).await
@@ -128,6 +129,7 @@ pub async fn patch(
     id: UserId,
     patch: UserPatch,
 ) -> Result<UserRecord, AppError> {
+    caller.require(Scope::AccountWrite)?;
     let current = get(state, caller, id).await?;
     let draft = apply_user_patch(current.draft(), patch)?;
     save(state, caller, &current, draft).await
@@ -142,6 +144,9 @@ async fn save(
     if draft.role != current.role && !caller.is_admin() {
         return Err(AppError::Forbidden("changing a role needs an admin key"));
     }
+    if current.role == Role::Admin && draft.role != Role::Admin {
+        keep_an_admin(state).await?;
+    }
     Ok(state
         .users
         .update_user(current.id, &draft, state.clock.now())
@@ -151,7 +156,11 @@ async fn save(
 /// Deletes a user: their links are tombstoned first, then the user and their keys go.
 /// Run again after a crash in between, it finishes the job.
 pub async fn delete(state: &AppState, caller: &Caller, id: UserId) -> Result<(), AppError> {
+    caller.require(Scope::AccountWrite)?;
     let user = get(state, caller, id).await?;
+    if user.role == Role::Admin {
+        keep_an_admin(state).await?;
+    }
     let now = state.clock.now();
     let codes = state.links.delete_links_of(user.id, now).await?;
     for code in &codes {
@@ -160,7 +169,23 @@ pub async fn delete(state: &AppState, caller: &Caller, id: UserId) -> Result<(),
     Ok(state.users.delete_user(user.id, now).await?)
 }
 
+/// Refuses to remove the last live admin (by deleting or demoting it): nobody could manage
+/// users any more. Two admins removing each other at the same instant can still both pass;
+/// `snip keys create --admin` restores access from the shell.
+async fn keep_an_admin(state: &AppState) -> Result<(), AppError> {
+    if state.users.count_admins().await? <= 1 {
+        return Err(AppError::StateConflict(
+            "last-admin",
+            "this is the last admin; make another user an admin first",
+        ));
+    }
+    Ok(())
+}
+
 /// Creates an API key for a user; the plaintext key is in the result and nowhere else.
+/// A key never grants more than the key that creates it: the new key's scopes must all be
+/// held by the caller's key. Without `scopes`, the new key gets `links:read links:write`,
+/// limited to what the caller's key holds.
 pub async fn create_key(
     state: &AppState,
     caller: &Caller,
@@ -168,19 +193,33 @@ pub async fn create_key(
     name: Option<String>,
     scopes: Option<Vec<String>>,
 ) -> Result<(KeyRecord, ApiKey), AppError> {
+    caller.require(Scope::AccountWrite)?;
     let user = get(state, caller, id).await?;
     let scopes = match scopes {
-        None => Scopes::default_member(),
+        None => Scopes::default_member().intersection(&caller.key.scopes),
         Some(names) => Scopes::parse_list(&names).map_err(|bad| {
+            let known = Scope::ALL.map(Scope::as_str).join(", ");
             AppError::Validation(vec![crate::domain::FieldError::new(
                 "scopes",
-                format!("unknown scope {bad:?}; known: links:read, links:write, users:admin"),
+                format!("unknown scope {bad:?}; known: {known}"),
             )])
         })?,
     };
+    if !scopes.is_subset_of(&caller.key.scopes) {
+        return Err(AppError::Forbidden(
+            "a key cannot create a key with a scope it does not hold itself",
+        ));
+    }
     if scopes.contains(Scope::UsersAdmin) && (user.role != Role::Admin || !caller.is_admin()) {
         return Err(AppError::Forbidden(
             "only an admin key can grant users:admin, to an admin",
+        ));
+    }
+    let live = state.users.list_keys(user.id).await?.len();
+    if live >= state.settings.max_keys_per_user as usize {
+        return Err(AppError::StateConflict(
+            "too-many-keys",
+            "this user holds the most live API keys allowed; revoke one first",
         ));
     }
     let name = name.unwrap_or_default().trim().to_owned();
@@ -224,6 +263,7 @@ pub async fn revoke_key(
     id: UserId,
     key_id: i64,
 ) -> Result<(), AppError> {
+    caller.require(Scope::AccountWrite)?;
     let user = get(state, caller, id).await?;
     Ok(state
         .users

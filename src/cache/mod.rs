@@ -313,6 +313,12 @@ impl RedirectCache {
         }
     }
 
+    /// Whether L1 holds a fresh answer for `code`, found or missing: then [`Self::get`]
+    /// asks neither Redis nor the store.
+    pub fn knows(&self, code: &Code) -> bool {
+        matches!(self.l1.lookup(code.as_str(), self.l1.now()), Some((_, true)))
+    }
+
     /// Counts an L1 hit on a found link that [`Self::peek`] answered.
     pub fn count_hit(&self) {
         self.count(|s| &s.l1_hits);

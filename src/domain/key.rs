@@ -60,19 +60,27 @@ pub enum Scope {
     LinksRead,
     /// Create, change, delete own links.
     LinksWrite,
+    /// Change or delete one's own user record and keys, and create keys.
+    AccountWrite,
     /// Manage all users and keys (admins only).
     UsersAdmin,
 }
 
 impl Scope {
     /// All scopes.
-    pub const ALL: [Scope; 3] = [Scope::LinksRead, Scope::LinksWrite, Scope::UsersAdmin];
+    pub const ALL: [Scope; 4] = [
+        Scope::LinksRead,
+        Scope::LinksWrite,
+        Scope::AccountWrite,
+        Scope::UsersAdmin,
+    ];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::LinksRead => "links:read",
             Self::LinksWrite => "links:write",
+            Self::AccountWrite => "account:write",
             Self::UsersAdmin => "users:admin",
         }
     }
@@ -133,6 +141,31 @@ impl Scopes {
     pub fn contains(&self, scope: Scope) -> bool {
         self.0.contains(&scope)
     }
+
+    /// Whether a key with these scopes may act under `scope`. `users:admin` also grants
+    /// `account:write`: managing users and keys is what it is for.
+    pub fn grants(&self, scope: Scope) -> bool {
+        self.contains(scope) || (scope == Scope::AccountWrite && self.contains(Scope::UsersAdmin))
+    }
+
+    /// Whether every scope of this set is also in `other`.
+    pub fn is_subset_of(&self, other: &Scopes) -> bool {
+        self.0.iter().all(|s| other.contains(*s))
+    }
+
+    /// The scopes in both sets.
+    pub fn intersection(&self, other: &Scopes) -> Scopes {
+        Self(self.0.iter().copied().filter(|s| other.contains(*s)).collect())
+    }
+
+    /// The names of the scopes of this set that `other` lacks.
+    pub fn missing_from(&self, other: &Scopes) -> Vec<&'static str> {
+        self.0
+            .iter()
+            .filter(|s| !other.contains(**s))
+            .map(|s| s.as_str())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +193,17 @@ mod tests {
             assert!(ApiKey::parse(bad).is_none(), "{bad}");
         }
         assert!(ApiKey::parse(&format!("snip_{}", "-".repeat(32))).is_none());
+    }
+
+    #[test]
+    fn subsets_and_intersections() {
+        let rw = Scopes::default_member();
+        let r = Scopes::new(vec![Scope::LinksRead]);
+        assert!(r.is_subset_of(&rw));
+        assert!(!rw.is_subset_of(&r));
+        assert_eq!(rw.intersection(&r), r);
+        assert_eq!(rw.missing_from(&r), vec!["links:write"]);
+        assert!(Scopes::default().is_subset_of(&r));
     }
 
     #[test]

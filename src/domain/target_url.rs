@@ -7,8 +7,10 @@ use url::{Host, Url};
 pub struct UrlPolicy {
     /// The longest accepted URL, in bytes of its normalised form.
     pub max_len: usize,
-    /// snip's own host (from the base URL): links to it would loop.
-    pub own_host: Option<String>,
+    /// snip's own host names and addresses (the base URL's host, the listen address and any
+    /// configured extra names), lower-case punycode: links to them would loop. `localhost`,
+    /// `*.localhost` and loopback or unspecified addresses are always refused too.
+    pub own_hosts: Vec<String>,
     /// Hosts refused, with all their subdomains; lower-case ASCII (punycode).
     pub blocked_hosts: Vec<String>,
 }
@@ -17,7 +19,7 @@ impl Default for UrlPolicy {
     fn default() -> Self {
         Self {
             max_len: 2048,
-            own_host: None,
+            own_hosts: Vec::new(),
             blocked_hosts: Vec::new(),
         }
     }
@@ -72,20 +74,25 @@ impl TargetUrl {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(UrlError::Scheme);
         }
-        let host = match url.host() {
-            Some(Host::Domain(d)) if !d.is_empty() => d.trim_end_matches('.').to_ascii_lowercase(),
+        let (host, local) = match url.host() {
+            Some(Host::Domain(d)) if !d.is_empty() => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                let local = d == "localhost" || d.ends_with(".localhost");
+                (d, local)
+            }
             Some(Host::Domain(_)) | None => return Err(UrlError::NoHost),
-            Some(Host::Ipv4(ip)) => ip.to_string(),
-            Some(Host::Ipv6(ip)) => format!("[{ip}]"),
+            Some(Host::Ipv4(ip)) => (ip.to_string(), is_local_v4(ip)),
+            Some(Host::Ipv6(ip)) => {
+                let local = ip.is_loopback()
+                    || ip.is_unspecified()
+                    || ip.to_ipv4().is_some_and(is_local_v4);
+                (format!("[{ip}]"), local)
+            }
         };
         if !url.username().is_empty() || url.password().is_some() {
             return Err(UrlError::UserInfo);
         }
-        if policy
-            .own_host
-            .as_deref()
-            .is_some_and(|own| own.eq_ignore_ascii_case(&host))
-        {
+        if local || policy.own_hosts.iter().any(|own| own.eq_ignore_ascii_case(&host)) {
             return Err(UrlError::OwnHost);
         }
         if policy.blocked_hosts.iter().any(|b| host_matches(&host, b)) {
@@ -107,6 +114,11 @@ impl TargetUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Loopback (127.0.0.0/8) and the unspecified address (0.0.0.0, which reaches this host).
+fn is_local_v4(ip: std::net::Ipv4Addr) -> bool {
+    ip.is_loopback() || ip.is_unspecified()
 }
 
 /// Whether `host` is `blocked` or one of its subdomains.
@@ -134,7 +146,7 @@ mod tests {
     fn policy() -> UrlPolicy {
         UrlPolicy {
             max_len: 2048,
-            own_host: Some("sn.ip".into()),
+            own_hosts: vec!["sn.ip".into(), "[2001:db8::5]".into()],
             blocked_hosts: vec!["evil.example".into()],
         }
     }
@@ -176,6 +188,25 @@ mod tests {
         );
         assert_eq!(parse("https://u:p@example.com/"), Err(UrlError::UserInfo));
         assert_eq!(parse("https://SN.IP/abc"), Err(UrlError::OwnHost));
+        assert_eq!(parse("http://[2001:DB8::5]:8080/"), Err(UrlError::OwnHost));
+        for own in [
+            "http://localhost:8080/x",
+            "http://LocalHost./x",
+            "http://app.localhost/x",
+            "http://127.0.0.1:8080/x",
+            "http://127.1.2.3/x",
+            "http://2130706433/x",
+            "http://0x7f000001/x",
+            "http://0.0.0.0:8080/x",
+            "http://[::1]:8080/x",
+            "http://[::]/x",
+            "http://[::ffff:7f00:1]:8080/x",
+            "http://[::ffff:127.0.0.1]/x",
+        ] {
+            assert_eq!(parse(own), Err(UrlError::OwnHost), "{own}");
+        }
+        assert!(parse("http://localhost.example/x").is_ok());
+        assert!(parse("http://128.0.0.1/x").is_ok());
         assert_eq!(parse("https://evil.example/"), Err(UrlError::Blocked));
         assert_eq!(parse("https://a.b.evil.example/"), Err(UrlError::Blocked));
         assert!(parse("https://notevil.example/").is_ok());

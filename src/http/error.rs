@@ -139,6 +139,8 @@ impl From<AppError> for ApiError {
                 format!("this API key lacks the {} scope", scope.as_str()),
             ),
             AppError::Forbidden(why) => Self::new(S::FORBIDDEN, "forbidden", why),
+            AppError::StateConflict(slug, why) => Self::new(S::CONFLICT, slug, why),
+            AppError::Busy(why) => Self::unavailable(why),
             AppError::IdempotencyMismatch => Self {
                 errors: vec![FieldError::new(
                     "Idempotency-Key",

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use crate::app::{AppState, users};
 use crate::clock::to_millis;
 use crate::domain::key::ApiKey;
-use crate::ratelimit::{Decision, PolicyName};
+use crate::ratelimit::{Decision, PolicyName, bucket_of};
 
 fn peer_ip(req: &Request) -> IpAddr {
     req.extensions()
@@ -76,7 +76,7 @@ pub async fn api(State(state): State<AppState>, mut req: Request, next: Next) ->
             };
             (policy, format!("k{}", c.key.id))
         }
-        None => (PolicyName::Anonymous, ip.to_string()),
+        None => (PolicyName::Anonymous, bucket_of(ip).to_string()),
     };
     let decision = state.limiter.check(policy, &bucket, now).await;
     if let Some(d) = decision
@@ -98,7 +98,7 @@ pub async fn api(State(state): State<AppState>, mut req: Request, next: Next) ->
 /// when that bucket is empty, so key guessing is throttled).
 async fn reject_anonymous(state: &AppState, ip: IpAddr, now: i64, why: &str) -> Response {
     let policy = PolicyName::Anonymous;
-    let decision = state.limiter.check(policy, ip, now).await;
+    let decision = state.limiter.check(policy, bucket_of(ip), now).await;
     let mut res = match decision {
         Some(d) if !d.allowed => return too_many(state, policy, &d),
         _ => ApiError::unauthorized(why).into_response(),
@@ -135,7 +135,7 @@ pub async fn redirect_token(state: &AppState, ip: IpAddr) -> Result<Option<Decis
     }
     let now = to_millis(state.clock.now());
     let policy = PolicyName::Redirects;
-    let decision = state.limiter.check(policy, ip, now).await;
+    let decision = state.limiter.check(policy, bucket_of(ip), now).await;
     match decision {
         Some(d) if !d.allowed => Err(too_many(state, policy, &d)),
         d => Ok(d),
@@ -178,7 +178,8 @@ fn add_headers(state: &AppState, name: PolicyName, d: &Decision, headers: &mut H
     }
 }
 
-fn too_many(state: &AppState, name: PolicyName, d: &Decision) -> Response {
+/// The 429 answer of a spent budget, with `Retry-After` and the rate-limit headers.
+pub fn too_many(state: &AppState, name: PolicyName, d: &Decision) -> Response {
     let retry = secs(d.retry_after).max(1);
     let mut res = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,

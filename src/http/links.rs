@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, ApiPath, ApiQuery, json_error};
+use super::extract::{ApiJson, ApiPath, ApiQuery, JsonBody, json_error};
 use crate::app::links::{self as uc, Idempotency};
 use crate::app::{AppState, Caller};
 use crate::domain::link::{LinkInput, LinkPatch};
@@ -155,12 +155,93 @@ pub async fn create(
     Ok(uc::create(&state, &caller, input, idempotency, render).await?)
 }
 
-/// A bulk create request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// A bulk create request (described for the API document; [`parse_bulk`] reads it).
+#[derive(Debug, ToSchema)]
 pub struct BulkRequest {
-    /// Up to 1,000 links.
-    pub links: Vec<serde_json::Value>,
+    /// 1 to 1,000 links.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub links: Vec<LinkInput>,
+}
+
+/// Why a bulk body was refused while it was read.
+enum BulkError {
+    /// Not JSON, or JSON of the wrong shape.
+    Json(serde_json::Error),
+    /// More than [`uc::MAX_BULK`] items: the parse stopped at the first one too many.
+    TooMany,
+}
+
+/// Reads a bulk body `{"links": [...]}`, counting items as they are parsed: the parse stops
+/// at item 1,001, so a body of millions of tiny items costs no more than its bytes.
+fn parse_bulk(bytes: &[u8]) -> Result<Vec<serde_json::Value>, BulkError> {
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use std::cell::Cell;
+
+    struct Body<'a>(&'a Cell<bool>);
+    struct Items<'a>(&'a Cell<bool>);
+
+    impl<'de> DeserializeSeed<'de> for Items<'_> {
+        type Value = Vec<serde_json::Value>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Items<'_> {
+        type Value = Vec<serde_json::Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {} links", uc::MAX_BULK)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                if items.len() == uc::MAX_BULK {
+                    self.0.set(true);
+                    return Err(A::Error::custom("too many items"));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Body<'_> {
+        type Value = Vec<serde_json::Value>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Body<'_> {
+        type Value = Vec<serde_json::Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object with a `links` list")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut links = None;
+            while let Some(key) = map.next_key::<String>()? {
+                if key != "links" {
+                    return Err(A::Error::unknown_field(&key, &["links"]));
+                }
+                if links.is_some() {
+                    return Err(A::Error::duplicate_field("links"));
+                }
+                links = Some(map.next_value_seed(Items(self.0))?);
+            }
+            links.ok_or_else(|| A::Error::missing_field("links"))
+        }
+    }
+
+    let too_many = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Body(&too_many)
+        .deserialize(&mut de)
+        .and_then(|links| de.end().map(|()| links));
+    match parsed {
+        Ok(links) => Ok(links),
+        Err(_) if too_many.get() => Err(BulkError::TooMany),
+        Err(e) => Err(BulkError::Json(e)),
+    }
 }
 
 /// One item's outcome.
@@ -193,17 +274,26 @@ pub struct BulkResponse {
 pub async fn create_bulk(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<BulkRequest>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<BulkResponse>, ApiError> {
+    let links = match parse_bulk(&body) {
+        Ok(links) => links,
+        Err(BulkError::TooMany) => return Err(uc::too_many_items().into()),
+        Err(BulkError::Json(e)) => return Err(json_error(e)),
+    };
+    drop(body);
     // Items of the wrong shape fail alone, like items with invalid values.
-    let mut inputs = Vec::with_capacity(body.links.len());
-    let mut shape_errors = Vec::new();
-    for (i, v) in body.links.into_iter().enumerate() {
+    let mut inputs = Vec::with_capacity(links.len());
+    let mut shape_errors = Vec::with_capacity(links.len());
+    for v in links {
         match serde_json::from_value::<LinkInput>(v) {
-            Ok(input) => inputs.push(input),
+            Ok(input) => {
+                inputs.push(input);
+                shape_errors.push(None);
+            }
             Err(e) => {
-                shape_errors.push((i, json_error(e)));
                 inputs.push(LinkInput::default());
+                shape_errors.push(Some(json_error(e)));
             }
         }
     }
@@ -211,12 +301,9 @@ pub async fn create_bulk(
     let base = &state.settings.base_url;
     let results = outcomes
         .into_iter()
+        .zip(&shape_errors)
         .enumerate()
-        .map(|(index, outcome)| {
-            let shape = shape_errors
-                .iter()
-                .position(|(i, _)| *i == index)
-                .map(|p| &shape_errors[p].1);
+        .map(|(index, (outcome, shape))| {
             match (shape, outcome) {
                 (Some(err), _) => BulkItem {
                     index,

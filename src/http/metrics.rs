@@ -28,13 +28,14 @@ pub struct HttpMetrics {
 }
 
 /// The outcomes redirects are counted by.
-pub const REDIRECT_OUTCOMES: [&str; 6] = [
+pub const REDIRECT_OUTCOMES: [&str; 7] = [
     "redirect",
     "password_required",
     "wrong_password",
     "not_found",
     "gone",
     "error",
+    "refused",
 ];
 
 impl HttpMetrics {
@@ -47,6 +48,7 @@ impl HttpMetrics {
             Ok(Resolution::NotFound) => 3,
             Ok(Resolution::Gone) => 4,
             Err(_) => 5,
+            Ok(Resolution::Refused { .. }) => 6,
         };
         self.redirects[i].fetch_add(1, Ordering::Relaxed);
     }

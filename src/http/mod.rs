@@ -4,7 +4,9 @@
 //! the layers, and lands in a handler of
 //! `links`, `users`, `redirect` or `health`, which calls a use case in `crate::app`.
 
+pub mod access;
 pub mod client_ip;
+pub mod conn;
 pub mod error;
 pub mod extract;
 pub mod guard;
@@ -32,8 +34,14 @@ use crate::app::AppState;
 use crate::config::Role;
 use error::ApiError;
 
-/// Bulk requests carry up to 1,000 links, so they get a larger body limit.
-const BULK_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Room in a bulk body for one link besides its URL: title, tags, alias, password and JSON.
+const BULK_ITEM_EXTRA: usize = 2048;
+
+/// The body limit of bulk requests: room for 1,000 links of the longest URL allowed, and no
+/// more (the items are also counted while the body is parsed).
+fn bulk_body_limit(max_url_len: usize, body_limit: usize) -> usize {
+    (crate::app::links::MAX_BULK * (max_url_len + BULK_ITEM_EXTRA)).max(body_limit)
+}
 
 /// Builds the whole application router.
 pub fn router(state: AppState, role: Role) -> Router {
@@ -44,7 +52,10 @@ pub fn router(state: AppState, role: Role) -> Router {
         .route("/links", post(links::create).get(links::list))
         .route(
             "/links/bulk",
-            post(links::create_bulk).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT.max(body_limit))),
+            post(links::create_bulk).layer(DefaultBodyLimit::max(bulk_body_limit(
+                state.settings.url_policy.max_len,
+                body_limit,
+            ))),
         )
         .route(
             "/links/{code}",
@@ -72,6 +83,8 @@ pub fn router(state: AppState, role: Role) -> Router {
             axum::routing::delete(users::revoke_key),
         )
         .route("/me", get(users::me))
+        // After routing: the scope each route needs (`access::API_ROUTES`).
+        .route_layer(middleware::from_fn(access::check))
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), guard::api))
         // Redirects are bounded by the store's own timeout; API requests, which may make
@@ -111,8 +124,10 @@ pub fn router(state: AppState, role: Role) -> Router {
     app
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::map_response(error::fill_problem))
+        .layer(middleware::from_fn(security_headers))
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(drop_bad_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestId))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -130,6 +145,72 @@ pub fn router(state: AppState, role: Role) -> Router {
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
         .with_state(state)
+}
+
+/// The `Content-Security-Policy` of the API docs page (Swagger UI): its scripts and styles
+/// come from snip itself; it calls nothing else and is never framed.
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
+
+/// Middleware: the security headers of every answer ([`add_security_headers`]).
+async fn security_headers(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let docs = req.uri().path().starts_with("/docs");
+    let mut res = next.run(req).await;
+    add_security_headers(&mut res, docs);
+    res
+}
+
+/// Every answer gets `X-Content-Type-Options: nosniff`; an HTML page also gets a
+/// `Content-Security-Policy` (its own, or the docs page's, or snip's pages' default) and
+/// `Referrer-Policy: no-referrer`. Redirects keep the browser's referrer policy, so
+/// destinations see where their visitors come from as they do without snip.
+pub fn add_security_headers(res: &mut Response, docs: bool) {
+    if res.status().is_redirection() {
+        return;
+    }
+    let headers = res.headers_mut();
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let html = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html"));
+    if html {
+        let csp = if docs { DOCS_CSP } else { redirect::PAGE_CSP };
+        headers
+            .entry(axum::http::header::CONTENT_SECURITY_POLICY)
+            .or_insert(HeaderValue::from_static(csp));
+        headers.insert(
+            axum::http::header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+}
+
+/// Longest client-supplied `X-Request-Id` kept.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Whether a client's `X-Request-Id` may be kept and logged: 1 to 64 visible ASCII
+/// characters. Others are replaced by a new id, so logs cannot be flooded or forged.
+pub fn is_good_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    (1..=MAX_REQUEST_ID_LEN).contains(&b.len()) && b.iter().all(u8::is_ascii_graphic)
+}
+
+/// Removes a client's `X-Request-Id` that [`is_good_request_id`] refuses (a new one is
+/// then made).
+async fn drop_bad_request_id(mut req: axum::extract::Request) -> axum::extract::Request {
+    if req
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !is_good_request_id(v))
+    {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }
 
 /// A new request id: a random UUID (version 4) from the thread-local generator, without the

@@ -13,8 +13,10 @@ use super::extract::ApiPath;
 use crate::app::AppState;
 use crate::app::redirect::{Client, Resolution, Visit, resolve};
 
-/// How long shared caches may keep a permanent (301/308) redirect.
-const PERMANENT_MAX_AGE: &str = "public, max-age=3600";
+/// The `Content-Security-Policy` of snip's own pages: no script, no plugin, inline style
+/// only, forms posted back to snip, never framed.
+pub const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+     form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The client as analytics sees it: address (after trusted proxies), agent, referrer.
 fn client<'a>(state: &AppState, peer: SocketAddr, headers: &'a HeaderMap) -> Client<'a> {
@@ -42,14 +44,20 @@ pub async fn follow(
     let client = client(&state, peer, &headers);
     let resolution = resolve(&state, code, visit, &client).await;
     state.http.redirect(&resolution);
-    Ok(respond(code, visit, resolution?))
+    Ok(respond(&state, code, visit, resolution?))
 }
 
 /// The password form's fields.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 pub struct Unlock {
     /// The password typed.
     pub password: String,
+}
+
+impl std::fmt::Debug for Unlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unlock { password: [redacted] }")
+    }
 }
 
 /// Checks a password-protected link's password and redirects when it is right.
@@ -68,28 +76,43 @@ pub async fn unlock(
     let client = client(&state, peer, &headers);
     let resolution = resolve(&state, &code, Visit::Unlock(&form.password), &client).await;
     state.http.redirect(&resolution);
-    Ok(respond(&code, Visit::Unlock(""), resolution?))
+    Ok(respond(&state, &code, Visit::Unlock(""), resolution?))
 }
 
 /// The answer to a resolved request for `code`.
-pub(super) fn respond(code: &str, visit: Visit<'_>, resolution: Resolution) -> Response {
+pub(super) fn respond(
+    state: &AppState,
+    code: &str,
+    visit: Visit<'_>,
+    resolution: Resolution,
+) -> Response {
     match (resolution, visit) {
+        (Resolution::Refused { policy, decision }, _) => {
+            super::guard::too_many(state, policy, &decision)
+        }
         (Resolution::Redirect { url, .. }, Visit::Preview) => {
             html(StatusCode::OK, &preview_page(code, &url))
         }
-        (Resolution::Redirect { url, status }, _) => {
+        (Resolution::Redirect { url, status, shared_max_age }, visit) => {
             let Ok(location) = HeaderValue::from_str(&url) else {
                 return ApiError::internal(&std::io::Error::other(
                     "stored URL is not a header value",
                 ))
                 .into_response();
             };
-            let cache = if status.is_permanent() {
-                HeaderValue::from_static(PERMANENT_MAX_AGE)
+            // After a password, always 303: a 307/308 would make the browser post the
+            // password on to the destination. Nobody may keep that answer.
+            let (status, cache) = if matches!(visit, Visit::Unlock(_)) {
+                (StatusCode::SEE_OTHER, HeaderValue::from_static("no-store"))
             } else {
-                HeaderValue::from_static("private, no-cache")
+                let cache = match shared_max_age {
+                    Some(secs) => HeaderValue::from_str(&format!("public, max-age={secs}"))
+                        .unwrap_or(HeaderValue::from_static("private, no-cache")),
+                    None => HeaderValue::from_static("private, no-cache"),
+                };
+                let status = StatusCode::from_u16(status.code()).unwrap_or(StatusCode::FOUND);
+                (status, cache)
             };
-            let status = StatusCode::from_u16(status.code()).unwrap_or(StatusCode::FOUND);
             (
                 status,
                 [(header::LOCATION, location), (header::CACHE_CONTROL, cache)],
@@ -133,6 +156,10 @@ fn html(status: StatusCode, body: &str) -> Response {
                 HeaderValue::from_static("text/html; charset=utf-8"),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(PAGE_CSP),
+            ),
         ],
         body.to_owned(),
     )

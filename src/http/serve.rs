@@ -8,7 +8,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -18,14 +19,16 @@ use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::Instrument;
 
 use super::client_ip::client_ip;
+use super::conn::{AcceptErrors, ConnectionLimits, HeadDeadline};
 use super::error::ApiError;
 use super::guard::{redirect_headers, redirect_token};
 use super::redirect::respond;
@@ -37,32 +40,49 @@ const REQUEST_ID: &str = "x-request-id";
 
 /// Serves `router` (with the hot path in front) on `listener` until `shutdown` is cancelled;
 /// then stops accepting and returns once open connections have finished their requests.
+/// At most `limits.max_connections` are open at once: the next is accepted when one
+/// closes, and meanwhile clients wait in the listen backlog.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     router: Router,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // With trace export on, every request goes through the router, which opens the spans.
     let hot = !crate::telemetry::tracing_enabled();
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let mut accept_errors = AcceptErrors::new(Duration::from_secs(5));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout);
     loop {
+        let place = tokio::select! {
+            place = open.clone().acquire_owned() => match place {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment, keep serving.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    accept_errors.record(&e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let (stream, between) = HeadDeadline::new(stream, limits.header_read_timeout);
         let state = state.clone();
         let router = router.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            between.head_complete();
             let state = state.clone();
             let router = router.clone();
             async move {
@@ -81,12 +101,13 @@ pub async fn serve(
                 router.oneshot(req).await
             }
         });
-        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+        let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(place);
         });
     }
     drop(listener);
@@ -116,6 +137,7 @@ async fn redirect_get(
     let id = req
         .headers()
         .get(REQUEST_ID)
+        .filter(|v| super::is_good_request_id(v))
         .cloned()
         .unwrap_or_else(super::new_request_id);
     let hot = hot_target(state, &code);
@@ -152,7 +174,7 @@ async fn redirect_get(
     };
     state.http.redirect(&resolution);
     let mut res = match resolution {
-        Ok(resolution) => respond(code.as_str(), Visit::Follow, resolution),
+        Ok(resolution) => respond(state, code.as_str(), Visit::Follow, resolution),
         Err(e) => ApiError::from(e).into_response(),
     };
     if let Some(d) = decision {
@@ -167,6 +189,7 @@ async fn redirect_get(
 /// template.
 fn finish(state: &AppState, id: HeaderValue, mut res: Response, started: Instant) -> Response {
     res.headers_mut().insert(REQUEST_ID, id);
+    super::add_security_headers(&mut res, false);
     state
         .http
         .requests

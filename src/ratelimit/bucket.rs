@@ -82,10 +82,15 @@ impl Bucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, policy: &Policy, now_ms: i64) -> Decision {
+        self.take_n(policy, now_ms, 1)
+    }
+
+    /// Allowed while the bucket holds a token; then takes `cost` tokens (0 to only look).
+    pub fn take_n(&mut self, policy: &Policy, now_ms: i64, cost: u32) -> Decision {
         let mut tokens = self.level(policy, now_ms);
         let allowed = tokens >= 1.0;
         if allowed {
-            tokens -= 1.0;
+            tokens -= f64::from(cost.min(1));
         }
         *self = Self {
             tokens,

@@ -29,19 +29,20 @@ impl Default for LocalLimiter {
 }
 
 impl LocalLimiter {
-    /// Takes a token from `key`'s bucket under `policy`.
-    pub fn check(&self, policy: &Policy, key: &str, now_ms: i64) -> Decision {
+    /// Takes `cost` tokens (0 or 1) from `key`'s bucket under `policy`: allowed while the
+    /// bucket holds a token.
+    pub fn check(&self, policy: &Policy, key: &str, now_ms: i64, cost: u32) -> Decision {
         let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((bucket, p)) = map.get_mut(key) {
             *p = *policy;
-            return bucket.take(policy, now_ms);
+            return bucket.take_n(policy, now_ms, cost);
         }
         if map.len() >= SWEEP_ABOVE {
             map.retain(|_, (b, p)| !b.is_full(p, now_ms));
         }
         let mut bucket = Bucket::full(policy, now_ms);
-        let d = bucket.take(policy, now_ms);
+        let d = bucket.take_n(policy, now_ms, cost);
         map.insert(key.to_owned(), (bucket, *policy));
         d
     }
@@ -79,17 +80,28 @@ mod tests {
     #[test]
     fn keys_have_their_own_buckets() {
         let l = LocalLimiter::default();
-        assert!(l.check(&P, "a", 0).allowed);
-        assert!(l.check(&P, "a", 0).allowed);
-        assert!(!l.check(&P, "a", 0).allowed);
-        assert!(l.check(&P, "b", 0).allowed);
+        assert!(l.check(&P, "a", 0, 1).allowed);
+        assert!(l.check(&P, "a", 0, 1).allowed);
+        assert!(!l.check(&P, "a", 0, 1).allowed);
+        assert!(l.check(&P, "b", 0, 1).allowed);
+    }
+
+    #[test]
+    fn a_look_takes_nothing() {
+        let l = LocalLimiter::default();
+        for _ in 0..5 {
+            assert!(l.check(&P, "a", 0, 0).allowed);
+        }
+        assert!(l.check(&P, "a", 0, 1).allowed);
+        assert!(l.check(&P, "a", 0, 1).allowed);
+        assert!(!l.check(&P, "a", 0, 0).allowed);
     }
 
     #[test]
     fn idle_buckets_are_swept_and_memory_stays_bounded() {
         let l = LocalLimiter::default();
         for i in 0..50_000 {
-            l.check(&P, &format!("ip{i}"), i64::from(i) * 10);
+            l.check(&P, &format!("ip{i}"), i64::from(i) * 10, 1);
         }
         // Each bucket is full again 1 s after its request; the forced sweeps keep every shard
         // near SWEEP_ABOVE at most.

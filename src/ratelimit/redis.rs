@@ -9,12 +9,13 @@ use super::bucket::{Decision, Policy, decision};
 use super::local::LocalLimiter;
 use crate::redis_conn::RedisConn;
 
-/// KEYS[1] = bucket; ARGV = capacity, refill per second, now (ms).
+/// KEYS[1] = bucket; ARGV = capacity, refill per second, now (ms), cost (0 to only look).
 /// Returns {allowed (0|1), tokens left (string, fractional)}.
 const TAKE: &str = r"
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens = tonumber(state[1])
 local at = tonumber(state[2])
@@ -26,7 +27,7 @@ local elapsed = math.max(0, now - at) / 1000
 tokens = math.min(capacity, tokens + elapsed * rate)
 local allowed = 0
 if tokens >= 1 then
-  tokens = tokens - 1
+  tokens = tokens - cost
   allowed = 1
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(math.max(now, at)))
@@ -57,8 +58,8 @@ impl RedisLimiter {
         }
     }
 
-    /// Takes a token from `key`'s shared bucket.
-    pub async fn check(&self, policy: &Policy, key: &str, now_ms: i64) -> Decision {
+    /// Takes `cost` tokens (0 or 1) from `key`'s shared bucket.
+    pub async fn check(&self, policy: &Policy, key: &str, now_ms: i64, cost: u32) -> Decision {
         let redis_key = self.conn.key("rl", key);
         let script = &self.script;
         let res = self
@@ -69,6 +70,7 @@ impl RedisLimiter {
                     .arg(policy.capacity)
                     .arg(policy.refill_per_sec)
                     .arg(now_ms)
+                    .arg(cost.min(1))
                     .invoke_async::<(i64, String)>(&mut c)
                     .await
             })
@@ -78,7 +80,7 @@ impl RedisLimiter {
             Err(()) => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 self.fallback
-                    .check(&policy.divided(self.nodes), key, now_ms)
+                    .check(&policy.divided(self.nodes), key, now_ms, cost)
             }
         }
     }

@@ -153,6 +153,7 @@ guarded!(UserStore {
     read get_user(id: UserId) -> Option<UserRecord>;
     read find_user_by_email(email: &Email) -> Option<UserRecord>;
     read list_users(after: Option<UserId>, limit: u32) -> (Vec<UserRecord>, bool);
+    read count_admins() -> u64;
     write update_user(id: UserId, user: &UserDraft, now: DateTime<Utc>) -> UserRecord;
     write delete_user(id: UserId, now: DateTime<Utc>) -> ();
     write create_key(key: &NewKey, now: DateTime<Utc>) -> KeyRecord;

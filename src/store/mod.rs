@@ -542,6 +542,9 @@ pub trait UserStore: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<(Vec<UserRecord>, bool)>;
 
+    /// How many live admins there are.
+    async fn count_admins(&self) -> StoreResult<u64>;
+
     /// Replaces a user's fields; `Conflict(Email)` or `NotFound`.
     async fn update_user(
         &self,

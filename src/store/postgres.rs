@@ -692,6 +692,11 @@ impl UserStore for PgStore {
         Ok((users, more))
     }
 
+    async fn count_admins(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(super::rows::COUNT_ADMINS).fetch_one(&self.pool).await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn update_user(
         &self,
         id: UserId,

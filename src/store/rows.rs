@@ -455,6 +455,10 @@ macro_rules! click_statements {
 
 pub(crate) use click_statements;
 
+/// Counts live admins (the same statement on both dialects).
+pub(crate) const COUNT_ADMINS: &str =
+    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deleted_at IS NULL";
+
 /// Maps a unique-constraint violation to `Conflict(taken)`, anything else to `Other`.
 pub(crate) fn on_unique(e: sqlx::Error, taken: super::Taken) -> super::StoreError {
     match &e {

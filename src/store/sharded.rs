@@ -421,6 +421,9 @@ impl UserStore for ShardedStore {
     ) -> StoreResult<(Vec<UserRecord>, bool)> {
         self.directory().list_users(after, limit).await
     }
+    async fn count_admins(&self) -> StoreResult<u64> {
+        self.directory().count_admins().await
+    }
     async fn update_user(
         &self,
         id: UserId,

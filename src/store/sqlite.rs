@@ -659,6 +659,11 @@ impl UserStore for SqliteStore {
         Ok((users, more))
     }
 
+    async fn count_admins(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(super::rows::COUNT_ADMINS).fetch_one(&self.read).await?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn update_user(
         &self,
         id: UserId,

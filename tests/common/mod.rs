@@ -75,6 +75,9 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         &mut limits.reads,
         &mut limits.anonymous,
         &mut limits.redirects,
+        &mut limits.misses,
+        &mut limits.passwords,
+        &mut limits.link_passwords,
     ] {
         policy.capacity = 1_000_000.0;
     }
@@ -220,13 +223,15 @@ impl TestApp {
         expect_json(resp, StatusCode::CREATED).await
     }
 
-    /// Creates a member with `email` and a default key for them; returns `(id, key)`.
+    /// Creates a member with `email` and a key for them that may manage their links and
+    /// their own account (`links:read links:write account:write`); returns `(id, key)`.
     pub async fn create_user(&self, email: &str) -> (i64, String) {
         let user = self
             .create_user_json(&json!({ "email": email, "name": email }))
             .await;
         let id = int_field(&user, "id");
-        let key = self.create_key(id, ADMIN_KEY, &json!({})).await;
+        let scopes = json!({ "scopes": ["links:read", "links:write", "account:write"] });
+        let key = self.create_key(id, ADMIN_KEY, &scopes).await;
         (id, str_field(&key, "key"))
     }
 
