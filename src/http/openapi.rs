@@ -52,3 +52,34 @@ impl Modify for BearerAuth {
 pub fn routes() -> Router<AppState> {
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ApiDoc;
+    use crate::http::access::API_ROUTES;
+    use std::collections::BTreeSet;
+    use utoipa::OpenApi;
+
+    /// The route table that decides each route's scope lists exactly the API operations
+    /// the document describes: a route added to one and not the other fails here.
+    #[test]
+    fn the_access_table_and_the_document_list_the_same_routes() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            for method in item.as_object().unwrap().keys() {
+                if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let table: BTreeSet<_> = API_ROUTES
+            .iter()
+            .map(|r| (r.method.as_str().to_owned(), r.path.to_owned()))
+            .collect();
+        assert_eq!(documented, table);
+    }
+}
