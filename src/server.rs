@@ -240,14 +240,13 @@ impl App {
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let drain = Duration::from_secs(self.config.shutdown_drain_secs);
         let stop_accepting = CancellationToken::new();
-        let server =
-            crate::http::serve::serve(
-                listener,
-                self.state.clone(),
-                router,
-                crate::http::conn::ConnectionLimits::from_config(&self.config.connections),
-                stop_accepting.clone(),
-            );
+        let server = crate::http::serve::serve(
+            listener,
+            self.state.clone(),
+            router,
+            crate::http::conn::ConnectionLimits::from_config(&self.config.connections),
+            stop_accepting.clone(),
+        );
         let state = self.state.clone();
         let deadline = async {
             shutdown.cancelled().await;

@@ -84,7 +84,11 @@ async fn fixture() -> Fixture {
     let a = party(&app, "a@example.com").await;
     let b = party(&app, "b@example.com").await;
     let spare = app
-        .create_key(common::ADMIN_ID, ADMIN_KEY, &json!({ "scopes": ["links:read"] }))
+        .create_key(
+            common::ADMIN_ID,
+            ADMIN_KEY,
+            &json!({ "scopes": ["links:read"] }),
+        )
         .await;
     let admin_code = app
         .create_link_to(ADMIN_KEY, "https://admin.example/")
@@ -146,7 +150,11 @@ impl Fixture {
     /// A valid body for the route (so that an allowed request succeeds).
     fn body(&self, route: &Route, who: Who, object: Object) -> Option<Value> {
         let (own, someone) = self.parties(who);
-        let user = if object == Object::Someone { someone } else { own };
+        let user = if object == Object::Someone {
+            someone
+        } else {
+            own
+        };
         match (route.method.as_str(), route.path) {
             ("POST", "/api/v1/links") => Some(json!({ "url": "https://new.example/" })),
             ("POST", "/api/v1/links/bulk") => {
@@ -154,9 +162,7 @@ impl Fixture {
             }
             ("PUT", "/api/v1/links/{code}") => Some(json!({ "url": "https://put.example/" })),
             ("PATCH", "/api/v1/links/{code}") => Some(json!({ "title": "patched" })),
-            ("POST", "/api/v1/users") => {
-                Some(json!({ "email": "new@example.com", "name": "New" }))
-            }
+            ("POST", "/api/v1/users") => Some(json!({ "email": "new@example.com", "name": "New" })),
             ("PUT", "/api/v1/users/{id}") => {
                 Some(json!({ "email": user.email, "name": "Renamed" }))
             }
@@ -346,7 +352,11 @@ async fn a_read_only_key_cannot_escalate_or_touch_the_account() {
         json!({ "scopes": ["links:read"] }),
         json!({ "scopes": ["links:read", "links:write"] }),
     ] {
-        expect_problem(app.post_json(&keys, &ro, &body).await, StatusCode::FORBIDDEN).await;
+        expect_problem(
+            app.post_json(&keys, &ro, &body).await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
     }
     let user = format!("/api/v1/users/{id}");
     expect_problem(
@@ -388,7 +398,10 @@ async fn a_key_never_mints_a_scope_it_does_not_hold() {
             StatusCode::FORBIDDEN,
         )
         .await;
-        assert!(problem["detail"].as_str().unwrap().contains("scope"), "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("scope"),
+            "{problem}"
+        );
     }
     // A subset is fine; without scopes the default is cut to what the caller holds.
     let sub = app
@@ -413,7 +426,9 @@ async fn live_keys_per_user_are_capped() {
     // The user holds one key; two more fit.
     let mut made = Vec::new();
     for _ in 0..2 {
-        let k = app.create_key(id, &key, &json!({ "scopes": ["links:read"] })).await;
+        let k = app
+            .create_key(id, &key, &json!({ "scopes": ["links:read"] }))
+            .await;
         made.push(int_field(&k, "id"));
     }
     let problem = expect_problem(
@@ -463,10 +478,18 @@ async fn the_last_admin_can_be_neither_deleted_nor_demoted() {
     )
     .await;
     let second_key = app
-        .create_key(other, ADMIN_KEY, &json!({ "scopes": ["users:admin", "links:read"] }))
+        .create_key(
+            other,
+            ADMIN_KEY,
+            &json!({ "scopes": ["users:admin", "links:read"] }),
+        )
         .await;
     let second_key = str_field(&second_key, "key");
     expect_status(app.delete(&me, ADMIN_KEY).await, StatusCode::NO_CONTENT).await;
     // Now the second is the last.
-    expect_status(app.delete(&other_path, &second_key).await, StatusCode::CONFLICT).await;
+    expect_status(
+        app.delete(&other_path, &second_key).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
 }

@@ -45,11 +45,10 @@ impl PasswordGate {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AppError> {
-        let place = self
-            .admitted
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| AppError::Busy("too many password checks at once; try again shortly"))?;
+        let place =
+            self.admitted.clone().try_acquire_owned().map_err(|_| {
+                AppError::Busy("too many password checks at once; try again shortly")
+            })?;
         self.run(place, f).await
     }
 

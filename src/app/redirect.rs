@@ -91,7 +91,10 @@ pub async fn resolve(
     // store is asked (enumeration).
     let known = state.cache.knows(&code);
     if !known
-        && let Some(decision) = state.limiter.peek(PolicyName::Misses, client_bucket, now_ms).await
+        && let Some(decision) = state
+            .limiter
+            .peek(PolicyName::Misses, client_bucket, now_ms)
+            .await
         && !decision.allowed
     {
         return Ok(refused(PolicyName::Misses, decision));
@@ -99,7 +102,10 @@ pub async fn resolve(
     let lookup = state.cache.get(&code);
     let Some(target) = lookup.instrument(tracing::debug_span!("cache.get")).await? else {
         if !known
-            && let Some(decision) = state.limiter.check(PolicyName::Misses, client_bucket, now_ms).await
+            && let Some(decision) = state
+                .limiter
+                .check(PolicyName::Misses, client_bucket, now_ms)
+                .await
             && !decision.allowed
         {
             return Ok(refused(PolicyName::Misses, decision));
@@ -183,8 +189,7 @@ pub fn follow_hot(state: &AppState, target: &Arc<CachedTarget>, client: &Client<
 /// or until the link expires if that is sooner; one with a click limit never, since snip
 /// must count every click.
 fn redirect_to(target: &RedirectTarget, now: chrono::DateTime<chrono::Utc>) -> Resolution {
-    let shared_max_age = if target.redirect_status.is_permanent() && target.max_clicks().is_none()
-    {
+    let shared_max_age = if target.redirect_status.is_permanent() && target.max_clicks().is_none() {
         match target.expires_at() {
             None => Some(PERMANENT_MAX_AGE_SECS),
             Some(at) => {

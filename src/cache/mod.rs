@@ -316,7 +316,10 @@ impl RedirectCache {
     /// Whether L1 holds a fresh answer for `code`, found or missing: then [`Self::get`]
     /// asks neither Redis nor the store.
     pub fn knows(&self, code: &Code) -> bool {
-        matches!(self.l1.lookup(code.as_str(), self.l1.now()), Some((_, true)))
+        matches!(
+            self.l1.lookup(code.as_str(), self.l1.now()),
+            Some((_, true))
+        )
     }
 
     /// Counts an L1 hit on a found link that [`Self::peek`] answered.

@@ -155,7 +155,13 @@ impl Scopes {
 
     /// The scopes in both sets.
     pub fn intersection(&self, other: &Scopes) -> Scopes {
-        Self(self.0.iter().copied().filter(|s| other.contains(*s)).collect())
+        Self(
+            self.0
+                .iter()
+                .copied()
+                .filter(|s| other.contains(*s))
+                .collect(),
+        )
     }
 
     /// The names of the scopes of this set that `other` lacks.

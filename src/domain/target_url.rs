@@ -92,7 +92,12 @@ impl TargetUrl {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(UrlError::UserInfo);
         }
-        if local || policy.own_hosts.iter().any(|own| own.eq_ignore_ascii_case(&host)) {
+        if local
+            || policy
+                .own_hosts
+                .iter()
+                .any(|own| own.eq_ignore_ascii_case(&host))
+        {
             return Err(UrlError::OwnHost);
         }
         if policy.blocked_hosts.iter().any(|b| host_matches(&host, b)) {

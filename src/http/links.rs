@@ -303,28 +303,26 @@ pub async fn create_bulk(
         .into_iter()
         .zip(&shape_errors)
         .enumerate()
-        .map(|(index, (outcome, shape))| {
-            match (shape, outcome) {
-                (Some(err), _) => BulkItem {
+        .map(|(index, (outcome, shape))| match (shape, outcome) {
+            (Some(err), _) => BulkItem {
+                index,
+                status: err.status().as_u16(),
+                link: None,
+                error: Some(Problem::from(err)),
+            },
+            (None, Ok(link)) => BulkItem {
+                index,
+                status: 201,
+                link: Some(LinkView::new(&link, base)),
+                error: None,
+            },
+            (None, Err(e)) => {
+                let err = ApiError::from(e);
+                BulkItem {
                     index,
                     status: err.status().as_u16(),
                     link: None,
-                    error: Some(Problem::from(err)),
-                },
-                (None, Ok(link)) => BulkItem {
-                    index,
-                    status: 201,
-                    link: Some(LinkView::new(&link, base)),
-                    error: None,
-                },
-                (None, Err(e)) => {
-                    let err = ApiError::from(e);
-                    BulkItem {
-                        index,
-                        status: err.status().as_u16(),
-                        link: None,
-                        error: Some(Problem::from(&err)),
-                    }
+                    error: Some(Problem::from(&err)),
                 }
             }
         })

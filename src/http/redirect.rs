@@ -93,7 +93,14 @@ pub(super) fn respond(
         (Resolution::Redirect { url, .. }, Visit::Preview) => {
             html(StatusCode::OK, &preview_page(code, &url))
         }
-        (Resolution::Redirect { url, status, shared_max_age }, visit) => {
+        (
+            Resolution::Redirect {
+                url,
+                status,
+                shared_max_age,
+            },
+            visit,
+        ) => {
             let Ok(location) = HeaderValue::from_str(&url) else {
                 return ApiError::internal(&std::io::Error::other(
                     "stored URL is not a header value",

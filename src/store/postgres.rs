@@ -693,7 +693,9 @@ impl UserStore for PgStore {
     }
 
     async fn count_admins(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(super::rows::COUNT_ADMINS).fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar(super::rows::COUNT_ADMINS)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n.max(0) as u64)
     }
 

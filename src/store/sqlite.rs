@@ -660,7 +660,9 @@ impl UserStore for SqliteStore {
     }
 
     async fn count_admins(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(super::rows::COUNT_ADMINS).fetch_one(&self.read).await?;
+        let n: i64 = sqlx::query_scalar(super::rows::COUNT_ADMINS)
+            .fetch_one(&self.read)
+            .await?;
         Ok(n.max(0) as u64)
     }
 

@@ -76,6 +76,24 @@ impl Snip {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// A line of `/proc/PID/status` in bytes (`VmRSS`: resident now, `VmHWM`: the most
+    /// it has been resident), on Linux.
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"));
+        kib * 1024
+    }
+
     /// What it has logged since it listened.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
