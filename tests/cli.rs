@@ -144,3 +144,60 @@ async fn flags_beat_the_environment_which_beats_the_config_file() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_create_admin_restores_access_when_no_admin_key_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/snip.db", dir.path().display());
+    let first = "snip_RRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRR";
+    {
+        // The only admin revokes its only key: nobody can manage users any more.
+        let snip = Snip::start(dir.path(), &db, first, "", &[]);
+        let id = me(&snip, first).await["key"]["id"].as_i64().unwrap();
+        let res = reqwest::Client::new()
+            .delete(snip.url(&format!("/api/v1/users/1/keys/{id}")))
+            .bearer_auth(first)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 204);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_snip"))
+        .args(["keys", "create", "--email", "admin@localhost", "--admin"])
+        .args(["--database", &db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    // A new admin made from the shell, too.
+    let out = Command::new(env!("CARGO_BIN_EXE_snip"))
+        .args(["keys", "create", "--email", "ops@example.com", "--admin"])
+        .args(["--database", &db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ops = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let snip = Snip::start(dir.path(), &db, first, "", &[]);
+    for key in [&key, &ops] {
+        let me = me(&snip, key).await;
+        assert_eq!(me["role"], "admin");
+        let scopes = me["key"]["scopes"].as_array().unwrap().len();
+        assert_eq!(scopes, 4, "{me}");
+        let users = reqwest::Client::new()
+            .get(snip.url("/api/v1/users"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(users.status(), 200);
+    }
+}
