@@ -1,7 +1,8 @@
 //! The whole process under hostile input: its memory is read from `/proc` while it takes an
 //! oversized bulk body, hundreds of concurrent wrong passwords and hundreds of slow
 //! connections. It must stay under the bounds docs/security.md states, answer `/healthz`
-//! within a second throughout, and give the memory back afterwards.
+//! within a second throughout, and give the memory back afterwards (all but the one argon2
+//! block each password thread keeps for its next check).
 
 mod common;
 
@@ -40,7 +41,6 @@ async fn settled_rss(snip: &Snip) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_stays_bounded_and_health_answers_under_hostile_input() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/snip.db", dir.path().display());
     let config = format!(
         "password_checks = {PERMITS}\n\
          [rate_limits.passwords]\ncapacity = 100000.0\nrefill_per_sec = 1000.0\n\
@@ -48,7 +48,7 @@ async fn memory_stays_bounded_and_health_answers_under_hostile_input() {
          [rate_limits.anonymous]\ncapacity = 100000.0\nrefill_per_sec = 1000.0\n\
          [rate_limits.redirects]\ncapacity = 100000.0\nrefill_per_sec = 1000.0\n"
     );
-    let snip = Snip::start(dir.path(), &db, KEY, &config, &[]);
+    let snip = Snip::on_sqlite(dir.path(), KEY, &config);
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let link = snip
         .post_json(
@@ -88,27 +88,7 @@ async fn memory_stays_bounded_and_health_answers_under_hostile_input() {
     healthy(&snip).await;
 
     // 2. 200 concurrent wrong passwords: at most PERMITS argon2 computations at once.
-    let mut guesses = Vec::new();
-    for _ in 0..200 {
-        let (client, url) = (client.clone(), snip.url(&format!("/{code}")));
-        guesses.push(tokio::spawn(async move {
-            let resp = client.post(url).form(&[("password", "wrong")]).send().await;
-            resp.map(|r| r.status().as_u16()).unwrap_or(0)
-        }));
-    }
-    healthy(&snip).await;
-    let mut statuses = std::collections::BTreeMap::new();
-    for g in guesses {
-        *statuses.entry(g.await.unwrap()).or_insert(0) += 1;
-    }
-    assert!(
-        statuses.keys().all(|s| [401, 503].contains(s)),
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.get(&401).is_some_and(|n| *n >= PERMITS),
-        "{statuses:?}"
-    );
+    let statuses = wrong_passwords(&snip, &client, &code).await;
     let peak = snip.memory("VmHWM");
     let bound = idle + PERMITS * ARGON2 + 64 * MIB;
     eprintln!("peak after the passwords {} MiB; {statuses:?}", peak / MIB);
@@ -140,13 +120,50 @@ async fn memory_stays_bounded_and_health_answers_under_hostile_input() {
     );
     drop(slow);
 
-    // Afterwards the memory goes back.
-    healthy(&snip).await;
-    let after = settled_rss(&snip).await;
-    eprintln!("resident afterwards {} MiB", after / MIB);
+    // Afterwards the memory goes back, except what the password threads keep for their next
+    // check (one argon2 block each); a second wave of guesses does not add to it.
+    let kept = idle + PERMITS * ARGON2 + 32 * MIB;
+    for wave in 1..=2 {
+        healthy(&snip).await;
+        let after = settled_rss(&snip).await;
+        eprintln!("resident after wave {wave}: {} MiB", after / MIB);
+        assert!(
+            after < kept,
+            "{} MiB still held over idle after wave {wave}",
+            (after.saturating_sub(idle)) / MIB
+        );
+        if wave == 1 {
+            wrong_passwords(&snip, &client, &code).await;
+        }
+    }
+}
+
+/// Sends 200 concurrent wrong passwords; all are 401 or 503 and at least PERMITS are 401.
+async fn wrong_passwords(
+    snip: &Snip,
+    client: &reqwest::Client,
+    code: &str,
+) -> std::collections::BTreeMap<u16, u64> {
+    let mut guesses = Vec::new();
+    for _ in 0..200 {
+        let (client, url) = (client.clone(), snip.url(&format!("/{code}")));
+        guesses.push(tokio::spawn(async move {
+            let resp = client.post(url).form(&[("password", "wrong")]).send().await;
+            resp.map(|r| r.status().as_u16()).unwrap_or(0)
+        }));
+    }
+    healthy(snip).await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for g in guesses {
+        *statuses.entry(g.await.unwrap()).or_insert(0) += 1;
+    }
     assert!(
-        after < idle + 32 * MIB,
-        "{} MiB still held over idle",
-        (after.saturating_sub(idle)) / MIB
+        statuses.keys().all(|s| [401, 503].contains(s)),
+        "{statuses:?}"
     );
+    assert!(
+        statuses.get(&401).is_some_and(|n| *n >= PERMITS),
+        "{statuses:?}"
+    );
+    statuses
 }

@@ -1136,3 +1136,43 @@ async fn other_users_links_are_404_and_never_listed() {
     assert_eq!(resp.status(), StatusCode::FOUND);
     assert_eq!(app.link_count(&key_a).await, 2);
 }
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_is_named_in_the_422() {
+    let app = spawn_app().await;
+    let (_, key) = app.create_user("types@example.com").await;
+    for (body, field) in [
+        (
+            json!({ "url": "https://e.com/", "max_clicks": 5.5 }),
+            "max_clicks",
+        ),
+        (
+            json!({ "url": "https://e.com/", "tags": ["a", 7] }),
+            "tags[1]",
+        ),
+        (json!({ "url": 3 }), "url"),
+        (json!({ "url": "https://e.com/", "nope": 1 }), "nope"),
+    ] {
+        let problem = expect_problem(
+            app.post_link(&key, &body).await,
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
+    // An integral number written with a fraction (as JavaScript clients may) is the integer.
+    let resp = app
+        .post_link(&key, &json!({ "url": "https://e.com/", "max_clicks": 5.0 }))
+        .await;
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+    let link: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(link["max_clicks"], 5);
+    // In bulk, each item's error names its own field.
+    let results = app
+        .bulk(
+            &key,
+            vec![json!({ "url": "https://e.com/", "max_clicks": 5.5 })],
+        )
+        .await;
+    assert_eq!(results[0]["error"]["errors"][0]["field"], "max_clicks");
+}

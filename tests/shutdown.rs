@@ -12,8 +12,7 @@ const KEY: &str = "snip_SSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSS";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/snip.db", dir.path().display());
-    let snip = Snip::start(dir.path(), &db, KEY, "", &[]);
+    let snip = Snip::on_sqlite(dir.path(), KEY, "");
     let client = reqwest::Client::new();
 
     // A bulk create of 100 password-protected links takes a while (argon2 per item).
@@ -45,7 +44,7 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     assert!(status.success(), "snip exited with {status}");
 
     // Everything the finished request created is there after a restart.
-    let snip = Snip::start(dir.path(), &db, KEY, "", &[]);
+    let snip = Snip::on_sqlite(dir.path(), KEY, "");
     let page = snip
         .get_json(&client, "/api/v1/links?page=1&limit=1", KEY)
         .await;
@@ -58,14 +57,7 @@ async fn sigterm_during_a_burst_completes_every_accepted_request() {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/snip.db", dir.path().display());
-    let snip = Snip::start(
-        dir.path(),
-        &db,
-        KEY,
-        "[rate_limits]\nenabled = false\n",
-        &[],
-    );
+    let snip = Snip::on_sqlite(dir.path(), KEY, "[rate_limits]\nenabled = false\n");
     // A new connection per request, so no request is sent on a connection the server has
     // already decided to close.
     let client = reqwest::Client::builder()

@@ -1,22 +1,25 @@
 //! Password hashing and checks (argon2id) each take about 19 MiB and tens of milliseconds.
-//! They run on the blocking pool at most `permits` at a time, so their memory stays below
-//! `permits × 19 MiB` however many clients try at once. At most `queue` more wait for a
-//! turn; a check beyond that is refused at once (503 with `Retry-After`).
+//! They run on `permits` threads of their own, so their memory stays below
+//! `permits × 19 MiB` however many clients try at once, and stays there afterwards: each
+//! thread reuses the memory it freed. At most `queue` more checks wait for a turn; a check
+//! beyond that is refused at once (503 with `Retry-After`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::{AppError, blocking};
+use super::AppError;
 
 /// Memory one argon2id computation takes with the parameters snip uses (the crate's
 /// defaults: m = 19,456 KiB).
 pub const ARGON2_MEMORY_BYTES: usize = 19_456 * 1024;
 
+type Job = Box<dyn FnOnce() + Send>;
+
 /// The gate password work passes through.
 pub struct PasswordGate {
-    /// Turns to compute: one per permit.
-    running: Arc<Semaphore>,
+    /// Work for the threads; they stop when the gate is dropped.
+    jobs: mpsc::Sender<Job>,
     /// Places to be in: computing or waiting.
     admitted: Arc<Semaphore>,
     permits: usize,
@@ -26,8 +29,30 @@ impl PasswordGate {
     /// A gate running `permits` computations at once, with `queue` more waiting.
     pub fn new(permits: usize, queue: usize) -> Self {
         let permits = permits.max(1);
+        let (send, receive) = mpsc::channel::<Job>();
+        let receive = Arc::new(Mutex::new(receive));
+        for n in 0..permits {
+            let receive = receive.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("snip-password-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while taking the next job.
+                        let job = match receive.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        // A panic loses one answer (a 500), not the thread.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password thread");
+            }
+        }
         Self {
-            running: Arc::new(Semaphore::new(permits)),
+            jobs: send,
             admitted: Arc::new(Semaphore::new(permits + queue)),
             permits,
         }
@@ -39,7 +64,7 @@ impl PasswordGate {
     }
 
     /// Runs `f` (a password check) when a turn is free; refused at once with
-    /// [`AppError::Busy`] when the queue is full. The turn is held until `f` returns, even
+    /// [`AppError::Busy`] when the queue is full. The place is held until `f` returns, even
     /// if the request is dropped meanwhile.
     pub async fn check<T: Send + 'static>(
         &self,
@@ -69,20 +94,23 @@ impl PasswordGate {
 
     async fn run<T: Send + 'static>(
         &self,
-        place: tokio::sync::OwnedSemaphorePermit,
+        place: OwnedSemaphorePermit,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AppError> {
-        let turn = self
-            .running
-            .clone()
-            .acquire_owned()
+        let (done, answer) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let value = f();
+            drop(place);
+            let _ = done.send(value);
+        });
+        if self.jobs.send(job).is_err() {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "the password threads have stopped"
+            )));
+        }
+        answer
             .await
-            .map_err(|_| AppError::Busy("shutting down"))?;
-        blocking(move || {
-            let _held = (place, turn);
-            f()
-        })
-        .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("a password check failed")))
     }
 }
 

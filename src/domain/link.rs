@@ -94,22 +94,50 @@ pub struct LinkDraft {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkInput {
-    /// Destination: absolute http(s) URL.
+    /// Destination: absolute http(s) URL, with a host, without user information, not this
+    /// service itself nor a blocked host.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: Option<String>,
     /// Custom code, `[A-Za-z0-9_-]{3,64}`; a random 7-character code when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{3,64}$")]
     pub alias: Option<String>,
     /// Title, at most 512 characters.
+    #[schema(max_length = 512)]
     pub title: Option<String>,
-    /// At most 20 tags.
+    /// At most 20 tags of 1–64 letters, digits, `-`, `_`, `.`, `:`.
+    #[schema(max_items = 20)]
     pub tags: Option<Vec<String>>,
     /// RFC 3339 instant in the future.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
-    /// Number of redirects after which the link is gone.
+    /// Number of redirects after which the link is gone, 1 to 2^53.
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_992_i64)]
     pub max_clicks: Option<i64>,
     /// 301, 302 (default), 307 or 308.
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(schema_with = redirect_status_schema)]
     pub redirect_status: Option<i64>,
-    /// Protects the link with a password.
+    /// Protects the link with a password (1–256 characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub password: Option<String>,
+}
+
+/// The redirect statuses a link may use, for the API document (`null`: the default, 302).
+fn redirect_status_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+        .enum_values(Some([
+            serde_json::json!(301),
+            serde_json::json!(302),
+            serde_json::json!(307),
+            serde_json::json!(308),
+            serde_json::Value::Null,
+        ]))
+        .description(Some("301, 302 (default), 307 or 308; null for the default"))
+        .build()
 }
 
 /// A JSON merge patch (RFC 7396) of a link: absent fields stay, `null` clears.
@@ -118,31 +146,32 @@ pub struct LinkInput {
 pub struct LinkPatch {
     /// New destination; cannot be null.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, min_length = 1, max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: Option<Option<String>>,
     /// New title, or null to clear.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 512)]
     pub title: Option<Option<String>>,
     /// New tags, or null to clear.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 20)]
     pub tags: Option<Option<Vec<String>>>,
     /// New expiry, or null to clear.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<String>>,
-    /// New click limit, or null to clear.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    /// New click limit (1 to 2^53), or null to clear.
+    #[serde(default, deserialize_with = "present_integer")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 9_007_199_254_740_992_i64)]
     pub max_clicks: Option<Option<i64>>,
     /// New redirect status, or null for the default (302).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[serde(default, deserialize_with = "present_integer")]
+    #[schema(schema_with = redirect_status_schema)]
     pub redirect_status: Option<Option<i64>>,
-    /// New password, or null to remove protection.
+    /// New password (1–256 characters), or null to remove protection.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 256)]
     pub password: Option<Option<String>>,
 }
 
@@ -154,6 +183,30 @@ where
     D: Deserializer<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// A JSON integer, also when written with a zero fraction (`5.0`): JSON does not tell the
+/// two apart, and neither does JSON Schema's `integer`.
+fn integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    // ±2^63 is where an f64 stops fitting an i64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < LIMIT)
+                .map(|f| f as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("must be a whole number, not {n}")))
+}
+
+/// A merge-patch field holding an [`integer`]: absent, null, or a number.
+fn present_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    integer(d).map(Some)
 }
 
 /// Collects field errors while a request is validated, so a client sees them all at once.

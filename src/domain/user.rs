@@ -95,10 +95,13 @@ pub struct UserDraft {
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
     /// E-mail address, unique among users.
+    #[schema(required = true, value_type = String, format = Email, max_length = 254)]
     pub email: Option<String>,
-    /// Display name.
+    /// Display name, at most 200 printable characters.
+    #[schema(max_length = 200)]
     pub name: Option<String>,
-    /// `admin` or `member` (default).
+    /// `admin` or `member` (default; only an admin may set it).
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
 }
 
@@ -107,12 +110,14 @@ pub struct UserInput {
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// New e-mail address.
+    #[schema(format = Email, max_length = 254)]
     pub email: Option<String>,
     /// New display name; null clears it.
     #[serde(default, deserialize_with = "present_string")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub name: Option<Option<String>>,
     /// New role (admins only).
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
 }
 

@@ -67,9 +67,56 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
-/// Parses JSON: syntax errors are 400, JSON of the wrong shape is 422.
+/// Parses JSON: syntax errors are 400, JSON of the wrong shape is 422 naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(json_error)
+    // Every body of the API is an object; serde would also read a struct from an array.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => {
+            // Not JSON at all is a 400; JSON that is not an object is a 422.
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(json_error)?;
+            return Err(not_an_object());
+        }
+        None => {
+            return Err(ApiError::bad_request(
+                "the body is empty; expected a JSON object",
+            ));
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(path_error)?;
+    de.end().map_err(json_error)?;
+    Ok(value)
+}
+
+/// Reads a JSON value already parsed into a type, naming the field of a mismatch (422).
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(not_an_object());
+    }
+    serde_path_to_error::deserialize(value).map_err(path_error)
+}
+
+fn not_an_object() -> ApiError {
+    ApiError::validation(vec![crate::domain::FieldError::new(
+        "body",
+        "must be a JSON object",
+    )])
+}
+
+/// A serde error with the path of the field it is about (`max_clicks`, `links[3].url`).
+fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data if path != "." => {
+            ApiError::validation(vec![crate::domain::FieldError::new(
+                path,
+                inner.to_string(),
+            )])
+        }
+        _ => json_error(inner),
+    }
 }
 
 /// Maps a serde_json error to 400 (not JSON) or 422 (JSON of the wrong shape).
@@ -86,10 +133,15 @@ pub fn json_error(e: serde_json::Error) -> ApiError {
     }
 }
 
-/// Best effort at naming the field a serde message is about (`unknown field `x``, …).
+/// The field a top-level serde message is about: the unknown or missing field it names
+/// (`unknown field `x``), else the whole body.
 fn field_of(e: &serde_json::Error) -> String {
     let msg = e.to_string();
-    msg.split('`').nth(1).unwrap_or("body").to_owned()
+    let named = msg.starts_with("unknown field") || msg.starts_with("missing field");
+    match msg.split('`').nth(1) {
+        Some(field) if named => field.to_owned(),
+        _ => "body".to_owned(),
+    }
 }
 
 /// A query string; malformed ones are 400.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 
 /// Liveness: answers while the process can serve.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health", responses((status = 200)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<Value> {
 /// Readiness: every configured dependency checked (each within a second). 200 while the
 /// store answers — Redis and NATS have fallbacks, so without them the node is `degraded`
 /// but serves; 503 when the store does not.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200), (status = 503)))]
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health", responses((status = 200), (status = 503)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     const CHECK: Duration = Duration::from_secs(1);
     if state.draining.load(std::sync::atomic::Ordering::Acquire) {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
-use super::extract::{ApiJson, ApiPath, ApiQuery, JsonBody, json_error};
+use super::extract::{ApiJson, ApiPath, ApiQuery, JsonBody, from_value, json_error};
 use crate::app::links::{self as uc, Idempotency};
 use crate::app::{AppState, Caller};
 use crate::domain::link::{LinkInput, LinkPatch};
@@ -21,6 +21,8 @@ use crate::store::{LinkCursor, LinkPage, LinkRecord, PageRequest, StoredResponse
 pub const DEFAULT_LIMIT: u32 = 20;
 /// Largest page size.
 pub const MAX_LIMIT: u32 = 100;
+/// Largest page number in offset mode.
+pub const MAX_PAGE: u64 = 1_000_000_000;
 
 /// A link as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -128,9 +130,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// Create a short link.
-#[utoipa::path(post, path = "/api/v1/links", tag = "links",
+#[utoipa::path(post, path = "/api/v1/links", operation_id = "create_link", tag = "links",
     request_body = LinkInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body within 24 h return the first response")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+        description = "1–255 visible ASCII characters. Makes retries safe: the same key and body within 24 h return the first response")),
     responses(
         (status = 201, body = LinkView, description = "Created", headers(("Location" = String))),
         (status = 409, body = Problem, description = "Alias taken"),
@@ -149,18 +152,21 @@ pub async fn create(
         key,
         request_hash: hex::encode(Sha256::digest(body.to_string().as_bytes())),
     });
-    let input: LinkInput = serde_json::from_value(body).map_err(json_error)?;
+    let input: LinkInput = from_value(body)?;
     let base = state.settings.base_url.clone();
     let render = move |link: &LinkRecord| created_response(link, &base);
     Ok(uc::create(&state, &caller, input, idempotency, render).await?)
 }
 
 /// A bulk create request (described for the API document; [`parse_bulk`] reads it).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BulkRequest {
-    /// 1 to 1,000 links.
-    #[schema(min_items = 1, max_items = 1000)]
-    pub links: Vec<LinkInput>,
+    /// 1 to 1,000 objects, each a link as `POST /api/v1/links` takes it. An item that is not
+    /// an object fails the request (422); an object that is not a valid link fails alone,
+    /// with its own 422 in the results.
+    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 1000)]
+    pub links: Vec<serde_json::Value>,
 }
 
 /// Why a bulk body was refused while it was read.
@@ -267,7 +273,7 @@ pub struct BulkResponse {
 }
 
 /// Create up to 1,000 links; each item succeeds or fails on its own.
-#[utoipa::path(post, path = "/api/v1/links/bulk", tag = "links",
+#[utoipa::path(post, path = "/api/v1/links/bulk", operation_id = "create_links_in_bulk", tag = "links",
     request_body = BulkRequest,
     responses((status = 200, body = BulkResponse), (status = 413, body = Problem)),
     security(("bearer" = [])))]
@@ -282,18 +288,25 @@ pub async fn create_bulk(
         Err(BulkError::Json(e)) => return Err(json_error(e)),
     };
     drop(body);
-    // Items of the wrong shape fail alone, like items with invalid values.
+    // Every item must be an object; an object of the wrong shape fails alone, like an item
+    // with invalid values.
+    if let Some(i) = links.iter().position(|v| !v.is_object()) {
+        return Err(ApiError::validation(vec![crate::domain::FieldError::new(
+            format!("links[{i}]"),
+            "must be a JSON object",
+        )]));
+    }
     let mut inputs = Vec::with_capacity(links.len());
     let mut shape_errors = Vec::with_capacity(links.len());
     for v in links {
-        match serde_json::from_value::<LinkInput>(v) {
+        match from_value::<LinkInput>(v) {
             Ok(input) => {
                 inputs.push(input);
                 shape_errors.push(None);
             }
             Err(e) => {
                 inputs.push(LinkInput::default());
-                shape_errors.push(Some(json_error(e)));
+                shape_errors.push(Some(e));
             }
         }
     }
@@ -332,13 +345,17 @@ pub async fn create_bulk(
 
 /// Listing parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// Opaque cursor from `next_cursor` (cursor mode).
+    /// Opaque cursor from `next_cursor` (cursor mode; not with `page`).
+    #[param(pattern = "^([0-9a-f]{2})+$")]
     pub cursor: Option<String>,
-    /// 1-based page number (offset mode).
+    /// 1-based page number (offset mode; not with `cursor`).
+    #[param(minimum = 1, maximum = 1_000_000_000)]
     pub page: Option<u64>,
     /// Only links with this tag.
     pub tag: Option<String>,
@@ -355,6 +372,16 @@ pub struct CursorPage<T> {
     pub next_cursor: Option<String>,
     /// Whether more items follow.
     pub has_more: bool,
+}
+
+/// A page of links: cursor mode, or offset mode when `page` is given.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LinkListPage {
+    /// Cursor mode.
+    Cursor(CursorPage<LinkView>),
+    /// Offset mode.
+    Offset(OffsetPage<LinkView>),
 }
 
 /// A page in offset mode.
@@ -408,10 +435,10 @@ pub async fn list_for(
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("use either page or cursor, not both"));
         }
-        (Some(0), None) => {
+        (Some(p), None) if !(1..=MAX_PAGE).contains(&p) => {
             return Err(ApiError::validation(vec![crate::domain::FieldError::new(
                 "page",
-                "pages are numbered from 1",
+                format!("pages are numbered from 1 to {MAX_PAGE}"),
             )]));
         }
         (Some(p), None) => PageRequest::Offset((p - 1).saturating_mul(u64::from(limit))),
@@ -460,8 +487,8 @@ pub async fn list_for(
 }
 
 /// List the caller's links, newest first.
-#[utoipa::path(get, path = "/api/v1/links", tag = "links", params(ListParams),
-    responses((status = 200, body = CursorPage<LinkView>, description = "Cursor mode; with `page`, an OffsetPage instead")),
+#[utoipa::path(get, path = "/api/v1/links", operation_id = "list_links", tag = "links", params(ListParams),
+    responses((status = 200, body = LinkListPage, description = "Cursor mode; with `page`, offset mode")),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -473,7 +500,7 @@ pub async fn list(
 }
 
 /// One link, with its click total.
-#[utoipa::path(get, path = "/api/v1/links/{code}", tag = "links",
+#[utoipa::path(get, path = "/api/v1/links/{code}", operation_id = "get_link", tag = "links",
     params(("code" = String, Path)),
     responses((status = 200, body = LinkView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -487,7 +514,7 @@ pub async fn get(
 }
 
 /// Replace every mutable field of a link.
-#[utoipa::path(put, path = "/api/v1/links/{code}", tag = "links",
+#[utoipa::path(put, path = "/api/v1/links/{code}", operation_id = "replace_link", tag = "links",
     params(("code" = String, Path)), request_body = LinkInput,
     responses((status = 200, body = LinkView), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -502,7 +529,7 @@ pub async fn replace(
 }
 
 /// Change some fields of a link (JSON merge patch: null clears).
-#[utoipa::path(patch, path = "/api/v1/links/{code}", tag = "links",
+#[utoipa::path(patch, path = "/api/v1/links/{code}", operation_id = "patch_link", tag = "links",
     params(("code" = String, Path)), request_body(content = LinkPatch, content_type = "application/merge-patch+json"),
     responses((status = 200, body = LinkView), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
@@ -517,7 +544,7 @@ pub async fn patch(
 }
 
 /// Delete a link; its code answers 410 from then on and is never reused.
-#[utoipa::path(delete, path = "/api/v1/links/{code}", tag = "links",
+#[utoipa::path(delete, path = "/api/v1/links/{code}", operation_id = "delete_link", tag = "links",
     params(("code" = String, Path)),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -549,13 +576,17 @@ mod tests {
 
 /// Statistics parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsParams {
     /// RFC 3339 start (default: 7 days before `to`).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339 end, exclusive (default: now).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `hour` or `day` (default: hour for ranges up to 2 days).
+    #[param(pattern = "^(hour|day)$")]
     pub interval: Option<String>,
 }
 
@@ -623,7 +654,7 @@ fn parse_time(
 }
 
 /// Click statistics: totals, people and bots, unique visitors, series and top values.
-#[utoipa::path(get, path = "/api/v1/links/{code}/stats", tag = "links",
+#[utoipa::path(get, path = "/api/v1/links/{code}/stats", operation_id = "get_link_stats", tag = "links",
     params(("code" = String, Path), StatsParams),
     responses((status = 200, body = StatsView), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]

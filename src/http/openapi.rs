@@ -21,7 +21,7 @@ use crate::app::AppState;
         health::healthz, health::readyz,
     ),
     components(schemas(error::Problem, crate::domain::FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Problems),
     tags(
         (name = "links", description = "Short links"),
         (name = "users", description = "Users"),
@@ -46,6 +46,87 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// Documents the errors every API operation can answer, as the one format they come in
+/// (`application/problem+json`): 401, 403, 429 and 503 everywhere; 400, 413, 415 and 422
+/// where there is a body; 404 where the path names an object; 400 and 422 where there are
+/// query parameters; 409 on writes. The handlers' own annotations give the successes and
+/// what is particular to them.
+struct Problems;
+
+impl Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.post, true),
+                (&mut item.put, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, write) in operations {
+                let Some(op) = operation.as_mut() else {
+                    continue;
+                };
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let in_path = params.iter().any(|p| p.parameter_in == ParameterIn::Path);
+                let in_query = params.iter().any(|p| p.parameter_in == ParameterIn::Query);
+                let mut statuses = vec![401, 403, 429, 503];
+                if op.request_body.is_some() {
+                    statuses.extend([400, 413, 415, 422]);
+                }
+                if in_path {
+                    statuses.push(404);
+                }
+                if in_query || params.iter().any(|p| p.parameter_in == ParameterIn::Header) {
+                    statuses.extend([400, 422]);
+                }
+                if write {
+                    statuses.push(409);
+                }
+                let responses = &mut op.responses.responses;
+                for status in statuses {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| problem_response(status).into());
+                }
+                for (status, response) in responses.iter_mut() {
+                    if status.as_str() >= "400"
+                        && let utoipa::openapi::RefOr::T(r) = response
+                    {
+                        let description = r.description.clone();
+                        *r = problem_response_described(description);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn problem_response(status: u16) -> utoipa::openapi::Response {
+    let description = axum::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    problem_response_described(description.to_owned())
+}
+
+fn problem_response_described(description: String) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            error::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
 }
 
 /// `/openapi.json` and `/docs`.

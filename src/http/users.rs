@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, Problem};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::links::{CursorPage, LinkView, ListParams, list_for, page_limit, rfc3339};
+use super::links::{CursorPage, ListParams, list_for, page_limit, rfc3339};
 use crate::app::{AppState, Caller, users as uc};
 use crate::domain::user::{Role, UserId, UserInput, UserPatch};
 use crate::store::{KeyRecord, UserRecord};
@@ -54,6 +54,7 @@ pub struct KeyView {
     /// The first characters of the key, to tell keys apart.
     pub prefix: String,
     /// Scopes.
+    #[schema(value_type = Vec<ScopeName>)]
     pub scopes: Vec<&'static str>,
     /// RFC 3339 creation time.
     pub created_at: String,
@@ -99,7 +100,7 @@ fn user_location(id: UserId) -> HeaderValue {
 }
 
 /// Create a user (admin).
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = UserInput,
+#[utoipa::path(post, path = "/api/v1/users", operation_id = "create_user", tag = "users", request_body = UserInput,
     responses((status = 201, body = UserView), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -118,16 +119,19 @@ pub async fn create(
 
 /// Users listing parameters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserListParams {
     /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Cursor from `next_cursor`.
+    #[param(pattern = "^u[0-9]+$")]
     pub cursor: Option<String>,
 }
 
 /// List users by id (admin).
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(UserListParams),
+#[utoipa::path(get, path = "/api/v1/users", operation_id = "list_users", tag = "users", params(UserListParams),
     responses((status = 200, body = CursorPage<UserView>)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -157,7 +161,7 @@ pub async fn list(
 }
 
 /// One user (self or admin).
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/v1/users/{id}", operation_id = "get_user", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = UserView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -169,7 +173,7 @@ pub async fn get(
 }
 
 /// Replace a user's fields (self or admin; only admins change roles).
-#[utoipa::path(put, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
+#[utoipa::path(put, path = "/api/v1/users/{id}", operation_id = "replace_user", tag = "users", params(("id" = i64, Path)),
     request_body = UserInput,
     responses((status = 200, body = UserView), (status = 404, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
@@ -185,7 +189,7 @@ pub async fn replace(
 }
 
 /// Change some of a user's fields (merge patch).
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
+#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "patch_user", tag = "users", params(("id" = i64, Path)),
     request_body(content = UserPatch, content_type = "application/merge-patch+json"),
     responses((status = 200, body = UserView), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -201,7 +205,7 @@ pub async fn patch(
 }
 
 /// Delete a user: their keys stop working and their links answer 410.
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "delete_user", tag = "users", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn delete(
@@ -214,9 +218,9 @@ pub async fn delete(
 }
 
 /// A user's links, newest first (cursor or offset mode).
-#[utoipa::path(get, path = "/api/v1/users/{id}/links", tag = "users",
+#[utoipa::path(get, path = "/api/v1/users/{id}/links", operation_id = "list_user_links", tag = "users",
     params(("id" = i64, Path), ListParams),
-    responses((status = 200, body = CursorPage<LinkView>), (status = 404, body = Problem)),
+    responses((status = 200, body = super::links::LinkListPage), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn links(
     State(state): State<AppState>,
@@ -232,14 +236,34 @@ pub async fn links(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyInput {
-    /// A label.
+    /// A label, at most 100 printable characters.
+    #[schema(max_length = 100)]
     pub name: Option<String>,
-    /// Scopes; `links:read links:write` when absent.
+    /// Scopes, each held by the calling key; `links:read links:write` (cut down to what the
+    /// calling key holds) when absent.
+    #[schema(value_type = Option<Vec<ScopeName>>)]
     pub scopes: Option<Vec<String>>,
 }
 
+/// The name of a scope (for the API document; see docs/security.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub enum ScopeName {
+    /// List and read own links.
+    #[serde(rename = "links:read")]
+    LinksRead,
+    /// Create, change and delete own links.
+    #[serde(rename = "links:write")]
+    LinksWrite,
+    /// Change or delete one's own user and keys.
+    #[serde(rename = "account:write")]
+    AccountWrite,
+    /// Manage every user and key (admins only).
+    #[serde(rename = "users:admin")]
+    UsersAdmin,
+}
+
 /// Create an API key; the key is in this response only.
-#[utoipa::path(post, path = "/api/v1/users/{id}/keys", tag = "keys", params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/api/v1/users/{id}/keys", operation_id = "create_key", tag = "keys", params(("id" = i64, Path)),
     request_body = KeyInput,
     responses((status = 201, body = NewKeyView), (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -263,7 +287,7 @@ pub async fn create_key(
 }
 
 /// List a user's live keys.
-#[utoipa::path(get, path = "/api/v1/users/{id}/keys", tag = "keys", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/v1/users/{id}/keys", operation_id = "list_keys", tag = "keys", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<KeyView>), (status = 404, body = Problem)),
     security(("bearer" = [])))]
 pub async fn list_keys(
@@ -276,7 +300,7 @@ pub async fn list_keys(
 }
 
 /// Revoke a key at once.
-#[utoipa::path(delete, path = "/api/v1/users/{id}/keys/{key_id}", tag = "keys",
+#[utoipa::path(delete, path = "/api/v1/users/{id}/keys/{key_id}", operation_id = "revoke_key", tag = "keys",
     params(("id" = i64, Path), ("key_id" = i64, Path)),
     responses((status = 204), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -290,7 +314,7 @@ pub async fn revoke_key(
 }
 
 /// The caller and the key in use.
-#[utoipa::path(get, path = "/api/v1/me", tag = "users",
+#[utoipa::path(get, path = "/api/v1/me", operation_id = "get_me", tag = "users",
     responses((status = 200, body = MeView), (status = 401, body = Problem)),
     security(("bearer" = [])))]
 pub async fn me(caller: Caller) -> Json<MeView> {

@@ -43,6 +43,12 @@ impl Snip {
         Self::spawn(cmd)
     }
 
+    /// Starts `snip serve` on a SQLite file in `dir`, with `key` as the bootstrap admin key.
+    pub fn on_sqlite(dir: &Path, key: &str, config: &str) -> Snip {
+        let db = format!("sqlite://{}/snip.db", dir.display());
+        Self::start(dir, &db, key, config, &[])
+    }
+
     /// Spawns `cmd` and waits until it listens.
     pub fn spawn(mut cmd: Command) -> Snip {
         let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn snip");
