@@ -25,3 +25,19 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use server::App;
+
+/// How the property tests of parsers that read client input run: 100,000 cases each, so
+/// that `cargo test` in CI tries each parser with that many hostile strings.
+/// `SNIP_PROPERTY_CASES` lowers it while editing.
+#[cfg(test)]
+pub(crate) fn client_input_cases() -> proptest::test_runner::Config {
+    let cases = std::env::var("SNIP_PROPERTY_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000);
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..Default::default()
+    }
+}

@@ -173,7 +173,29 @@ mod tests {
         assert!(Code::parse_alias(&"a".repeat(64)).is_ok());
     }
 
+    /// The documented rule for a path segment that may be a code, written out apart.
+    fn could_be_a_code(s: &str) -> bool {
+        let n = s.chars().count();
+        s.is_ascii()
+            && (1..=64).contains(&n)
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    }
+
     proptest! {
+        #![proptest_config(crate::client_input_cases())]
+
+        /// An alias is accepted exactly when it is 3–64 characters of the charset and not
+        /// reserved; a path segment is looked up exactly when it could be a code.
+        #[test]
+        fn aliases_and_path_codes_follow_the_documented_rule(
+            s in "[A-Za-z0-9_.~%/ -]{0,70}|\\PC{0,70}|(api|healthz|docs|API)"
+        ) {
+            let alias_ok = could_be_a_code(&s) && s.len() >= 3 && !is_reserved(&s);
+            prop_assert_eq!(Code::parse_alias(&s).is_ok(), alias_ok);
+            prop_assert_eq!(Code::from_path(&s).is_some(), could_be_a_code(&s));
+        }
+
         #[test]
         fn alias_parsing_never_panics_and_accepts_only_the_charset(s in "\\PC*") {
             if let Ok(c) = Code::parse_alias(&s) {

@@ -188,6 +188,19 @@ mod tests {
         assert!(!format!("{k:?}").contains(k.expose()));
     }
 
+    proptest::proptest! {
+        #![proptest_config(crate::client_input_cases())]
+
+        /// A bearer token is a key exactly when it is `snip_` and 32 ASCII letters or digits.
+        #[test]
+        fn keys_follow_the_documented_shape(s in "(snip_)?[A-Za-z0-9]{30,34}|snip_\\PC{0,34}|\\PC{0,40}") {
+            let shape = s.strip_prefix("snip_").is_some_and(|b| {
+                b.len() == 32 && b.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+            proptest::prop_assert_eq!(ApiKey::parse(&s).is_some(), shape);
+        }
+    }
+
     #[test]
     fn malformed_keys_are_refused() {
         for bad in [

@@ -225,9 +225,29 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::client_input_cases())]
+
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = parse(&s);
+        }
+
+        /// What is accepted is an http(s) URL within the length limit, not of an own or
+        /// blocked host, and already in its normal form: parsing it again gives itself.
+        #[test]
+        fn accepted_urls_are_normal_and_allowed(
+            s in "(https?|HTTPS?|ftp|javascript):(//)?([a-zA-Z0-9.@:%\\[\\]_~-]|ü|\\PC){0,30}([/?#][\\PC]{0,20}){0,3}"
+        ) {
+            if let Ok(url) = parse(&s) {
+                prop_assert!(url.starts_with("http://") || url.starts_with("https://"), "{}", url);
+                prop_assert!(url.len() <= policy().max_len);
+                let parsed = url::Url::parse(&url).expect("accepted URLs parse");
+                let host = parsed.host_str().unwrap_or_default();
+                prop_assert!(!["sn.ip", "localhost", "evil.example"].contains(&host), "{}", url);
+                prop_assert!(!host.ends_with(".evil.example"), "{}", url);
+                prop_assert!(parsed.username().is_empty() && parsed.password().is_none());
+                prop_assert_eq!(parse(&url), Ok(url.clone()));
+            }
         }
 
         #[test]

@@ -224,7 +224,54 @@ mod tests {
         assert!(classify(Some("  "), false).bot);
     }
 
+    /// The referrer's host as the URL parser reads it: the documented meaning of
+    /// `referrer_host`, without the quick path.
+    fn referrer_by_the_url_parser(referer: &str) -> Option<String> {
+        let url = url::Url::parse(referer.trim()).ok()?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return None;
+        }
+        let host = url.host_str()?.to_ascii_lowercase();
+        let host = match host.strip_prefix("www.") {
+            Some(rest) if !rest.is_empty() => rest.to_owned(),
+            _ => host,
+        };
+        (host.len() <= MAX_HOST).then_some(host)
+    }
+
     proptest::proptest! {
+        #![proptest_config(crate::client_input_cases())]
+
+        /// Any `Referer` reads as the URL parser reads it (the quick path included), and
+        /// never panics.
+        #[test]
+        fn referrers_read_as_the_url_parser_reads_them(
+            s in "\\PC{0,40}|\\s?(https?|HTTP|ftp)://([a-zA-Z0-9@%:\\[\\]\\\\_-]{0,8}\\.?){0,4}[/?#]?\\PC{0,8}"
+        ) {
+            let quick = referrer_host(Some(&s)).map(|h| h.into_owned());
+            proptest::prop_assert_eq!(quick, referrer_by_the_url_parser(&s));
+        }
+
+        /// Any user agent is classified without a panic, into the documented classes; HEAD
+        /// requests are bots, and bots are the device class `bot`.
+        #[test]
+        fn any_user_agent_is_classified(
+            ua in "\\PC{0,60}|Mozilla/5\\.0 \\([A-Za-z0-9 ;._/-]{0,40}\\)[A-Za-z0-9 ;._/()-]{0,40}",
+            head: bool,
+        ) {
+            let v = classify(Some(&ua), head);
+            proptest::prop_assert!(
+                ["desktop", "mobile", "tablet", "bot", "unknown"].contains(&v.device.as_str()),
+                "{:?}", v
+            );
+            proptest::prop_assert_eq!(v.bot, v.device == "bot");
+            proptest::prop_assert!(!head || v.bot);
+            proptest::prop_assert!(!v.browser.is_empty() && !v.os.is_empty());
+            if ua.trim().is_empty() {
+                proptest::prop_assert!(v.bot);
+            }
+        }
+
         /// Where the quick host reader answers, it answers as the URL parser does.
         #[test]
         fn the_quick_host_reader_agrees_with_the_url_parser(

@@ -572,6 +572,30 @@ mod tests {
             assert!(decode_cursor(bad).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(crate::client_input_cases())]
+
+        /// Any text is a cursor or a 400, never a panic.
+        #[test]
+        fn any_text_decodes_or_is_refused(s in "\\PC*") {
+            let _ = decode_cursor(&s);
+        }
+
+        /// Hex of any bytes, the shape a tampered cursor has, likewise.
+        #[test]
+        fn any_hex_decodes_or_is_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            let _ = decode_cursor(&hex::encode(&bytes));
+            let _ = decode_cursor(&hex::encode_upper(&bytes));
+        }
+
+        /// Every cursor the server hands out reads back as itself.
+        #[test]
+        fn cursors_round_trip(created_at: i64, code in "[A-Za-z0-9_-]{1,64}") {
+            let c = LinkCursor { created_at, code };
+            proptest::prop_assert_eq!(decode_cursor(&encode_cursor(&c)).ok(), Some(c));
+        }
+    }
 }
 
 /// Statistics parameters.
