@@ -73,6 +73,8 @@ pub struct HeadDeadline<S> {
     between: Arc<AtomicBool>,
     limit: Duration,
     deadline: Option<Pin<Box<Sleep>>>,
+    /// While closing: until when, and how much was discarded.
+    linger: Option<(Pin<Box<Sleep>>, usize)>,
 }
 
 impl<S> HeadDeadline<S> {
@@ -84,6 +86,7 @@ impl<S> HeadDeadline<S> {
             between: between.clone(),
             limit,
             deadline: None,
+            linger: None,
         };
         (io, BetweenRequests(between))
     }
@@ -120,7 +123,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadDeadline<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -158,10 +161,43 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadDeadline<S> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
+    /// Closes cleanly (a "lingering close"): sends FIN, then reads and discards what the
+    /// client still sends until it closes too, for at most [`LINGER`] and [`LINGER_BYTES`].
+    /// Closing a socket with unread bytes would reset the connection, and the reset can
+    /// destroy an answer the client has not read yet.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let (until, discarded) = match &mut this.linger {
+            Some(linger) => linger,
+            None => {
+                std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+                this.linger
+                    .insert((Box::pin(tokio::time::sleep(LINGER)), 0))
+            }
+        };
+        let mut scratch = [0u8; 4096];
+        loop {
+            if until.as_mut().poll(cx).is_ready() || *discarded > LINGER_BYTES {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    *discarded += buf.filled().len();
+                }
+                // The client closed, or the connection failed: nothing more to wait for.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
+
+/// Longest wait, after this side closes, for the client to close.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Most bytes read and discarded while waiting for the client to close.
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Logs failed accepts at most once per interval, with how many were not logged.
 #[derive(Debug)]

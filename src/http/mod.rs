@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod health;
+pub mod leftover;
 pub mod links;
 pub mod metrics;
 pub mod openapi;

@@ -9,6 +9,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -17,7 +18,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderValue, Method, Request, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -31,6 +32,7 @@ use super::client_ip::client_ip;
 use super::conn::{AcceptErrors, ConnectionLimits, HeadDeadline};
 use super::error::ApiError;
 use super::guard::{redirect_headers, redirect_token};
+use super::leftover::{Leftover, waits_for_continue};
 use super::redirect::respond;
 use crate::app::AppState;
 use crate::app::redirect::{Client, Visit, follow_hot, hot_target, resolve};
@@ -86,19 +88,41 @@ pub async fn serve(
             let state = state.clone();
             let router = router.clone();
             async move {
-                if hot {
-                    // A panic is a bug: answered 500 and logged, as the router's layer does.
-                    let answered = AssertUnwindSafe(redirect_get(&state, peer, &req))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|panic| Some(super::panic_response(panic)));
-                    if let Some(res) = answered {
-                        return Ok::<_, Infallible>(res);
+                let waits = waits_for_continue(req.headers());
+                let (mut res, leftover) = 'answer: {
+                    if hot {
+                        // A panic is a bug: answered 500 and logged, as the router's layer
+                        // does.
+                        let answered = AssertUnwindSafe(redirect_get(&state, peer, &req))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|panic| Some(super::panic_response(panic)));
+                        if let Some(res) = answered {
+                            // A GET rarely has a body; only then is there anything to keep.
+                            let body = req.into_body();
+                            break 'answer (
+                                res,
+                                (!body.is_end_stream()).then(|| Leftover::of(body)),
+                            );
+                        }
                     }
+                    let leftover = Leftover::default();
+                    let mut req = req.map(|body| Body::new(leftover.watch(body)));
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    match router.oneshot(req).await {
+                        Ok(res) => (res, Some(leftover)),
+                        Err(never) => match never {},
+                    }
+                };
+                if let Some(leftover) = leftover {
+                    leftover.settle(waits, &mut res).await;
                 }
-                let mut req = req.map(Body::new);
-                req.extensions_mut().insert(ConnectInfo(peer));
-                router.oneshot(req).await
+                if state.draining.load(Ordering::Acquire) {
+                    // Shutting down: the client should take its next request elsewhere.
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(res)
             }
         });
         let conn = http.serve_connection(TokioIo::new(stream), service);
