@@ -172,6 +172,14 @@ impl App {
             clock.clone(),
             workers.clone(),
         )));
+        let health = Arc::new(crate::app::health::Health::default());
+        background.push(tokio::spawn(crate::app::health::watch(
+            store.links(),
+            store_guard.clone(),
+            redis.clone(),
+            health.clone(),
+            workers.clone(),
+        )));
         background.push(tokio::spawn(purge_idempotency(
             links.clone(),
             clock.clone(),
@@ -197,6 +205,7 @@ impl App {
                 config.password_check_queue,
             ),
             draining: Default::default(),
+            health,
             geoip: match &config.geoip {
                 Some(path) => Some(Arc::new(crate::clicks::geoip::GeoIp::open(path)?)),
                 None => None,

@@ -65,11 +65,9 @@ async fn metrics_count_requests_by_route_template_and_redirects_by_outcome() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_store_opens_the_circuit_and_cached_redirects_keep_working() {
-    let Some(db) = TestDb::create().await else {
+    let Some((_db, proxy, url)) = database_behind_a_proxy().await else {
         return;
     };
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     let app = spawn_app_with(|c| {
         c.database_url = url;
         c.store_timeout_ms = 300;
@@ -146,4 +144,88 @@ async fn a_dead_store_opens_the_circuit_and_cached_redirects_keep_working() {
     for code in &codes {
         assert!(app.redirect(code).await.status().is_redirection());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_is_answered_within_two_seconds_and_ends_within_one() {
+    let Some((_db, proxy, url)) = database_behind_a_proxy().await else {
+        return;
+    };
+    // The default store timeout (5 s): the connect timeout must answer first.
+    let app = spawn_app_with(|c| c.database_url = url).await;
+    let key = app.admin_key.clone();
+    app.create_link_to(&key, "https://example.com/before").await;
+
+    // The database stops. Creates and listings in flight at once, then more.
+    proxy.set(Mode::Stopped);
+    let mut calls = Vec::new();
+    for i in 0..24 {
+        let (client, base, key) = (app.client.clone(), app.base.clone(), key.clone());
+        calls.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let req = if i % 2 == 0 {
+                client
+                    .post(format!("{base}/api/v1/links"))
+                    .json(&json!({ "url": format!("https://example.com/{i}") }))
+            } else {
+                client.get(format!("{base}/api/v1/links?limit=5"))
+            };
+            let res = req.bearer_auth(key).send().await.unwrap();
+            let retry_after = res.headers().contains_key("retry-after");
+            (res.status(), retry_after, started.elapsed())
+        }));
+        if i % 8 == 7 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let mut slowest = Duration::ZERO;
+    for call in calls {
+        let (status, retry_after, took) = call.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(retry_after);
+        slowest = slowest.max(took);
+    }
+    eprintln!("slowest 503: {slowest:?}");
+    assert!(
+        slowest <= Duration::from_secs(2),
+        "slowest 503 took {slowest:?}"
+    );
+
+    // /readyz answers at once, from the background checks.
+    let mut readyz_slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        let res = app.get_anon("/readyz").await;
+        readyz_slowest = readyz_slowest.max(started.elapsed());
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    eprintln!("slowest /readyz: {readyz_slowest:?}");
+    assert!(readyz_slowest <= Duration::from_millis(200));
+
+    // The database is back: the circuit closes within a second, and writes go through.
+    proxy.set(Mode::Pass);
+    let back = std::time::Instant::now();
+    let closed = loop {
+        let res = app.get_anon("/readyz").await;
+        let body: serde_json::Value = res.json().await.unwrap();
+        if body["checks"]["store"]["circuit"] == "closed" && body["status"] == "ready" {
+            break back.elapsed();
+        }
+        assert!(back.elapsed() < Duration::from_secs(10), "never recovered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("closed {closed:?} after the store came back");
+    assert!(closed <= Duration::from_secs(1), "closed after {closed:?}");
+    let res = app
+        .post_link(&key, &json!({ "url": "https://example.com/after" }))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+/// A fresh PostgreSQL database reached through a proxy that can cut it off; its URL.
+async fn database_behind_a_proxy() -> Option<(TestDb, Proxy, String)> {
+    let db = TestDb::create().await?;
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let url = db.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    Some((db, proxy, url))
 }

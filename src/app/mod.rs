@@ -1,6 +1,7 @@
 //! Use cases: what the API can do, independent of HTTP. Handlers parse requests, call these
 //! functions and render the results.
 
+pub mod health;
 pub mod links;
 pub mod password_gate;
 pub mod redirect;
@@ -70,6 +71,8 @@ pub struct Services {
     pub passwords: password_gate::PasswordGate,
     /// Set at shutdown: `/readyz` answers 503 while the node still serves.
     pub draining: std::sync::atomic::AtomicBool,
+    /// What the background checks of the store and Redis last found.
+    pub health: Arc<health::Health>,
 }
 
 /// Settings the use cases and handlers read.

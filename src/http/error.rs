@@ -158,7 +158,12 @@ impl From<AppError> for ApiError {
                 format!("at most {n} items per request"),
             ),
             AppError::Store(StoreError::Unavailable(why)) => {
-                tracing::warn!(reason = %why, "store unavailable");
+                // Refusals of the open breaker are not news: it logged the outage once.
+                if why == crate::store::guarded::CIRCUIT_OPEN {
+                    tracing::debug!(reason = %why, "store unavailable");
+                } else {
+                    tracing::warn!(reason = %why, "store unavailable");
+                }
                 Self::unavailable("the database cannot be reached; try again shortly")
             }
             e @ (AppError::Store(_) | AppError::Internal(_)) => Self::internal(&e),

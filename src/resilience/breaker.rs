@@ -5,6 +5,10 @@
 //! at `open_for` and doubles each time a probe fails (up to `max_open_for`), with jitter so
 //! nodes do not probe together. **Half-open**: one call (the probe) goes through; its
 //! success closes the breaker, its failure opens it again.
+//!
+//! To the log, open and half-open are one outage: a line when it begins (with how long the
+//! dependency had been fine) and one when it ends (with how long it lasted); a failed probe
+//! is logged only at debug level.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +79,8 @@ pub struct Breaker {
     name: &'static str,
     settings: BreakerSettings,
     state: Mutex<State>,
+    /// When the breaker last closed or opened (changed under `state`'s lock).
+    since: Mutex<Instant>,
     /// Calls refused while open.
     pub rejected: AtomicU64,
     /// Times the breaker opened.
@@ -98,6 +104,7 @@ impl Breaker {
             name,
             settings,
             state: Mutex::new(State::Closed { failures: 0 }),
+            since: Mutex::new(Instant::now()),
             rejected: AtomicU64::new(0),
             opened: AtomicU64::new(0),
         }
@@ -172,11 +179,20 @@ impl Breaker {
         }
     }
 
+    /// Marks a change between closed and open; returns how long the last state lasted.
+    fn changed(&self) -> Duration {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        std::mem::replace(&mut *since, now).elapsed()
+    }
+
     fn succeeded(&self) {
         let mut state = self.lock();
         if !matches!(*state, State::Closed { .. }) {
+            let open = self.changed();
             tracing::info!(
                 dependency = self.name,
+                open_ms = open.as_millis() as u64,
                 "circuit closed: the dependency answers again"
             );
         }
@@ -209,11 +225,40 @@ impl Breaker {
             times,
         };
         self.opened.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            dependency = self.name,
-            open_ms = open_for.as_millis() as u64,
-            "circuit open: calls fail fast until a probe succeeds"
-        );
+        if times == 0 {
+            let closed = self.changed();
+            tracing::warn!(
+                dependency = self.name,
+                closed_secs = closed.as_secs(),
+                "circuit open: calls fail fast until a probe succeeds"
+            );
+        } else {
+            tracing::debug!(
+                dependency = self.name,
+                open_ms = open_for.as_millis() as u64,
+                "probe failed; circuit stays open"
+            );
+        }
+    }
+
+    /// Opens the breaker now, as if `failures_to_open` calls had failed: a check found the
+    /// dependency unreachable (a refused connect is no flake).
+    pub fn trip(&self) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let State::Closed { .. } = *state {
+            *state = State::Closed {
+                failures: self.settings.failures_to_open,
+            };
+        }
+        drop(state);
+        self.failed_at(now);
+    }
+
+    /// Closes the breaker: a check outside the request path found the dependency
+    /// answering, so requests need not wait for the next probe.
+    pub fn close_after_check(&self) {
+        self.succeeded();
     }
 
     fn released(&self) {
@@ -316,6 +361,50 @@ mod tests {
         assert_eq!(b.state_at(later), BreakerState::Open);
         assert!(b.retry_after().is_some());
         assert_eq!(b.opened.load(Ordering::Relaxed), 2);
+    }
+
+    /// A log that keeps what is written to it.
+    #[derive(Clone, Default)]
+    struct Kept(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Kept {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_outage_is_two_log_lines_however_many_probes_fail() {
+        let kept = Kept::default();
+        let writer = kept.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let b = breaker();
+            let now = Instant::now();
+            for _ in 0..3 {
+                b.allow_at(now).unwrap().failure();
+            }
+            for i in 1..=10 {
+                let due = now + Duration::from_secs(100 * i);
+                b.allow_at(due).expect("a probe").failure();
+            }
+            b.allow_at(now + Duration::from_secs(2_000))
+                .expect("a probe")
+                .success();
+            assert_eq!(b.opened.load(Ordering::Relaxed), 11);
+        });
+        let log = String::from_utf8(kept.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert!(lines[0].contains("circuit open") && lines[0].contains("closed_secs"));
+        assert!(lines[1].contains("circuit closed") && lines[1].contains("open_ms"));
     }
 
     #[test]

@@ -19,6 +19,13 @@ use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
 use crate::resilience::{Breaker, BreakerSettings, HistogramVec, full_jitter};
 
+/// Why a call the open breaker refused failed.
+pub const CIRCUIT_OPEN: &str = "circuit open";
+
+/// How a failure to get any connection to the database begins its reason. Such a read is
+/// not retried: the next try would wait as long for the same refusal.
+pub const NO_CONNECTION: &str = "no connection to the database";
+
 /// Attempts of a read whose database is unreachable.
 const READ_ATTEMPTS: u32 = 3;
 
@@ -50,7 +57,7 @@ impl Guard {
         let mut attempt = 0;
         loop {
             let Some(permit) = self.breaker.allow() else {
-                return Err(StoreError::Unavailable("circuit open".into()));
+                return Err(StoreError::Unavailable(CIRCUIT_OPEN.into()));
             };
             let started = Instant::now();
             let span = tracing::debug_span!("store", op);
@@ -71,7 +78,9 @@ impl Guard {
                 Err(StoreError::Unavailable(why)) => {
                     permit.failure();
                     attempt += 1;
-                    if attempt >= attempts {
+                    // No connection within the connect timeout: another try would wait as
+                    // long again.
+                    if attempt >= attempts || why.starts_with(NO_CONNECTION) {
                         return Err(StoreError::Unavailable(why));
                     }
                     tokio::time::sleep(full_jitter(Duration::from_millis(25), attempt)).await;

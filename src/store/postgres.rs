@@ -57,6 +57,9 @@ const LINK_TABLES_DELETE: [&str; 5] = [
 /// Serialises concurrent first starts of several nodes (`pg_advisory_xact_lock` key).
 const BOOTSTRAP_LOCK: i64 = 0x736e_6970_0001;
 
+/// Longest wait for a connection from the pool (a new one included).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -69,7 +72,9 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
+            // Well below the store timeout: with the database down, a request gets its 503
+            // within about a second, not after the query timeout.
+            .acquire_timeout(CONNECT_TIMEOUT)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;

@@ -17,6 +17,9 @@ pub enum Mode {
     Blackhole,
     /// Cut every connection at once.
     Refuse,
+    /// Cut every connection and stop listening, like a stopped server: connects are
+    /// refused (ECONNREFUSED) until the mode changes.
+    Stopped,
 }
 
 /// A running proxy; stops when dropped.
@@ -34,11 +37,31 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy addr");
         let (mode, watcher) = watch::channel(Mode::Pass);
         let task = tokio::spawn(async move {
+            let mut listener = Some(listener);
+            let mut modes = watcher.clone();
             loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(serve(client, upstream, watcher.clone()));
+                match &listener {
+                    Some(l) => tokio::select! {
+                        accepted = l.accept() => {
+                            let Ok((client, _)) = accepted else { return };
+                            tokio::spawn(serve(client, upstream, watcher.clone()));
+                        }
+                        changed = modes.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            if *modes.borrow_and_update() == Mode::Stopped {
+                                listener = None;
+                            }
+                        }
+                    },
+                    None => {
+                        if modes.wait_for(|m| *m != Mode::Stopped).await.is_err() {
+                            return;
+                        }
+                        listener = Some(bind_again(addr).await);
+                    }
+                }
             }
         });
         Proxy { addr, mode, task }
@@ -48,6 +71,17 @@ impl Proxy {
     pub fn set(&self, mode: Mode) {
         self.mode.send_replace(mode);
     }
+}
+
+/// Listens on `addr` again (the port was given up a moment ago).
+async fn bind_again(addr: SocketAddr) -> TcpListener {
+    for _ in 0..100 {
+        if let Ok(l) = TcpListener::bind(addr).await {
+            return l;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("cannot listen on {addr} again");
 }
 
 impl Drop for Proxy {
@@ -60,7 +94,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Rec
     loop {
         let now = *mode.borrow_and_update();
         match now {
-            Mode::Refuse => {
+            Mode::Refuse | Mode::Stopped => {
                 let _ = client.shutdown().await;
                 return;
             }
