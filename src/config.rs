@@ -78,6 +78,12 @@ pub struct Config {
     pub nats_subject: String,
     /// Durable consumer the workers of every node share.
     pub nats_durable: String,
+    /// Click events the in-memory queue holds (then, without NATS, more are dropped).
+    pub click_queue_capacity: usize,
+    /// Where click events wait on disk while NATS is away (created when missing).
+    pub click_spill_dir: std::path::PathBuf,
+    /// Most bytes the spill may hold (1 GiB: about two million events); more are dropped.
+    pub click_spill_max_bytes: u64,
     /// PostgreSQL shards for links (the first also holds users and keys). When set,
     /// `database_url` is not used.
     pub shards: Vec<ShardConfig>,
@@ -237,6 +243,9 @@ impl Default for Config {
             nats_stream: "SNIP_CLICKS".into(),
             nats_subject: "snip.clicks".into(),
             nats_durable: "snip-workers".into(),
+            click_queue_capacity: 65_536,
+            click_spill_dir: "snip-spill".into(),
+            click_spill_max_bytes: 1 << 30,
         }
     }
 }
@@ -278,6 +287,9 @@ impl std::fmt::Debug for Config {
             .field("otlp_endpoint", &self.otlp_endpoint)
             .field("nats_stream", &self.nats_stream)
             .field("nats_subject", &self.nats_subject)
+            .field("click_queue_capacity", &self.click_queue_capacity)
+            .field("click_spill_dir", &self.click_spill_dir)
+            .field("click_spill_max_bytes", &self.click_spill_max_bytes)
             .finish()
     }
 }

@@ -123,14 +123,24 @@ impl App {
         if config.role == crate::config::Role::Worker && nats.is_none() {
             bail!("--role worker applies click events from NATS: give --nats too");
         }
+        // With NATS, events that cannot be published wait on disk.
+        let spill = match &nats {
+            Some(_) => Some(clicks::spill::Spill::open(
+                &config.click_spill_dir,
+                config.click_spill_max_bytes,
+            )?),
+            None => None,
+        };
         let (queue, click_worker) = clicks::start(
             QueueSettings {
+                capacity: config.click_queue_capacity.max(1),
                 flush_every: Duration::from_millis(config.click_flush_ms.max(10)),
                 ..QueueSettings::default()
             },
             links.clone(),
             Arc::new(clicks::VisitorIds::new(links.clone())),
             nats.clone(),
+            spill,
             config.role.consumes_clicks(),
             workers.clone(),
         );

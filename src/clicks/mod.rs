@@ -8,6 +8,7 @@
 pub mod geoip;
 pub mod nats;
 pub mod queue;
+pub mod spill;
 pub mod tally;
 
 use std::collections::HashMap;
@@ -261,6 +262,8 @@ pub struct ClickStats {
     pub dropped: AtomicU64,
     /// Events stored in NATS JetStream (scale-out mode).
     pub published: AtomicU64,
+    /// Events written to the spill while NATS was away (scale-out mode).
+    pub spilled: AtomicU64,
     /// Events written to the store.
     pub written: AtomicU64,
     /// Batches written to the store (each one transaction).
@@ -308,12 +311,13 @@ impl Default for QueueSettings {
 /// Creates the queue and its workers: in process, or through NATS JetStream when `nats` is
 /// given (then this node also applies events from the stream if `consume`). They run until
 /// `shutdown` is cancelled, then drain what is queued and return. Visitor ids are made with
-/// the salts of `visitors`.
+/// the salts of `visitors`. With NATS, `spill` keeps on disk what cannot be published.
 pub fn start(
     settings: QueueSettings,
     store: Arc<dyn LinkStore>,
     visitors: Arc<VisitorIds>,
     nats: Option<Arc<nats::Nats>>,
+    spill: Option<spill::Spill>,
     consume: bool,
     shutdown: CancellationToken,
 ) -> (ClickQueue, tokio::task::JoinHandle<()>) {
@@ -348,6 +352,7 @@ pub fn start(
                 taker,
                 visitors,
                 stats,
+                spill,
                 shutdown,
                 Duration::from_secs(5),
             );

@@ -22,9 +22,10 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::spill::Spill;
 use super::{Classifier, Click, ClickEvent, ClickStats, ClickTaker, Taken, VisitorIds};
 use crate::domain::code::Code;
-use crate::resilience::{Breaker, BreakerSettings};
+use crate::resilience::{Breaker, BreakerSettings, BreakerState};
 use crate::store::{ClickFact, LinkStore};
 
 /// Seconds before an unacknowledged event is delivered again.
@@ -62,7 +63,8 @@ struct Wire {
 #[derive(Debug)]
 struct Outgoing {
     wire: Wire,
-    ip: IpAddr,
+    /// `None` for an event read back from the spill, whose visitor id is made already.
+    ip: Option<IpAddr>,
 }
 
 impl Outgoing {
@@ -78,7 +80,19 @@ impl Outgoing {
                 visitor: None,
                 country: e.country.map(str::to_owned),
             },
-            ip: e.ip,
+            ip: Some(e.ip),
+        }
+    }
+
+    /// Gives the event its visitor id, once (unless the day's salt could not be had: then
+    /// it is tried again next time).
+    async fn identify(&mut self, visitors: &VisitorIds) {
+        if let (None, Some(ip)) = (&self.wire.visitor, self.ip) {
+            let ua = self.wire.ua.as_deref().unwrap_or("");
+            self.wire.visitor = visitors
+                .id(ip, ua, self.wire.at)
+                .await
+                .map(|v| v.to_string());
         }
     }
 }
@@ -186,23 +200,56 @@ const PUBLISH_AT_ONCE: usize = 256;
 
 /// Publishes from the local queue until `shutdown`; then publishes what is queued (for at
 /// most `drain_for`) and returns. Events are taken from the queue only when the last ones
-/// are published, so while NATS is away they wait in the bounded queue.
+/// are published, so while NATS is away they wait in the bounded queue — or, with a
+/// `spill`, go to disk: while NATS is away, and while the spill still holds events (so
+/// that they stay in order), everything taken is appended to it, and the spill is
+/// published first.
 pub async fn forward(
     nats: Arc<Nats>,
     taker: ClickTaker,
     visitors: Arc<VisitorIds>,
     stats: Arc<ClickStats>,
+    mut spill: Option<Spill>,
     shutdown: CancellationToken,
     drain_for: Duration,
 ) {
     let mut taken = Taken::default();
     let mut inbox: VecDeque<Outgoing> = VecDeque::new();
     let mut pending: Vec<Outgoing> = Vec::new();
+    // Where the spill's replay stands once `pending` (read from it) is published.
+    let mut replay_to: Option<u64> = None;
     let mut tick = tokio::time::interval(TAKE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let spilling = spill.as_ref().is_some_and(|s| !s.is_empty());
+        if spilling || (spill.is_some() && nats.breaker.state() != BreakerState::Closed) {
+            // Keep the order: what is in memory goes after what is on disk.
+            taker.take(&mut taken);
+            inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
+            taken.clear();
+            if replay_to.is_none() {
+                inbox.extend(pending.drain(..));
+            }
+            if let Some(s) = spill.as_mut() {
+                to_spill(s, &mut inbox, &visitors, &stats).await;
+            }
+        }
         if pending.is_empty() {
-            if inbox.is_empty() {
+            if let Some(s) = spill.as_mut().filter(|s| !s.is_empty()) {
+                match s.next(PUBLISH_AT_ONCE) {
+                    Ok((lines, at)) => {
+                        pending.extend(lines.iter().filter_map(|l| {
+                            let wire = serde_json::from_slice::<Wire>(l).ok()?;
+                            Some(Outgoing { wire, ip: None })
+                        }));
+                        replay_to = Some(at);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading the click spill failed; no longer spilling");
+                        spill = None;
+                    }
+                }
+            } else if inbox.is_empty() {
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = shutdown.cancelled() => break,
@@ -211,44 +258,120 @@ pub async fn forward(
                 inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
                 taken.clear();
             }
-            pending.extend(inbox.drain(..inbox.len().min(PUBLISH_AT_ONCE)));
             if pending.is_empty() {
+                pending.extend(inbox.drain(..inbox.len().min(PUBLISH_AT_ONCE)));
+            }
+            if pending.is_empty() {
+                if let (Some(at), Some(s)) = (replay_to.take(), spill.as_mut()) {
+                    // Only a torn line was left.
+                    let _ = s.replayed_to(at);
+                }
                 continue;
             }
         }
         // NATS is away while the breaker is open: keep what we have, let the bounded queue
-        // buffer the rest, and try again when it lets a probe through (its open time grows
-        // from 0.1 s to 2 s, with jitter).
+        // (or the spill) buffer the rest, and try again when it lets a probe through (its
+        // open time grows from 0.1 s to 2 s, with jitter).
         let Some(permit) = nats.breaker.allow() else {
             let wait = nats
                 .breaker
                 .retry_after()
-                .unwrap_or(Duration::from_millis(50));
+                .unwrap_or(Duration::from_millis(50))
+                .min(SPILL_EVERY);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {},
                 () = shutdown.cancelled() => break,
             }
             continue;
         };
-        if publish(&nats, &visitors, &mut pending, &stats).await {
+        // An acknowledgement may take seconds to fail when NATS has just gone: meanwhile
+        // the queue is emptied into memory, to go to the spill if the publish failed, so
+        // that the bounded queue does not overflow while we wait.
+        let relief = async {
+            if spill.is_none() {
+                return std::future::pending().await;
+            }
+            let mut every = tokio::time::interval(TAKE_EVERY);
+            loop {
+                every.tick().await;
+                taker.take(&mut taken);
+                inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
+                taken.clear();
+            }
+        };
+        let published = tokio::select! {
+            all = publish(&nats, &visitors, &mut pending, &stats) => all,
+            never = relief => never,
+        };
+        if published {
             permit.success();
+            if let (Some(at), Some(s)) = (replay_to.take(), spill.as_mut())
+                && let Err(e) = s.replayed_to(at)
+            {
+                tracing::error!(error = %e, "recording the click spill's replay failed");
+            }
         } else {
             permit.failure();
         }
     }
     taker.close();
     taker.take(&mut taken);
-    pending.extend(inbox.drain(..));
-    pending.extend(taken.iter().map(|e| Outgoing::new(&e)));
+    if replay_to.is_none() {
+        inbox.extend(pending.drain(..));
+    } else {
+        // Still in the spill: they are published after the restart.
+        pending.clear();
+    }
+    inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
+    let mut pending: Vec<Outgoing> = inbox.drain(..).collect();
+    let spilling = spill.as_ref().is_some_and(|s| !s.is_empty());
     let deadline = tokio::time::Instant::now() + drain_for;
-    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+    while !spilling && !pending.is_empty() && tokio::time::Instant::now() < deadline {
         if !publish(&nats, &visitors, &mut pending, &stats).await {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // What could not be published waits on disk for the next start.
+    let mut left: VecDeque<Outgoing> = pending.into();
+    if let Some(s) = spill.as_mut() {
+        to_spill(s, &mut left, &visitors, &stats).await;
+    }
     stats
         .dropped
-        .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        .fetch_add(left.len() as u64, Ordering::Relaxed);
+}
+
+/// Longest wait between two moves of queued events to the spill while NATS is away.
+const SPILL_EVERY: Duration = Duration::from_millis(100);
+
+/// Appends `events` to the spill (emptying it); what does not fit is dropped and counted.
+async fn to_spill(
+    spill: &mut Spill,
+    events: &mut VecDeque<Outgoing>,
+    visitors: &VisitorIds,
+    stats: &ClickStats,
+) {
+    if events.is_empty() {
+        return;
+    }
+    let mut lines = Vec::with_capacity(events.len());
+    for ev in events.iter_mut() {
+        ev.identify(visitors).await;
+        lines.push(serde_json::to_vec(&ev.wire).unwrap_or_default());
+    }
+    let n = events.len();
+    events.clear();
+    let fitted = match spill.append(&lines) {
+        Ok(fitted) => fitted,
+        Err(e) => {
+            tracing::error!(error = %e, "writing the click spill failed");
+            0
+        }
+    };
+    stats.spilled.fetch_add(fitted as u64, Ordering::Relaxed);
+    stats
+        .dropped
+        .fetch_add((n - fitted) as u64, Ordering::Relaxed);
 }
 
 /// Publishes `pending`, keeping in it whatever was not acknowledged. `true` when all were.
@@ -260,15 +383,11 @@ async fn publish(
 ) -> bool {
     let mut acks = Vec::with_capacity(pending.len());
     for ev in pending.iter_mut() {
-        let wire = &mut ev.wire;
+        ev.identify(visitors).await;
+        let wire = &ev.wire;
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", wire.id.as_str());
-        // Made once (unless the day's salt could not be had: then tried again).
-        if wire.visitor.is_none() {
-            let ua = wire.ua.as_deref().unwrap_or("");
-            wire.visitor = visitors.id(ev.ip, ua, wire.at).await.map(|v| v.to_string());
-        }
-        let body = serde_json::to_vec(&*wire).unwrap_or_default();
+        let body = serde_json::to_vec(wire).unwrap_or_default();
         let ack = nats
             .js
             .publish_with_headers(nats.settings.subject.clone(), headers, Bytes::from(body))

@@ -174,6 +174,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         ("queued", get(&clicks.queued)),
         ("dropped", get(&clicks.dropped)),
         ("published", get(&clicks.published)),
+        ("spilled", get(&clicks.spilled)),
         ("written", get(&clicks.written)),
         ("redelivered", get(&clicks.redelivered)),
     ] {

@@ -64,6 +64,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         bootstrap_admin_key: Some(ADMIN_KEY.to_string()),
         // Statistics a fifth of a second behind, so tests need not wait for them.
         click_flush_ms: 200,
+        click_spill_dir: dir.path().join("spill"),
         ..Config::default()
     };
     // The manual clock never refills a token bucket, so the default budgets (50 writes

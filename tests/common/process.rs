@@ -21,8 +21,13 @@ impl Snip {
     pub fn command(dir: &Path, db: &str, config: &str) -> Command {
         let n: u32 = rand::random();
         let config_path = dir.join(format!("snip-{n:x}.toml"));
-        // Statistics a fifth of a second behind, so tests need not wait for them.
-        let config = format!("click_flush_ms = 200\n{config}");
+        // Statistics a fifth of a second behind, so tests need not wait for them; click
+        // events that wait for NATS on disk in `dir`.
+        let spill = dir.join("spill");
+        let config = format!(
+            "click_flush_ms = 200\nclick_spill_dir = {:?}\n{config}",
+            spill.display().to_string()
+        );
         std::fs::write(&config_path, config).expect("write config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_snip"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--database", db])
