@@ -191,6 +191,21 @@ async fn a_store_outage_is_answered_within_two_seconds_and_ends_within_one() {
         "slowest 503 took {slowest:?}"
     );
 
+    // A 503 given before the body is read (the key is looked up first) keeps the
+    // connection: a client writing head and body apart sees no reset.
+    let mut conn = common::raw::Raw::connect(app.addr).await;
+    let body = json!({ "url": "https://example.com/split" }).to_string();
+    let head = format!(
+        "POST /api/v1/links HTTP/1.1\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json"
+    );
+    for _ in 0..3 {
+        conn.send(&head, body.as_bytes()).await.unwrap();
+        let answer = conn.answer().await.unwrap();
+        assert_eq!((answer.status, answer.close), (503, false));
+        conn.send("GET /healthz HTTP/1.1", b"").await.unwrap();
+        assert_eq!(conn.answer().await.unwrap().status, 200);
+    }
+
     // /readyz answers at once, from the background checks.
     let mut readyz_slowest = Duration::ZERO;
     for _ in 0..10 {

@@ -493,4 +493,5 @@ pub mod nats;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod raw;
 pub mod redis;
