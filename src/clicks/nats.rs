@@ -224,9 +224,7 @@ pub async fn forward(
         let spilling = spill.as_ref().is_some_and(|s| !s.is_empty());
         if spilling || (spill.is_some() && nats.breaker.state() != BreakerState::Closed) {
             // Keep the order: what is in memory goes after what is on disk.
-            taker.take(&mut taken);
-            inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
-            taken.clear();
+            take_queued(&taker, &mut taken, &mut inbox);
             if replay_to.is_none() {
                 inbox.extend(pending.drain(..));
             }
@@ -254,9 +252,7 @@ pub async fn forward(
                     _ = tick.tick() => {}
                     () = shutdown.cancelled() => break,
                 }
-                taker.take(&mut taken);
-                inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
-                taken.clear();
+                take_queued(&taker, &mut taken, &mut inbox);
             }
             if pending.is_empty() {
                 pending.extend(inbox.drain(..inbox.len().min(PUBLISH_AT_ONCE)));
@@ -294,9 +290,7 @@ pub async fn forward(
             let mut every = tokio::time::interval(TAKE_EVERY);
             loop {
                 every.tick().await;
-                taker.take(&mut taken);
-                inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
-                taken.clear();
+                take_queued(&taker, &mut taken, &mut inbox);
             }
         };
         let published = tokio::select! {
@@ -315,14 +309,13 @@ pub async fn forward(
         }
     }
     taker.close();
-    taker.take(&mut taken);
     if replay_to.is_none() {
         inbox.extend(pending.drain(..));
     } else {
         // Still in the spill: they are published after the restart.
         pending.clear();
     }
-    inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
+    take_queued(&taker, &mut taken, &mut inbox);
     let mut pending: Vec<Outgoing> = inbox.drain(..).collect();
     let spilling = spill.as_ref().is_some_and(|s| !s.is_empty());
     let deadline = tokio::time::Instant::now() + drain_for;
@@ -339,6 +332,13 @@ pub async fn forward(
     stats
         .dropped
         .fetch_add(left.len() as u64, Ordering::Relaxed);
+}
+
+/// Moves what is queued to the end of `inbox`.
+fn take_queued(taker: &ClickTaker, taken: &mut Taken, inbox: &mut VecDeque<Outgoing>) {
+    taker.take(taken);
+    inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
+    taken.clear();
 }
 
 /// Longest wait between two moves of queued events to the spill while NATS is away.

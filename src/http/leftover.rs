@@ -21,18 +21,26 @@ pub const MAX_DISCARD: u64 = 64 * 1024;
 /// How long the rest of a body may take to arrive before the connection is given up.
 const DISCARD_WAIT: Duration = Duration::from_secs(2);
 
-/// Whether the request asks for `100 Continue` before it sends its body.
-pub fn waits_for_continue(request: &HeaderMap) -> bool {
-    request
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+/// Where a dropped, unfinished body is left for the connection loop.
+#[derive(Clone)]
+pub struct Leftover {
+    rest: Arc<Mutex<Option<Incoming>>>,
+    /// The request said `Expect: 100-continue`: its client has not sent the body, and
+    /// will not once the answer is final.
+    waits_for_continue: bool,
 }
 
-/// Where a dropped, unfinished body is left for the connection loop.
-#[derive(Clone, Default)]
-pub struct Leftover(Arc<Mutex<Option<Incoming>>>);
-
 impl Leftover {
+    /// Nothing left yet, of a request with these headers.
+    pub fn new(request: &HeaderMap) -> Self {
+        Self {
+            rest: Arc::default(),
+            waits_for_continue: request
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
+        }
+    }
+
     /// Wraps a request body so that, if it is dropped unfinished, its rest is kept here.
     pub fn watch(&self, body: Incoming) -> Watched {
         Watched {
@@ -41,21 +49,22 @@ impl Leftover {
         }
     }
 
-    /// A body left unread as a whole (the redirect path, which reads none, answered).
-    pub fn of(body: Incoming) -> Self {
-        Self(Arc::new(Mutex::new(Some(body))))
+    /// Keeps `body` as left unread as a whole (the redirect path, which reads none,
+    /// answered).
+    pub fn keep(&self, body: Incoming) {
+        if let Ok(mut rest) = self.rest.lock() {
+            *rest = Some(body);
+        }
     }
 
     /// Reads and discards what a handler left of the body (up to [`MAX_DISCARD`], within
     /// [`DISCARD_WAIT`]); when that is not possible, marks `res` to close the connection.
-    /// `waits_for_continue`: the request said `Expect: 100-continue`, so its client has
-    /// not sent the body and will not, now that the answer is final.
-    pub async fn settle(&self, waits_for_continue: bool, res: &mut Response) {
-        let rest = self.0.lock().ok().and_then(|mut left| left.take());
+    pub async fn settle(&self, res: &mut Response) {
+        let rest = self.rest.lock().ok().and_then(|mut left| left.take());
         let Some(rest) = rest else { return };
         // A body of unknown length is read too, as far as MAX_DISCARD.
         let small = rest.size_hint().upper().is_none_or(|n| n <= MAX_DISCARD);
-        let read = !waits_for_continue
+        let read = !self.waits_for_continue
             && small
             && tokio::time::timeout(DISCARD_WAIT, discard(rest))
                 .await
@@ -119,10 +128,8 @@ impl Body for Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        if let Some(body) = self.body.take().filter(|b| !b.is_end_stream())
-            && let Ok(mut left) = self.left.0.lock()
-        {
-            *left = Some(body);
+        if let Some(body) = self.body.take().filter(|b| !b.is_end_stream()) {
+            self.left.keep(body);
         }
     }
 }

@@ -32,7 +32,7 @@ use super::client_ip::client_ip;
 use super::conn::{AcceptErrors, ConnectionLimits, HeadDeadline};
 use super::error::ApiError;
 use super::guard::{redirect_headers, redirect_token};
-use super::leftover::{Leftover, waits_for_continue};
+use super::leftover::Leftover;
 use super::redirect::respond;
 use crate::app::AppState;
 use crate::app::redirect::{Client, Visit, follow_hot, hot_target, resolve};
@@ -88,7 +88,6 @@ pub async fn serve(
             let state = state.clone();
             let router = router.clone();
             async move {
-                let waits = waits_for_continue(req.headers());
                 let (mut res, leftover) = 'answer: {
                     if hot {
                         // A panic is a bug: answered 500 and logged, as the router's layer
@@ -99,14 +98,15 @@ pub async fn serve(
                             .unwrap_or_else(|panic| Some(super::panic_response(panic)));
                         if let Some(res) = answered {
                             // A GET rarely has a body; only then is there anything to keep.
-                            let body = req.into_body();
-                            break 'answer (
-                                res,
-                                (!body.is_end_stream()).then(|| Leftover::of(body)),
-                            );
+                            if req.body().is_end_stream() {
+                                break 'answer (res, None);
+                            }
+                            let leftover = Leftover::new(req.headers());
+                            leftover.keep(req.into_body());
+                            break 'answer (res, Some(leftover));
                         }
                     }
-                    let leftover = Leftover::default();
+                    let leftover = Leftover::new(req.headers());
                     let mut req = req.map(|body| Body::new(leftover.watch(body)));
                     req.extensions_mut().insert(ConnectInfo(peer));
                     match router.oneshot(req).await {
@@ -115,7 +115,7 @@ pub async fn serve(
                     }
                 };
                 if let Some(leftover) = leftover {
-                    leftover.settle(waits, &mut res).await;
+                    leftover.settle(&mut res).await;
                 }
                 if state.draining.load(Ordering::Acquire) {
                     // Shutting down: the client should take its next request elsewhere.

@@ -22,8 +22,8 @@ use crate::resilience::{Breaker, BreakerSettings, HistogramVec, full_jitter};
 /// Why a call the open breaker refused failed.
 pub const CIRCUIT_OPEN: &str = "circuit open";
 
-/// How a failure to get any connection to the database begins its reason. Such a read is
-/// not retried: the next try would wait as long for the same refusal.
+/// How the reason begins when no connection to the database could be had within the
+/// connect timeout. Such a read is not retried: the next try would wait as long again.
 pub const NO_CONNECTION: &str = "no connection to the database";
 
 /// Attempts of a read whose database is unreachable.
@@ -78,8 +78,6 @@ impl Guard {
                 Err(StoreError::Unavailable(why)) => {
                     permit.failure();
                     attempt += 1;
-                    // No connection within the connect timeout: another try would wait as
-                    // long again.
                     if attempt >= attempts || why.starts_with(NO_CONNECTION) {
                         return Err(StoreError::Unavailable(why));
                     }

@@ -474,15 +474,16 @@ impl From<sqlx::Error> for super::StoreError {
         // shutdown, cannot connect now) mean the database is away, not the query wrong.
         let away = |code: &str| code.starts_with("08") || code.starts_with("57P");
         match &e {
-            // No connection could be had: the breaker opens at once on these.
-            E::Io(_) | E::Tls(_) | E::PoolTimedOut => {
+            // The pool found no connection within its connect timeout (refused connects
+            // are retried until then): a retry would only wait as long again.
+            E::PoolTimedOut => {
                 super::StoreError::Unavailable(format!("{}: {e}", super::guarded::NO_CONNECTION))
             }
-            E::Protocol(_) | E::PoolClosed | E::WorkerCrashed => {
+            E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolClosed | E::WorkerCrashed => {
                 super::StoreError::Unavailable(e.to_string())
             }
             E::Database(db) if db.code().is_some_and(|c| away(&c)) => {
-                super::StoreError::Unavailable(format!("{}: {e}", super::guarded::NO_CONNECTION))
+                super::StoreError::Unavailable(e.to_string())
             }
             _ => super::StoreError::Other(e.into()),
         }
