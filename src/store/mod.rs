@@ -1,6 +1,6 @@
 //! Storage ports: the traits the application talks to, and the records they exchange.
-//! Adapters live beside this file, one per backend (`sqlite.rs`, `postgres.rs`); `rows.rs`
-//! holds what they share: turning rows into records.
+//! Adapters live beside this file, one per backend (`sqlite.rs`, `postgres.rs`); `sql.rs`
+//! holds the statements they share and `rows.rs` the turning of rows into records.
 
 pub mod clicks;
 pub mod guarded;
@@ -8,6 +8,8 @@ pub mod postgres;
 pub mod ring;
 mod rows;
 pub mod sharded;
+#[doc(hidden)]
+pub mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
