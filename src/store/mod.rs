@@ -171,6 +171,9 @@ pub struct LinkRecord {
 }
 
 /// The mutable fields of a link, in stored form (password already hashed).
+///
+/// `domain::link::LinkDraft` is the same but for the password: it carries the change a
+/// client asked for, this the hash to store (see there why they are two types).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkFields {
     /// Destination.

@@ -42,7 +42,9 @@ macro_rules! row_mappers {
             })
         }
 
-        pub(super) fn redirect_from_row(row: &$row) -> Result<$crate::store::RedirectTarget, sqlx::Error> {
+        pub(super) fn redirect_from_row(
+            row: &$row,
+        ) -> Result<$crate::store::RedirectTarget, sqlx::Error> {
             use sqlx::Row;
             Ok($crate::store::RedirectTarget::new(
                 $crate::domain::target_url::TargetUrl::from_trusted(row.try_get("url")?),
