@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row};
 
 use super::{IdempotencySave, LinkQuery, LinkRecord, RedirectTarget, StoreResult, sql};
@@ -113,12 +113,7 @@ impl PgStore {
     /// race with the same code on another shard.
     pub async fn remove_link(&self, code: &Code) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        for table in LINK_TABLES_DELETE {
-            sqlx::query(table)
-                .bind(code.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
+        delete_every_row(&mut tx, code).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -260,12 +255,7 @@ impl PgStore {
             }
         }
         dst.commit().await?;
-        for table in LINK_TABLES_DELETE {
-            sqlx::query(table)
-                .bind(code.as_str())
-                .execute(&mut *src)
-                .await?;
-        }
+        delete_every_row(&mut src, code).await?;
         src.commit().await?;
         Ok(true)
     }
@@ -308,6 +298,17 @@ impl PgStore {
             .await?;
         Ok(())
     }
+}
+
+/// Deletes every row stored under `code`, in the caller's transaction.
+async fn delete_every_row(conn: &mut PgConnection, code: &Code) -> StoreResult<()> {
+    for statement in LINK_TABLES_DELETE {
+        sqlx::query(statement)
+            .bind(code.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 super::sql::sql_store!(PgStore {

@@ -34,12 +34,14 @@ macro_rules! redirect_columns {
     };
 }
 
+/// The columns of a user record.
 macro_rules! user_columns {
     () => {
         "id, email, name, role, created_at, updated_at"
     };
 }
 
+/// The columns of an API key's record.
 macro_rules! key_columns {
     () => {
         "id, user_id, name, prefix, scopes, created_at, last_used_at"
@@ -260,7 +262,10 @@ macro_rules! sql_store {
             }
 
             /// Inserts the link row; `Ok(false)` when the code is taken.
-            async fn insert_link_row(conn: &mut Connection, link: &LinkRecord) -> StoreResult<bool> {
+            async fn insert_link_row(
+                conn: &mut Connection,
+                link: &LinkRecord,
+            ) -> StoreResult<bool> {
                 let f = &link.fields;
                 let done = sqlx::query(sql::INSERT_LINK)
                     .bind(link.code.as_str())
@@ -336,7 +341,8 @@ macro_rules! sql_store {
             /// filters, keyset cursor, order, limit (one more than asked, to learn whether
             /// more follow) and offset.
             pub(super) fn page_query(prefix: &str, query: &LinkQuery) -> sqlx::QueryBuilder<$db> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("{prefix}{}", sql::LINK_LISTING));
+                let mut qb =
+                    sqlx::QueryBuilder::<$db>::new(format!("{prefix}{}", sql::LINK_LISTING));
                 push_filters(&mut qb, query);
                 if let PageRequest::After(Some(cursor)) = &query.page {
                     // `created_at <= c` bounds the index range; the OR settles ties within it.
@@ -524,7 +530,6 @@ macro_rules! sql_store {
                     key: &str,
                     not_before: DateTime<Utc>,
                 ) -> StoreResult<Option<IdempotencyRecord>> {
-                    // From the writer: a record saved a moment ago must be seen.
                     let row = sqlx::query(sql::IDEMPOTENCY_BY_KEY)
                         .bind(user_id)
                         .bind(key)
@@ -647,7 +652,10 @@ macro_rules! sql_store {
                     Ok(row.as_ref().map(user_from_row).transpose()?)
                 }
 
-                async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
+                async fn find_user_by_email(
+                    &self,
+                    email: &Email,
+                ) -> StoreResult<Option<UserRecord>> {
                     let row = sqlx::query(sql::USER_BY_EMAIL)
                         .bind(email.as_str())
                         .fetch_optional(&self.$read)
@@ -721,7 +729,11 @@ macro_rules! sql_store {
                     Ok(())
                 }
 
-                async fn create_key(&self, key: &NewKey, now: DateTime<Utc>) -> StoreResult<KeyRecord> {
+                async fn create_key(
+                    &self,
+                    key: &NewKey,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<KeyRecord> {
                     insert_key(&self.$write, key, now).await
                 }
 
