@@ -178,34 +178,27 @@ impl Tally {
                 self.next_hour(hour);
             }
             let person = !(e.head || classifier.visit(agent).bot);
-            numbered.push(if person {
-                NumberedClick {
-                    link,
-                    hour,
-                    at,
-                    agent,
-                    ip: e.ip,
-                    visitor: self.known.visitor(
-                        self.link_keys[link as usize],
-                        e.ip,
-                        classifier.key(agent),
-                    ),
-                    values: Some([
-                        classifier.profile(agent),
-                        self.names.id(e.referrer.unwrap_or("direct")),
-                        self.names.id(e.country.unwrap_or("unknown")),
-                    ]),
-                }
+            let (visitor, values) = if person {
+                let visitor =
+                    self.known
+                        .visitor(self.link_keys[link as usize], e.ip, classifier.key(agent));
+                let values = [
+                    classifier.profile(agent),
+                    self.names.id(e.referrer.unwrap_or("direct")),
+                    self.names.id(e.country.unwrap_or("unknown")),
+                ];
+                (visitor, Some(values))
             } else {
-                NumberedClick {
-                    link,
-                    hour,
-                    at,
-                    agent,
-                    ip: e.ip,
-                    visitor: 0,
-                    values: None,
-                }
+                (0, None)
+            };
+            numbered.push(NumberedClick {
+                link,
+                hour,
+                at,
+                agent,
+                ip: e.ip,
+                visitor,
+                values,
             });
         }
         for s in numbered.iter().filter(|s| s.values.is_some()) {
@@ -608,6 +601,9 @@ mod tests {
 
     const SALT: &str = "pepper";
 
+    /// A browser's user agent.
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+
     /// The salt of the day of every [`event`].
     fn salts() -> Salts {
         Salts::of([(
@@ -620,11 +616,7 @@ mod tests {
     fn tallied_events_equal_added_facts() {
         let mut c = Classifier::default();
         let (mut tally, mut via_facts) = (Tally::default(), crate::store::ClickTotals::default());
-        let agents = [
-            Some("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"),
-            Some("Slackbot 1.0"),
-            None,
-        ];
+        let agents = [Some(FIREFOX), Some("Slackbot 1.0"), None];
         // Two links, and a second copy of the first (as a reload of the cache makes it):
         // the copies count as one link.
         let links = [link("aa"), link("bb"), link("aa")];
@@ -664,7 +656,7 @@ mod tests {
         let mut c = Classifier::default();
         let (mut tally, mut via_facts) = (Tally::default(), crate::store::ClickTotals::default());
         let agents = [
-            Some("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"),
+            Some(FIREFOX),
             Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) Mobile/15E148"),
             Some("Twitterbot/1.0"),
         ];
@@ -710,11 +702,7 @@ mod tests {
     #[test]
     fn totals_made_in_a_written_batchs_memory_equal_fresh_ones() {
         let mut c = Classifier::default();
-        let agents = [
-            Some("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"),
-            Some("Slackbot 1.0"),
-            None,
-        ];
+        let agents = [Some(FIREFOX), Some("Slackbot 1.0"), None];
         let (aa, bb, cc) = (link("aa"), link("bb"), link("cc"));
         // Two tallies fed the same clicks: one makes its totals in the memory of the
         // last batch, the other afresh; a few counters at a time, as the worker does.

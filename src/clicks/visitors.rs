@@ -1,5 +1,5 @@
-//! Visitor ids: who clicked, told apart for a day without being kept. A visitor is a salted
-//! hash of IP and user agent; the salt changes every day.
+//! Visitor ids, which tell one day's visitors apart without keeping who they are: a salted
+//! hash of IP and user agent, under a salt that changes every day.
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};

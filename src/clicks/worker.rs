@@ -74,8 +74,8 @@ pub fn start(
             tokio::spawn(worker.run(settings, taker, shutdown))
         }
         Some(nats) => {
-            // The consumer stops first-class with the rest; the forwarder then publishes
-            // what is still queued.
+            // The consumer stops on shutdown like the rest; the forwarder then publishes
+            // what is still queued, and the task ends when both have.
             let consumer = consume.then(|| {
                 tokio::spawn(nats::consume(
                     nats.clone(),
