@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use super::{AppError, AppState};
 use crate::cache::CachedTarget;
-use crate::clicks::ClickEvent;
+use crate::clicks::{ClickEvent, ClickedLink};
 use crate::domain::code::Code;
 use crate::domain::link::RedirectStatus;
 use crate::domain::password;
@@ -243,8 +243,10 @@ fn record(state: &AppState, link: &Arc<CachedTarget>, client: &Client<'_>, head:
     }
     let referrer = referrer_host(client.referer);
     let country = state.geoip.as_ref().and_then(|g| g.country(client.ip));
+    // The click engine knows the link by what it asks of it (`ClickedLink`).
+    let link: Arc<dyn ClickedLink> = link.clone();
     state.clicks.record(&ClickEvent {
-        link,
+        link: &link,
         slot: link.click_slot().read(),
         at: state.clock.now(),
         head,

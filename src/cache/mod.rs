@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use crate::clicks::ClickSlot;
+use crate::clicks::{ClickSlot, ClickedLink};
 use crate::domain::code::Code;
 use crate::store::{LinkStore, RedirectTarget, StoreError, StoreResult};
 
@@ -54,6 +54,16 @@ impl CachedTarget {
 
     /// The click worker's note on this link (its meaning is the worker's).
     pub fn click_slot(&self) -> &ClickSlot {
+        &self.click_slot
+    }
+}
+
+impl ClickedLink for CachedTarget {
+    fn code(&self) -> &str {
+        &self.code
+    }
+
+    fn click_slot(&self) -> &ClickSlot {
         &self.click_slot
     }
 }

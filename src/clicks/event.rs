@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Classifier, ClickSlotValue, visitor_id};
-use crate::cache::CachedTarget;
+use super::{Classifier, ClickSlotValue, ClickedLink, visitor_id};
 use crate::domain::code::Code;
 use crate::store::ClickFact;
 
@@ -19,9 +18,9 @@ use crate::store::ClickFact;
 #[derive(Debug, Clone, Copy)]
 pub struct ClickEvent<'a> {
     /// The link that was followed, as the cache holds it (the worker keeps its batch number
-    /// of the link on it; see [`CachedTarget::click_slot`]).
-    pub link: &'a Arc<CachedTarget>,
-    /// The link's [`CachedTarget::click_slot`] as the edge read it (the line was in its
+    /// of the link on it; see [`ClickedLink::click_slot`]).
+    pub link: &'a Arc<dyn ClickedLink>,
+    /// The link's [`ClickedLink::click_slot`] as the edge read it (the line was in its
     /// cache; the worker's would not be), so that the worker need not touch the link.
     pub slot: ClickSlotValue,
     /// When.

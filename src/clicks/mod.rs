@@ -37,7 +37,7 @@ pub use classifier::Classifier;
 pub use counters::ClickCounters;
 pub use event::{Click, ClickEvent, new_id};
 pub use queue::{ClickQueue, ClickTaker, TakenEvents};
-pub use slot::{ClickSlot, ClickSlotValue};
+pub use slot::{ClickSlot, ClickSlotValue, ClickedLink};
 pub use tally::{KnownVisitors, Tally};
 pub use visitors::{Salts, VisitorId, VisitorIds, visitor_id};
 pub use worker::{QueueSettings, start};

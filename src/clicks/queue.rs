@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use chrono::{DateTime, Utc};
 
-use super::{ClickCounters, ClickEvent, ClickSlotValue};
-use crate::cache::CachedTarget;
+use super::{ClickCounters, ClickEvent, ClickSlotValue, ClickedLink};
 
 /// Buffers, at most: threads that send at once mostly find different ones free.
 const SHARDS: usize = 8;
@@ -57,7 +56,7 @@ struct EventBuffer {
 /// A queued event; its strings are ranges of its buffer's text.
 #[derive(Debug)]
 struct Queued {
-    link: Arc<CachedTarget>,
+    link: Arc<dyn ClickedLink>,
     slot: ClickSlotValue,
     at: DateTime<Utc>,
     head: bool,
@@ -290,12 +289,13 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
 
     use super::*;
+    use crate::cache::CachedTarget;
 
-    fn link() -> Arc<CachedTarget> {
+    fn link() -> Arc<dyn ClickedLink> {
         Arc::new(CachedTarget::plain("aa"))
     }
 
-    fn event(link: &Arc<CachedTarget>, n: u8) -> ClickEvent<'_> {
+    fn event(link: &Arc<dyn ClickedLink>, n: u8) -> ClickEvent<'_> {
         ClickEvent {
             link,
             slot: ClickSlotValue::default(),

@@ -1,13 +1,25 @@
 //! The click slot: a note the in-process worker keeps on each cached link, so that a click
 //! on a link it has seen in this batch costs no lookup of the link's code. Only the worker
 //! reads its meaning; the cache carries it and the edge copies it into the event.
+//!
+//! [`ClickedLink`] is what the engine asks of a followed link. The cache's entry implements
+//! it, so `clicks` needs nothing from `cache` (and `cache` only carries the slot).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The note on a cached link ([`crate::cache::CachedTarget::click_slot`]): which batch
+/// The note on a cached link ([`ClickedLink::click_slot`]): which batch
 /// numbered the link, and the number it gave.
 #[derive(Debug, Default)]
 pub struct ClickSlot(AtomicU64);
+
+/// What the click engine needs of a followed link: its code, and the slot the worker
+/// notes its batch number in. The cache's entry (`cache::CachedTarget`) is one.
+pub trait ClickedLink: std::fmt::Debug + Send + Sync {
+    /// The link's code.
+    fn code(&self) -> &str;
+    /// The worker's note on the link.
+    fn click_slot(&self) -> &ClickSlot;
+}
 
 /// What a [`ClickSlot`] held when the edge read it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,8 +7,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Classifier, ClickEvent, ClickSlotValue, Salts, visitor_id};
-use crate::cache::CachedTarget;
+use super::{Classifier, ClickEvent, ClickSlotValue, ClickedLink, Salts, visitor_id};
 use crate::clock::to_millis;
 use crate::domain::code::Code;
 use crate::store::{ClickTotals, Names};
@@ -80,7 +79,7 @@ pub struct Tally {
     /// Each link's key in [`KnownVisitors`], by number.
     link_keys: Vec<u64>,
     /// This batch's mark on the links it numbered, kept in each link's
-    /// [`CachedTarget::click_slot`] with the number (see [`Self::link`]).
+    /// [`ClickedLink::click_slot`] with the number (see [`Self::link`]).
     epoch: u64,
     names: Names<String>,
     /// Each link's counters of the hour starting at `hour` (ms), by number.
@@ -170,7 +169,7 @@ impl Tally {
         for e in events {
             let at = to_millis(e.at);
             let hour = at - at.rem_euclid(3_600_000);
-            let link = self.link(e.link, e.slot);
+            let link = self.link(e.link.as_ref(), e.slot);
             let agent = classifier.id(e.user_agent);
             self.clicks += 1;
             self.last_at = self.last_at.max(at);
@@ -265,7 +264,7 @@ impl Tally {
     /// The batch's number of `target`'s link, given the `slot` the edge read from it: when
     /// this batch numbered the link already, that is the number (no hashing, no comparing
     /// of codes); else the code is looked up and the number noted on the link.
-    fn link(&mut self, target: &CachedTarget, slot: ClickSlotValue) -> u32 {
+    fn link(&mut self, target: &dyn ClickedLink, slot: ClickSlotValue) -> u32 {
         if let Some(number) = slot.number_in(self.epoch) {
             return number;
         }
@@ -578,14 +577,15 @@ impl KnownVisitors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::CachedTarget;
     use std::sync::Arc;
 
-    fn link(code: &str) -> Arc<CachedTarget> {
+    fn link(code: &str) -> Arc<dyn ClickedLink> {
         Arc::new(CachedTarget::plain(code))
     }
 
     /// An event as the edge makes it: the link's slot read when the click is recorded.
-    fn event<'a>(link: &'a Arc<CachedTarget>, i: usize, ua: Option<&'a str>) -> ClickEvent<'a> {
+    fn event<'a>(link: &'a Arc<dyn ClickedLink>, i: usize, ua: Option<&'a str>) -> ClickEvent<'a> {
         ClickEvent {
             link,
             slot: link.click_slot().read(),
