@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use crate::domain::visit::{Visit, classify};
+use crate::domain::visit::{AgentProfile, classify};
 
 /// Classifies user agents, remembering the answers: the same agents come again and again,
 /// and parsing them is most of the worker's work. Each agent gets a small number, and so
@@ -16,15 +16,15 @@ use crate::domain::visit::{Visit, classify};
 pub struct Classifier {
     ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
     agents: Vec<Agent>,
-    profiles: Vec<Visit>,
-    profile_ids: HashMap<Visit, u32, foldhash::fast::RandomState>,
+    profiles: Vec<AgentProfile>,
+    profile_ids: HashMap<AgentProfile, u32, foldhash::fast::RandomState>,
     keys: foldhash::fast::RandomState,
 }
 
 /// A remembered agent.
 #[derive(Debug)]
 struct Agent {
-    visit: Visit,
+    visit: AgentProfile,
     profile: u32,
     text: Arc<str>,
     key: u64,
@@ -47,11 +47,11 @@ impl Classifier {
     }
 
     /// The classification of a request with `user_agent`, made with `HEAD` if `head`.
-    pub fn classify(&mut self, user_agent: Option<&str>, head: bool) -> Visit {
+    pub fn classify(&mut self, user_agent: Option<&str>, head: bool) -> AgentProfile {
         let id = self.id(user_agent);
         let base = self.visit(id).clone();
         if head {
-            Visit {
+            AgentProfile {
                 bot: true,
                 device: "bot".into(),
                 ..base
@@ -86,7 +86,7 @@ impl Classifier {
     }
 
     /// The classification numbered `id`.
-    pub fn visit(&self, id: u32) -> &Visit {
+    pub fn visit(&self, id: u32) -> &AgentProfile {
         &self.agents[id as usize].visit
     }
 
@@ -96,7 +96,7 @@ impl Classifier {
     }
 
     /// The profile numbered `profile`: what every agent of it was classified as.
-    pub fn profile_visit(&self, profile: u32) -> &Visit {
+    pub fn profile_visit(&self, profile: u32) -> &AgentProfile {
         &self.profiles[profile as usize]
     }
 

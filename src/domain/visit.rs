@@ -48,9 +48,10 @@ const BOT_MARKERS: &[&str] = &[
 
 static PARSER: LazyLock<woothee::parser::Parser> = LazyLock::new(woothee::parser::Parser::new);
 
-/// A visit, classified.
+/// What a request's user agent and method say about the client: bot or person, browser,
+/// OS and device class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Visit {
+pub struct AgentProfile {
     /// Automated client (crawler, unfurler, monitor, HEAD request, no user agent).
     pub bot: bool,
     /// Browser family, e.g. `Chrome`; `unknown` when not recognised.
@@ -62,7 +63,7 @@ pub struct Visit {
 }
 
 /// Classifies a request by its user agent and method.
-pub fn classify(user_agent: Option<&str>, head: bool) -> Visit {
+pub fn classify(user_agent: Option<&str>, head: bool) -> AgentProfile {
     let ua = user_agent.map(str::trim).filter(|u| !u.is_empty());
     let parsed = ua.and_then(|u| PARSER.parse(u));
     let lower = ua.map(str::to_ascii_lowercase).unwrap_or_default();
@@ -91,7 +92,7 @@ pub fn classify(user_agent: Option<&str>, head: bool) -> Visit {
             _ => "unknown",
         }
     };
-    Visit {
+    AgentProfile {
         bot,
         browser,
         os,
