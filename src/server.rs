@@ -64,7 +64,7 @@ impl App {
         let (queue, click_worker) = start_clicks(&config, &guarded, nats.clone(), &workers)?;
         let redis = redis(&config)?;
         let l2 = redis.clone().map(|r| Arc::new(RedisCache::new(r)));
-        let cache = cache(&config, &guarded, l2.clone());
+        let cache = cache(&config, guarded.links.clone(), l2.clone());
         let limiter = limiter(&config, redis.as_ref());
         let state = AppState::new(crate::app::Services {
             links: guarded.links,
@@ -193,15 +193,20 @@ struct GuardedStore {
 
 impl GuardedStore {
     fn new(store: &AnyStore, config: &Config) -> Self {
-        let guard = Arc::new(Guard::new(Duration::from_millis(
-            config.store_timeout_ms.max(1),
-        )));
+        let guard = store_guard(config);
         Self {
             links: Arc::new(Guarded::<dyn LinkStore>::new(store.links(), guard.clone())),
             users: Arc::new(Guarded::<dyn UserStore>::new(store.users(), guard.clone())),
             guard,
         }
     }
+}
+
+/// The guard of store calls, with its timeout.
+fn store_guard(config: &Config) -> Arc<Guard> {
+    Arc::new(Guard::new(Duration::from_millis(
+        config.store_timeout_ms.max(1),
+    )))
 }
 
 /// NATS, when `nats_url` is set.
@@ -265,9 +270,13 @@ fn redis(config: &Config) -> anyhow::Result<Option<RedisConn>> {
 }
 
 /// The redirect cache: L1 in this process, L2 on Redis when there is one.
-fn cache(config: &Config, store: &GuardedStore, l2: Option<Arc<RedisCache>>) -> Arc<RedirectCache> {
+fn cache(
+    config: &Config,
+    links: Arc<dyn LinkStore>,
+    l2: Option<Arc<RedisCache>>,
+) -> Arc<RedirectCache> {
     Arc::new(RedirectCache::new(
-        store.links.clone(),
+        links,
         l2,
         CacheSettings {
             capacity: config.cache.capacity,
@@ -404,16 +413,35 @@ pub async fn create_key_for(
     name: Option<String>,
     admin: bool,
 ) -> anyhow::Result<ApiKey> {
-    use crate::domain::key::Scopes;
-    use crate::domain::user::{Email, Role, UserDraft};
-    use crate::store::{NewKey, StoreError};
+    use crate::domain::user::Email;
 
-    let db = AnyStore::from_config(config).await?;
-    let store = db.users();
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
-    let now = chrono::Utc::now();
+    let store = AnyStore::from_config(config).await?;
+    let created = match command_line_state(config, &store) {
+        Ok(state) => create_key_as_operator(&state, email, scopes, name, admin).await,
+        Err(e) => Err(e),
+    };
+    store.close().await;
+    created
+}
+
+/// Creates the key through the same use case as `POST /users/{id}/keys`, called by an
+/// operator who acts as the user and holds every scope.
+async fn create_key_as_operator(
+    state: &AppState,
+    email: crate::domain::user::Email,
+    scopes: Option<Vec<String>>,
+    name: Option<String>,
+    admin: bool,
+) -> anyhow::Result<ApiKey> {
+    use crate::app::{AppError, Caller};
+    use crate::domain::key::{Scope, Scopes};
+    use crate::domain::user::{Role, UserDraft};
+    use crate::store::{KeyRecord, StoreError};
+
+    let now = state.clock.now();
     let role = if admin { Role::Admin } else { Role::Member };
-    let mut user = match store.find_user_by_email(&email).await? {
+    let mut user = match state.users.find_user_by_email(&email).await? {
         Some(u) => u,
         None => {
             let draft = UserDraft {
@@ -421,9 +449,10 @@ pub async fn create_key_for(
                 name: String::new(),
                 role,
             };
-            match store.create_user(&draft, now).await {
+            match state.users.create_user(&draft, now).await {
                 Ok(u) => u,
-                Err(StoreError::Conflict(_)) => store
+                Err(StoreError::Conflict(_)) => state
+                    .users
                     .find_user_by_email(&email)
                     .await?
                     .context("user vanished")?,
@@ -434,31 +463,65 @@ pub async fn create_key_for(
     if admin && user.role != Role::Admin {
         let mut draft = user.draft();
         draft.role = Role::Admin;
-        user = store.update_user(user.id, &draft, now).await?;
+        user = state.users.update_user(user.id, &draft, now).await?;
     }
-    let scopes = match scopes {
-        None if admin => Scopes::all(),
-        None => Scopes::default_member(),
-        Some(names) => {
-            Scopes::parse_list(&names).map_err(|bad| anyhow::anyhow!("unknown scope {bad:?}"))?
-        }
+    let operator = Caller {
+        key: KeyRecord {
+            id: 0,
+            user_id: user.id,
+            name: "command line".into(),
+            prefix: String::new(),
+            scopes: Scopes::all(),
+            created_at: now,
+            last_used_at: None,
+        },
+        user,
     };
-    if scopes.contains(crate::domain::key::Scope::UsersAdmin) && user.role != Role::Admin {
-        bail!("users:admin can only be given to an admin's key");
+    // An admin's key gets every scope by default; the use case's default is a member's.
+    let scopes = scopes.or_else(|| admin.then(|| Scope::ALL.map(|s| s.as_str().into()).into()));
+    let name = Some(name.unwrap_or_else(|| "cli".into()));
+    let created = crate::app::users::create_key(state, &operator, operator.user.id, name, scopes);
+    match created.await {
+        Ok((_, key)) => Ok(key),
+        Err(AppError::Validation(errors)) => Err(anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Err(e) => Err(e.into()),
     }
-    let key = ApiKey::generate();
-    store
-        .create_key(
-            &NewKey {
-                user_id: user.id,
-                name: name.unwrap_or_else(|| "cli".into()),
-                prefix: key.display_prefix().to_owned(),
-                hash: key.hash(),
-                scopes,
-            },
-            now,
-        )
-        .await?;
-    db.close().await;
-    Ok(key)
+}
+
+/// The state the command line works with: the store without its guard, the configured
+/// settings, and nothing that runs in the background (no Redis, no NATS; clicks go
+/// nowhere).
+fn command_line_state(config: &Config, store: &AnyStore) -> anyhow::Result<AppState> {
+    let links = store.links();
+    let (clicks, _) = clicks::queue::bounded(1, Arc::default());
+    let settings = Settings {
+        // The command line is the way back in when every key is lost, so the limit on
+        // live keys does not apply to it.
+        max_keys_per_user: u32::MAX,
+        ..settings(config)?
+    };
+    Ok(AppState::new(crate::app::Services {
+        links: links.clone(),
+        users: store.users(),
+        clock: Arc::new(crate::clock::SystemClock),
+        settings: Arc::new(settings),
+        clicks,
+        cache: cache(config, links, None),
+        limiter: limiter(config, None),
+        redis: None,
+        store_guard: store_guard(config),
+        nats: None,
+        http: Arc::default(),
+        passwords: password_gate(config),
+        draining: Default::default(),
+        health: Arc::default(),
+        geoip: None,
+    }))
 }
