@@ -95,8 +95,10 @@ pub fn router(state: AppState, role: Role) -> Router {
             deadline(timeout, req, next)
         }));
 
-    // Every role answers health checks and metrics; the rest depends on the role.
+    // Every role answers health checks, metrics and the page the `type` of its problems
+    // points to; the rest depends on the role.
     let mut app = Router::new()
+        .route(error::PROBLEM_TYPES_PATH, get(error::problem_types))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics));
