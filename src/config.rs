@@ -470,7 +470,7 @@ mod tests {
     }
 
     /// The default configuration, changed by `f`.
-    fn valid_with(f: impl FnOnce(&mut Config)) -> Config {
+    fn config_with(f: impl FnOnce(&mut Config)) -> Config {
         let mut c = Config::default();
         f(&mut c);
         c
@@ -488,11 +488,11 @@ mod tests {
 
     #[test]
     fn base_url_must_be_http_with_a_host() {
-        let c = valid_with(|c| c.base_url = Some("https://sn.ip/".into()));
+        let c = config_with(|c| c.base_url = Some("https://sn.ip/".into()));
         c.validate().unwrap();
         assert_eq!(c.public_base_url().unwrap().0, "https://sn.ip");
         for bad in ["sn.ip", "ftp://sn.ip", "unix:/run/snip"] {
-            let c = valid_with(|c| c.base_url = Some(bad.into()));
+            let c = config_with(|c| c.base_url = Some(bad.into()));
             assert!(
                 refusal(&c).starts_with("base_url: "),
                 "{bad}: {}",
@@ -503,18 +503,18 @@ mod tests {
 
     #[test]
     fn base_url_defaults_to_the_listen_address() {
-        let c = valid_with(|c| c.listen = "0.0.0.0:9000".into());
+        let c = config_with(|c| c.listen = "0.0.0.0:9000".into());
         assert_eq!(c.public_base_url().unwrap().0, "http://0.0.0.0:9000");
-        let c = valid_with(|c| c.listen = "no port here".into());
+        let c = config_with(|c| c.listen = "no port here".into());
         assert!(refusal(&c).starts_with("base_url: "), "{}", refusal(&c));
     }
 
     #[test]
     fn bootstrap_admin_key_must_be_a_key() {
         let key = format!("snip_{}", "a1".repeat(16));
-        let c = valid_with(|c| c.bootstrap_admin_key = Some(key.clone()));
+        let c = config_with(|c| c.bootstrap_admin_key = Some(key.clone()));
         assert_eq!(c.bootstrap_key().unwrap().unwrap().expose(), key);
-        let c = valid_with(|c| c.bootstrap_admin_key = Some("snip_short".into()));
+        let c = config_with(|c| c.bootstrap_admin_key = Some("snip_short".into()));
         assert!(
             refusal(&c).starts_with("bootstrap_admin_key: "),
             "{}",
@@ -524,12 +524,12 @@ mod tests {
 
     #[test]
     fn trusted_proxies_must_be_addresses_or_ranges() {
-        let c = valid_with(|c| {
+        let c = config_with(|c| {
             c.rate_limits.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()]
         });
         assert_eq!(c.trusted_proxies().unwrap().len(), 2);
         for bad in ["localhost", "10.0.0.0/33"] {
-            let c = valid_with(|c| c.rate_limits.trusted_proxies = vec![bad.into()]);
+            let c = config_with(|c| c.rate_limits.trusted_proxies = vec![bad.into()]);
             assert!(
                 refusal(&c).starts_with("rate_limits.trusted_proxies: "),
                 "{bad}: {}",
@@ -540,12 +540,12 @@ mod tests {
 
     #[test]
     fn a_worker_needs_nats() {
-        let c = valid_with(|c| {
+        let c = config_with(|c| {
             c.role = Role::Worker;
             c.nats_url = Some("nats://127.0.0.1:4222".into());
         });
         c.validate().unwrap();
-        let c = valid_with(|c| c.role = Role::Worker);
+        let c = config_with(|c| c.role = Role::Worker);
         assert!(refusal(&c).starts_with("nats_url: "), "{}", refusal(&c));
     }
 }
