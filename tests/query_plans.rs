@@ -1,13 +1,14 @@
 //! The listing and lookup statements use their indexes on PostgreSQL: with 100k links in the
 //! table, a user's page (first page, next page by cursor, filtered by tag) is read through
-//! `links_owner_created`, never by a sequential scan of `links`.
+//! `links_owner_created`, never by a sequential scan of `links`, and a lookup by code
+//! through the primary key. The plans are of the store's own statements.
 
 mod common;
 
 use common::postgres::TestDb;
 use snip::store::postgres::PgStore;
-use snip::store::{LinkCursor, LinkQuery, PageRequest};
-use sqlx::Connection;
+use snip::store::{LinkCursor, LinkQuery, PageRequest, sql};
+use sqlx::{AssertSqlSafe, Connection};
 
 const FILL: &str = "
 INSERT INTO users (email, name, role, created_at, updated_at)
@@ -67,11 +68,21 @@ async fn a_users_pages_are_read_by_index() {
         );
     }
 
-    let lookup: Vec<String> =
-        sqlx::query_scalar("EXPLAIN SELECT url, redirect_status FROM links WHERE code = 'c123'")
+    // The store's own lookup statements, as it runs them.
+    for (name, statement) in [
+        ("redirect lookup", sql::REDIRECT_BY_CODE),
+        ("link lookup", sql::LINK_BY_CODE),
+    ] {
+        let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN {statement}")))
+            .bind("c123")
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    let lookup = lookup.join("\n");
-    assert!(lookup.contains("Index Scan using links_pkey"), "{lookup}");
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan using links_pkey"),
+            "{name} ignores the primary key:\n{plan}"
+        );
+        assert!(!plan.contains("Seq Scan"), "{name} scans a table:\n{plan}");
+    }
 }

@@ -245,7 +245,7 @@ fn record(state: &AppState, link: &Arc<CachedTarget>, client: &Client<'_>, head:
     let country = state.geoip.as_ref().and_then(|g| g.country(client.ip));
     state.clicks.record(&ClickEvent {
         link,
-        slot: link.click_slot().load(std::sync::atomic::Ordering::Relaxed),
+        slot: link.click_slot().read(),
         at: state.clock.now(),
         head,
         ip: client.ip,

@@ -50,33 +50,34 @@ fn tag_of(hash: u64) -> u32 {
     hash as u32 & TAG_MASK
 }
 
-/// What a slot holds. Each variant is one pointer, so a slot is 24 bytes.
-enum Held {
+/// A table entry: a found link, or a code known to be unknown. Each variant is one pointer,
+/// so a slot is 24 bytes.
+enum Entry {
     Found(Arc<CachedTarget>),
     /// An unknown code (boxed twice to keep the variant one pointer wide: these are few
     /// and short-lived).
     Missing(Box<Box<str>>),
 }
 
-impl Held {
+impl Entry {
     fn new(code: &str, value: Cached) -> Self {
         match value {
-            Cached::Found(t) => Held::Found(t),
-            Cached::Missing => Held::Missing(Box::new(code.into())),
+            Cached::Found(t) => Entry::Found(t),
+            Cached::Missing => Entry::Missing(Box::new(code.into())),
         }
     }
 
     fn code(&self) -> &str {
         match self {
-            Held::Found(t) => t.code(),
-            Held::Missing(code) => code,
+            Entry::Found(t) => t.code(),
+            Entry::Missing(code) => code,
         }
     }
 
     fn cached(&self) -> Cached {
         match self {
-            Held::Found(t) => Cached::Found(t.clone()),
-            Held::Missing(_) => Cached::Missing,
+            Entry::Found(t) => Cached::Found(t.clone()),
+            Entry::Missing(_) => Cached::Missing,
         }
     }
 }
@@ -88,7 +89,7 @@ struct Slot {
     tag: AtomicU32,
     /// Fresh until this tick.
     fresh_until: Tick,
-    held: Option<Held>,
+    entry: Option<Entry>,
 }
 
 impl Slot {
@@ -142,8 +143,8 @@ impl Table {
         let mut i = self.home(tag);
         loop {
             let slot = &self.slots[i];
-            let held = slot.held.as_ref()?;
-            if slot.tag() == tag && held.code() == code {
+            let entry = slot.entry.as_ref()?;
+            if slot.tag() == tag && entry.code() == code {
                 return Some(i);
             }
             i = self.next(i);
@@ -151,8 +152,8 @@ impl Table {
     }
 
     fn keep_until(&self, slot: &Slot) -> Tick {
-        match slot.held {
-            Some(Held::Found(_)) => slot.fresh_until.saturating_add(self.stale),
+        match slot.entry {
+            Some(Entry::Found(_)) => slot.fresh_until.saturating_add(self.stale),
             _ => slot.fresh_until,
         }
     }
@@ -166,16 +167,16 @@ impl Table {
         if slot.tag.load(Ordering::Relaxed) & REFERENCED == 0 {
             slot.tag.fetch_or(REFERENCED, Ordering::Relaxed);
         }
-        Some((slot.held.as_ref()?.cached(), now < slot.fresh_until))
+        Some((slot.entry.as_ref()?.cached(), now < slot.fresh_until))
     }
 
-    fn insert(&mut self, tag: u32, held: Held, fresh_until: Tick, now: Tick) {
+    fn insert(&mut self, tag: u32, entry: Entry, fresh_until: Tick, now: Tick) {
         if self.capacity == 0 {
             return;
         }
-        if let Some(i) = self.find(tag, held.code()) {
+        if let Some(i) = self.find(tag, entry.code()) {
             let slot = &mut self.slots[i];
-            slot.held = Some(held);
+            slot.entry = Some(entry);
             slot.fresh_until = fresh_until;
             return;
         }
@@ -186,13 +187,13 @@ impl Table {
             self.grow();
         }
         let mut i = self.home(tag);
-        while self.slots[i].held.is_some() {
+        while self.slots[i].entry.is_some() {
             i = self.next(i);
         }
         self.slots[i] = Slot {
             tag: AtomicU32::new(tag),
             fresh_until,
-            held: Some(held),
+            entry: Some(entry),
         };
         self.len += 1;
     }
@@ -206,11 +207,11 @@ impl Table {
         self.slots.resize_with(size, Slot::default);
         self.hand = 0;
         for slot in &mut old {
-            if slot.held.is_none() {
+            if slot.entry.is_none() {
                 continue;
             }
             let mut i = self.home(slot.tag());
-            while self.slots[i].held.is_some() {
+            while self.slots[i].entry.is_some() {
                 i = self.next(i);
             }
             self.slots[i] = std::mem::take(slot);
@@ -225,7 +226,7 @@ impl Table {
         let n = self.slots.len();
         let mut hole = i;
         let mut j = self.next(i);
-        while self.slots[j].held.is_some() {
+        while self.slots[j].entry.is_some() {
             let home = self.home(self.slots[j].tag());
             // The entry at `j` may move to the hole unless its home lies after the hole
             // (cyclically, up to `j`): then the hole is before where its probe starts.
@@ -251,7 +252,7 @@ impl Table {
             let i = self.hand % self.slots.len();
             let keep_until = self.keep_until(&self.slots[i]);
             let slot = &mut self.slots[i];
-            if slot.held.is_none() {
+            if slot.entry.is_none() {
                 self.hand = i + 1;
             } else if now >= keep_until || *slot.tag.get_mut() & REFERENCED == 0 {
                 // The hand stays: the shift may have moved the next entry here.
@@ -362,7 +363,7 @@ impl L1 {
             table.remove(tag_of(h), code);
             return;
         }
-        table.insert(tag_of(h), Held::new(code, value), fresh_until, now);
+        table.insert(tag_of(h), Entry::new(code, value), fresh_until, now);
     }
 
     /// The invalidation generation (read before a load; see [`Self::insert`]).
@@ -445,7 +446,7 @@ mod tests {
         let mut t = Table::new(100, 0);
         for i in 0..50 {
             let code = format!("c{i}");
-            t.insert(7, Held::new(&code, found(&code)), LONG, 0);
+            t.insert(7, Entry::new(&code, found(&code)), LONG, 0);
         }
         for i in 0..50 {
             let code = format!("c{i}");
@@ -467,13 +468,13 @@ mod tests {
     fn a_full_shard_evicts_what_was_not_read_since_the_hand_passed() {
         let mut t = Table::new(4, 0);
         for code in ["a1", "b2", "c3", "d4"] {
-            t.insert(tag_of(hash(code)), Held::new(code, found(code)), LONG, 0);
+            t.insert(tag_of(hash(code)), Entry::new(code, found(code)), LONG, 0);
         }
         // Everything but c3 is read: the hand clears those bits and takes c3.
         for code in ["a1", "b2", "d4"] {
             assert!(t.lookup(tag_of(hash(code)), code, 0).is_some());
         }
-        t.insert(tag_of(hash("e5")), Held::new("e5", found("e5")), LONG, 0);
+        t.insert(tag_of(hash("e5")), Entry::new("e5", found("e5")), LONG, 0);
         assert_eq!(t.len, 4);
         assert!(t.lookup(tag_of(hash("c3")), "c3", 0).is_none());
         for code in ["a1", "b2", "d4", "e5"] {
@@ -484,11 +485,16 @@ mod tests {
     #[test]
     fn an_expired_entry_is_evicted_before_a_live_unread_one() {
         let mut t = Table::new(2, 0);
-        t.insert(tag_of(hash("old")), Held::new("old", found("old")), 10, 0);
-        t.insert(tag_of(hash("new")), Held::new("new", found("new")), LONG, 0);
+        t.insert(tag_of(hash("old")), Entry::new("old", found("old")), 10, 0);
+        t.insert(
+            tag_of(hash("new")),
+            Entry::new("new", found("new")),
+            LONG,
+            0,
+        );
         assert!(t.lookup(tag_of(hash("old")), "old", 5).is_some());
         // At 20, "old" is past keeping although it was read; "new" was not read.
-        t.insert(tag_of(hash("x")), Held::new("x", found("x")), LONG, 20);
+        t.insert(tag_of(hash("x")), Entry::new("x", found("x")), LONG, 20);
         assert!(t.lookup(tag_of(hash("new")), "new", 20).is_some());
         assert!(t.lookup(tag_of(hash("x")), "x", 20).is_some());
         assert_eq!(t.len, 2);
@@ -499,13 +505,13 @@ mod tests {
         let mut t = Table::new(10, 100);
         t.insert(
             tag_of(hash("link")),
-            Held::new("link", found("link")),
+            Entry::new("link", found("link")),
             50,
             0,
         );
         t.insert(
             tag_of(hash("none")),
-            Held::new("none", Cached::Missing),
+            Entry::new("none", Cached::Missing),
             50,
             0,
         );
@@ -584,10 +590,10 @@ mod tests {
         assert!(l1.len() <= 300 + 1, "{} entries", l1.len());
         for shard in &l1.shared.shards {
             let table = shard.read().unwrap();
-            let held = table.slots.iter().filter(|s| s.held.is_some()).count();
-            assert_eq!(held, table.len, "a shard's count drifted from its slots");
+            let used = table.slots.iter().filter(|s| s.entry.is_some()).count();
+            assert_eq!(used, table.len, "a shard's count drifted from its slots");
             for (i, slot) in table.slots.iter().enumerate() {
-                if let Some(h) = &slot.held {
+                if let Some(h) = &slot.entry {
                     assert_eq!(
                         table.find(slot.tag(), h.code()),
                         Some(i),
@@ -630,7 +636,7 @@ mod tests {
                     t.remove(tag, &code);
                     model.remove(&code);
                 } else {
-                    t.insert(tag, Held::new(&code, found(&code)), LONG, 0);
+                    t.insert(tag, Entry::new(&code, found(&code)), LONG, 0);
                     model.insert(code, ());
                 }
                 prop_assert_eq!(t.len, model.len());

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use crate::clicks::ClickSlot;
 use crate::domain::code::Code;
 use crate::store::{LinkStore, RedirectTarget, StoreError, StoreResult};
 
@@ -32,8 +33,8 @@ pub struct CachedTarget {
     code: Box<str>,
     target: RedirectTarget,
     /// The number the click worker gave this link in the batch it is adding up, so that a
-    /// click on a cached link costs no lookup of its code (see `clicks::tally`).
-    click_slot: AtomicU64,
+    /// click on a cached link costs no lookup of its code (see [`ClickSlot`]).
+    click_slot: ClickSlot,
 }
 
 impl CachedTarget {
@@ -42,7 +43,7 @@ impl CachedTarget {
         Self {
             code: code.into(),
             target,
-            click_slot: AtomicU64::new(0),
+            click_slot: ClickSlot::default(),
         }
     }
 
@@ -52,7 +53,7 @@ impl CachedTarget {
     }
 
     /// The click worker's note on this link (its meaning is the worker's).
-    pub fn click_slot(&self) -> &AtomicU64 {
+    pub fn click_slot(&self) -> &ClickSlot {
         &self.click_slot
     }
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::spill::Spill;
-use super::{Classifier, Click, ClickEvent, ClickStats, ClickTaker, Taken, VisitorIds};
+use super::{Classifier, Click, ClickCounters, ClickEvent, ClickTaker, TakenEvents, VisitorIds};
 use crate::domain::code::Code;
 use crate::resilience::{Breaker, BreakerSettings, BreakerState};
 use crate::store::{ClickFact, LinkStore};
@@ -208,12 +208,12 @@ pub async fn forward(
     nats: Arc<Nats>,
     taker: ClickTaker,
     visitors: Arc<VisitorIds>,
-    stats: Arc<ClickStats>,
+    counters: Arc<ClickCounters>,
     mut spill: Option<Spill>,
     shutdown: CancellationToken,
     drain_for: Duration,
 ) {
-    let mut taken = Taken::default();
+    let mut taken = TakenEvents::default();
     let mut inbox: VecDeque<Outgoing> = VecDeque::new();
     let mut pending: Vec<Outgoing> = Vec::new();
     // Where the spill's replay stands once `pending` (read from it) is published.
@@ -229,7 +229,7 @@ pub async fn forward(
                 inbox.extend(pending.drain(..));
             }
             if let Some(s) = spill.as_mut() {
-                to_spill(s, &mut inbox, &visitors, &stats).await;
+                to_spill(s, &mut inbox, &visitors, &counters).await;
             }
         }
         if pending.is_empty() {
@@ -294,7 +294,7 @@ pub async fn forward(
             }
         };
         let published = tokio::select! {
-            all = publish(&nats, &visitors, &mut pending, &stats) => all,
+            all = publish(&nats, &visitors, &mut pending, &counters) => all,
             never = relief => never,
         };
         if published {
@@ -320,22 +320,22 @@ pub async fn forward(
     let spilling = spill.as_ref().is_some_and(|s| !s.is_empty());
     let deadline = tokio::time::Instant::now() + drain_for;
     while !spilling && !pending.is_empty() && tokio::time::Instant::now() < deadline {
-        if !publish(&nats, &visitors, &mut pending, &stats).await {
+        if !publish(&nats, &visitors, &mut pending, &counters).await {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     // What could not be published waits on disk for the next start.
     let mut left: VecDeque<Outgoing> = pending.into();
     if let Some(s) = spill.as_mut() {
-        to_spill(s, &mut left, &visitors, &stats).await;
+        to_spill(s, &mut left, &visitors, &counters).await;
     }
-    stats
+    counters
         .dropped
         .fetch_add(left.len() as u64, Ordering::Relaxed);
 }
 
 /// Moves what is queued to the end of `inbox`.
-fn take_queued(taker: &ClickTaker, taken: &mut Taken, inbox: &mut VecDeque<Outgoing>) {
+fn take_queued(taker: &ClickTaker, taken: &mut TakenEvents, inbox: &mut VecDeque<Outgoing>) {
     taker.take(taken);
     inbox.extend(taken.iter().map(|e| Outgoing::new(&e)));
     taken.clear();
@@ -349,7 +349,7 @@ async fn to_spill(
     spill: &mut Spill,
     events: &mut VecDeque<Outgoing>,
     visitors: &VisitorIds,
-    stats: &ClickStats,
+    counters: &ClickCounters,
 ) {
     if events.is_empty() {
         return;
@@ -368,8 +368,8 @@ async fn to_spill(
             0
         }
     };
-    stats.spilled.fetch_add(fitted as u64, Ordering::Relaxed);
-    stats
+    counters.spilled.fetch_add(fitted as u64, Ordering::Relaxed);
+    counters
         .dropped
         .fetch_add((n - fitted) as u64, Ordering::Relaxed);
 }
@@ -379,7 +379,7 @@ async fn publish(
     nats: &Nats,
     visitors: &VisitorIds,
     pending: &mut Vec<Outgoing>,
-    stats: &ClickStats,
+    counters: &ClickCounters,
 ) -> bool {
     let mut acks = Vec::with_capacity(pending.len());
     for ev in pending.iter_mut() {
@@ -403,7 +403,7 @@ async fn publish(
             Err(_) => false,
         };
         if stored {
-            stats.published.fetch_add(1, Ordering::Relaxed);
+            counters.published.fetch_add(1, Ordering::Relaxed);
         } else {
             kept.push(ev);
         }
@@ -418,7 +418,7 @@ async fn publish(
 pub async fn consume(
     nats: Arc<Nats>,
     store: Arc<dyn LinkStore>,
-    stats: Arc<ClickStats>,
+    stats: Arc<ClickCounters>,
     batch_size: usize,
     shutdown: CancellationToken,
 ) {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use chrono::{DateTime, Utc};
 
-use super::{ClickEvent, ClickStats};
+use super::{ClickCounters, ClickEvent, ClickSlotValue};
 use crate::cache::CachedTarget;
 
 /// Buffers, at most: threads that send at once mostly find different ones free.
@@ -35,11 +35,11 @@ pub struct ClickTaker {
 
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
-    stats: Arc<ClickStats>,
+    counters: Arc<ClickCounters>,
 }
 
 struct Shard {
-    part: Part,
+    buffer: EventBuffer,
     /// Most events this buffer holds (the buffers' bounds add up to the queue's).
     bound: usize,
     closed: bool,
@@ -49,16 +49,16 @@ struct Shard {
 /// buffer, so that a click costs no allocation (once the buffers are as big as the
 /// traffic makes them) and the taker frees nothing per click.
 #[derive(Debug, Default)]
-struct Part {
+struct EventBuffer {
     events: Vec<Queued>,
     text: String,
 }
 
-/// A queued event; its strings are ranges of its part's text.
+/// A queued event; its strings are ranges of its buffer's text.
 #[derive(Debug)]
 struct Queued {
     link: Arc<CachedTarget>,
-    slot: u64,
+    slot: ClickSlotValue,
     at: DateTime<Utc>,
     head: bool,
     ip: std::net::IpAddr,
@@ -67,7 +67,7 @@ struct Queued {
     country: Option<Range<u32>>,
 }
 
-impl Part {
+impl EventBuffer {
     fn push(&mut self, e: &ClickEvent<'_>) {
         let mut keep = |s: Option<&str>| {
             s.map(|s| {
@@ -91,7 +91,7 @@ impl Part {
     }
 
     /// Moves `other`'s events to the end of these.
-    fn append(&mut self, other: &mut Part) {
+    fn append(&mut self, other: &mut EventBuffer) {
         let shift = self.text.len() as u32;
         let moved = |r: &mut Option<Range<u32>>| {
             if let Some(r) = r {
@@ -136,51 +136,52 @@ impl Part {
     }
 }
 
-/// Events taken from the queue. Take into the same one each time, cleared, and the queue's
-/// buffers stop allocating once they are as big as the traffic makes them.
+/// Events taken from the queue, in one [`EventBuffer`] per buffer of the queue. Take into the
+/// same one each time, cleared, and the queue's buffers stop allocating once they are as big
+/// as the traffic makes them.
 #[derive(Debug, Default)]
-pub struct Taken {
-    parts: Vec<Part>,
+pub struct TakenEvents {
+    buffers: Vec<EventBuffer>,
 }
 
-impl Taken {
+impl TakenEvents {
     /// Events held.
     pub fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.events.len()).sum()
+        self.buffers.iter().map(|b| b.events.len()).sum()
     }
 
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(|p| p.events.is_empty())
+        self.buffers.iter().all(|b| b.events.is_empty())
     }
 
     /// The events, oldest first within each of the queue's buffers.
     pub fn iter(&self) -> impl Iterator<Item = ClickEvent<'_>> {
-        self.parts
+        self.buffers
             .iter()
-            .flat_map(|p| p.events.iter().map(move |q| p.event(q)))
+            .flat_map(|b| b.events.iter().map(move |q| b.event(q)))
     }
 
     /// Forgets the events, keeping the room they took.
     pub fn clear(&mut self) {
-        self.parts.iter_mut().for_each(Part::clear);
+        self.buffers.iter_mut().for_each(EventBuffer::clear);
     }
 }
 
 /// Creates a queue of at most `capacity` events (at least one).
-pub fn bounded(capacity: usize, stats: Arc<ClickStats>) -> (ClickQueue, ClickTaker) {
+pub fn bounded(capacity: usize, counters: Arc<ClickCounters>) -> (ClickQueue, ClickTaker) {
     let capacity = capacity.max(1);
     let n = SHARDS.min(capacity);
     let shards = (0..n)
         .map(|i| {
             Mutex::new(Shard {
-                part: Part::default(),
+                buffer: EventBuffer::default(),
                 bound: capacity / n + usize::from(i < capacity % n),
                 closed: false,
             })
         })
         .collect();
-    let inner = Arc::new(Inner { shards, stats });
+    let inner = Arc::new(Inner { shards, counters });
     (
         ClickQueue {
             inner: inner.clone(),
@@ -218,19 +219,19 @@ impl ClickQueue {
             if shard.closed {
                 break;
             }
-            if shard.part.events.len() < shard.bound {
-                shard.part.push(event);
+            if shard.buffer.events.len() < shard.bound {
+                shard.buffer.push(event);
                 drop(shard);
-                self.inner.stats.queued.fetch_add(1, Ordering::Relaxed);
+                self.inner.counters.queued.fetch_add(1, Ordering::Relaxed);
                 return;
             }
         }
-        self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The pipeline's counters.
-    pub fn stats(&self) -> &ClickStats {
-        &self.inner.stats
+    pub fn stats(&self) -> &ClickCounters {
+        &self.inner.counters
     }
 
     /// Events waiting in the queue.
@@ -238,7 +239,7 @@ impl ClickQueue {
         self.inner
             .shards
             .iter()
-            .map(|s| lock(s).part.events.len())
+            .map(|s| lock(s).buffer.events.len())
             .sum()
     }
 }
@@ -246,16 +247,16 @@ impl ClickQueue {
 impl ClickTaker {
     /// Moves every queued event into `into`, after what it holds. A buffer whose place in
     /// `into` is empty is swapped with it rather than copied, and keeps that place's room.
-    pub fn take(&self, into: &mut Taken) {
+    pub fn take(&self, into: &mut TakenEvents) {
         let shards = &self.inner.shards;
-        into.parts.resize_with(shards.len(), Part::default);
-        for (shard, part) in shards.iter().zip(&mut into.parts) {
+        into.buffers.resize_with(shards.len(), EventBuffer::default);
+        for (shard, buffer) in shards.iter().zip(&mut into.buffers) {
             let mut shard = lock(shard);
-            if part.events.is_empty() {
-                part.text.clear();
-                std::mem::swap(part, &mut shard.part);
+            if buffer.events.is_empty() {
+                buffer.text.clear();
+                std::mem::swap(buffer, &mut shard.buffer);
             } else {
-                part.append(&mut shard.part);
+                buffer.append(&mut shard.buffer);
             }
         }
     }
@@ -297,7 +298,7 @@ mod tests {
     fn event(link: &Arc<CachedTarget>, n: u8) -> ClickEvent<'_> {
         ClickEvent {
             link,
-            slot: 0,
+            slot: ClickSlotValue::default(),
             at: chrono::DateTime::from_timestamp_millis(1_800_000_000_000).unwrap(),
             head: false,
             ip: IpAddr::from([10, 0, 0, n]),
@@ -307,22 +308,22 @@ mod tests {
         }
     }
 
-    fn ips(taken: &Taken) -> Vec<IpAddr> {
+    fn ips(taken: &TakenEvents) -> Vec<IpAddr> {
         taken.iter().map(|e| e.ip).collect()
     }
 
     #[test]
     fn holds_its_capacity_and_drops_the_rest() {
-        let stats = Arc::new(ClickStats::default());
-        let (queue, taker) = bounded(20, stats.clone());
+        let counters = Arc::new(ClickCounters::default());
+        let (queue, taker) = bounded(20, counters.clone());
         let link = link();
         for n in 0..25 {
             queue.record(&event(&link, n));
         }
         assert_eq!(queue.depth(), 20);
-        assert_eq!(stats.queued.load(Relaxed), 20);
-        assert_eq!(stats.dropped.load(Relaxed), 5);
-        let mut taken = Taken::default();
+        assert_eq!(counters.queued.load(Relaxed), 20);
+        assert_eq!(counters.dropped.load(Relaxed), 5);
+        let mut taken = TakenEvents::default();
         taker.take(&mut taken);
         // One thread fills its buffer first, then the next ones, in turn: every event is
         // there once, though not in the order sent across buffers.
@@ -332,7 +333,7 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(got, expected);
         assert_eq!(queue.depth(), 0);
-        // Taken, the queue has room again; a second take appends to what it is given, in the
+        // Once taken, the queue has room again; a second take appends to what it is given, in the
         // order sent within a buffer.
         queue.record(&event(&link, 30));
         queue.record(&event(&link, 31));
@@ -353,11 +354,11 @@ mod tests {
 
     #[test]
     fn a_burst_does_not_keep_its_room() {
-        let stats = Arc::new(ClickStats::default());
-        let (queue, taker) = bounded(50_000, stats);
+        let counters = Arc::new(ClickCounters::default());
+        let (queue, taker) = bounded(50_000, counters);
         let link = link();
         let agent = "a".repeat(512);
-        let mut taken = Taken::default();
+        let mut taken = TakenEvents::default();
         for round in 0..2 {
             for _ in 0..20_000 {
                 let mut e = event(&link, 1);
@@ -367,8 +368,8 @@ mod tests {
             taker.take(&mut taken);
             assert_eq!(taken.len(), 20_000, "round {round}");
             taken.clear();
-            let (events, text) = taken.parts.iter().fold((0, 0), |(e, t), p| {
-                (e + p.events.capacity(), t + p.text.capacity())
+            let (events, text) = taken.buffers.iter().fold((0, 0), |(e, t), b| {
+                (e + b.events.capacity(), t + b.text.capacity())
             });
             assert!(
                 events <= SHARDS * KEEP_EVENTS,
@@ -380,8 +381,8 @@ mod tests {
 
     #[test]
     fn strings_come_back_as_recorded_across_takes_and_appends() {
-        let stats = Arc::new(ClickStats::default());
-        let (queue, taker) = bounded(1_000, stats);
+        let counters = Arc::new(ClickCounters::default());
+        let (queue, taker) = bounded(1_000, counters);
         let link = link();
         // Event `i` (its number in its address): which strings it has, and what they say.
         let strings = |i: usize| {
@@ -397,7 +398,7 @@ mod tests {
                 i.is_multiple_of(2).then(|| "DE".to_owned()),
             )
         };
-        let mut taken = Taken::default();
+        let mut taken = TakenEvents::default();
         for round in 0..3u8 {
             for n in 0..100u8 {
                 let (ua, referrer, country) = strings(usize::from(round) * 100 + usize::from(n));
@@ -431,23 +432,23 @@ mod tests {
 
     #[test]
     fn a_closed_queue_keeps_what_it_holds_and_drops_new_clicks() {
-        let stats = Arc::new(ClickStats::default());
-        let (queue, taker) = bounded(100, stats.clone());
+        let counters = Arc::new(ClickCounters::default());
+        let (queue, taker) = bounded(100, counters.clone());
         let link = link();
         queue.record(&event(&link, 1));
         taker.close();
         queue.record(&event(&link, 2));
-        assert_eq!(stats.dropped.load(Relaxed), 1);
-        let mut taken = Taken::default();
+        assert_eq!(counters.dropped.load(Relaxed), 1);
+        let mut taken = TakenEvents::default();
         taker.take(&mut taken);
         assert_eq!(ips(&taken), [IpAddr::from([10, 0, 0, 1])]);
     }
 
     #[test]
     fn senders_on_many_threads_lose_nothing_within_the_bound() {
-        let stats = Arc::new(ClickStats::default());
-        let (queue, taker) = bounded(4_000, stats.clone());
-        let mut taken = Taken::default();
+        let counters = Arc::new(ClickCounters::default());
+        let (queue, taker) = bounded(4_000, counters.clone());
+        let mut taken = TakenEvents::default();
         let link = link();
         std::thread::scope(|s| {
             for _ in 0..4 {
@@ -465,8 +466,10 @@ mod tests {
             }
         });
         taker.take(&mut taken);
-        let (queued, dropped) = (stats.queued.load(Relaxed), stats.dropped.load(Relaxed));
-        assert_eq!(queued + dropped, 4_000);
-        assert_eq!(taken.len() as u64, queued);
+        // Four threads send 4,000 events into a queue of 4,000 that is being emptied: each
+        // is queued, none dropped, and every one is taken.
+        assert_eq!(counters.dropped.load(Relaxed), 0);
+        assert_eq!(counters.queued.load(Relaxed), 4_000);
+        assert_eq!(taken.len(), 4_000);
     }
 }

@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Classifier, ClickEvent, Salts, visitor_id};
+use super::{Classifier, ClickEvent, ClickSlotValue, Salts, visitor_id};
 use crate::cache::CachedTarget;
 use crate::clock::to_millis;
 use crate::domain::code::Code;
@@ -32,7 +32,7 @@ const SLOTS: usize = 16;
 /// lines), so that a click costs one place in memory whatever it counts: a link sees few
 /// profiles, referrers and countries in an hour. A counter that finds no room here (or
 /// whose value's number needs more than 28 bits, or that is full) is counted among the
-/// tally's spilled counters instead. Tags are filled in order; 0 is free.
+/// tally's overflow counters instead. Tags are filled in order; 0 is free.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Block {
@@ -69,8 +69,9 @@ impl Block {
     }
 }
 
-/// A counter outside the blocks: link number, hour start (ms), kind, value number.
-type Spilled = (u32, i64, u32, u32);
+/// The key of an overflow counter (one outside the blocks): link number, hour start (ms),
+/// kind, value number.
+type OverflowKey = (u32, i64, u32, u32);
 
 /// Clicks counted since the last write.
 #[derive(Debug)]
@@ -78,8 +79,8 @@ pub struct Tally {
     links: Names<Code>,
     /// Each link's key in [`KnownVisitors`], by number.
     link_keys: Vec<u64>,
-    /// This batch's mark on the links it numbered: a link's
-    /// [`CachedTarget::click_slot`] holds `epoch << 32 | number` (see [`Self::link`]).
+    /// This batch's mark on the links it numbered, kept in each link's
+    /// [`CachedTarget::click_slot`] with the number (see [`Self::link`]).
     epoch: u64,
     names: Names<String>,
     /// Each link's counters of the hour starting at `hour` (ms), by number.
@@ -87,21 +88,22 @@ pub struct Tally {
     hour: i64,
     /// Counters of earlier hours (clicks that came late, and what the blocks held when the
     /// hour changed) and those that found no room in a block.
-    spilled: Map<Spilled, i64>,
-    /// Counters held, in blocks and spilled.
+    overflow: Map<OverflowKey, i64>,
+    /// Counters held, in blocks and overflow.
     counters: usize,
     /// People new to a link today; their visitor ids are made when the batch is taken.
     visitors: Vec<NewVisitor>,
     known: KnownVisitors,
     clicks: u64,
     last_at: i64,
-    /// Room for [`Tally::add_all`]'s passes.
-    seen: Vec<Seen>,
+    /// The clicks [`Tally::add_all`] is counting, numbered (kept to reuse its memory).
+    numbered: Vec<NumberedClick>,
 }
 
-/// A click as [`Tally::add_all`]'s first pass makes it out.
+/// A click with its link, agent and values replaced by their numbers: what
+/// [`Tally::add_all`]'s first pass makes of it.
 #[derive(Debug, Clone, Copy)]
-struct Seen {
+struct NumberedClick {
     link: u32,
     hour: i64,
     at: i64,
@@ -139,13 +141,13 @@ impl Default for Tally {
             names: Names::default(),
             blocks: Vec::new(),
             hour: 0,
-            spilled: Map::default(),
+            overflow: Map::default(),
             counters: 0,
             visitors: Vec::new(),
             known: KnownVisitors::default(),
             clicks: 0,
             last_at: 0,
-            seen: Vec::new(),
+            numbered: Vec::new(),
         }
     }
 }
@@ -163,8 +165,8 @@ impl Tally {
     /// way at once, where one pass per click would wait for each in turn. Pass a few dozen
     /// clicks at a time.
     pub fn add_all(&mut self, events: &[ClickEvent<'_>], classifier: &mut Classifier) {
-        let mut seen = std::mem::take(&mut self.seen);
-        seen.clear();
+        let mut numbered = std::mem::take(&mut self.numbered);
+        numbered.clear();
         for e in events {
             let at = to_millis(e.at);
             let hour = at - at.rem_euclid(3_600_000);
@@ -176,37 +178,30 @@ impl Tally {
                 self.next_hour(hour);
             }
             let person = !(e.head || classifier.visit(agent).bot);
-            seen.push(if person {
-                Seen {
-                    link,
-                    hour,
-                    at,
-                    agent,
-                    ip: e.ip,
-                    visitor: self.known.visitor(
-                        self.link_keys[link as usize],
-                        e.ip,
-                        classifier.key(agent),
-                    ),
-                    values: Some([
-                        classifier.profile(agent),
-                        self.names.id(e.referrer.unwrap_or("direct")),
-                        self.names.id(e.country.unwrap_or("unknown")),
-                    ]),
-                }
+            let (visitor, values) = if person {
+                let visitor =
+                    self.known
+                        .visitor(self.link_keys[link as usize], e.ip, classifier.key(agent));
+                let values = [
+                    classifier.profile(agent),
+                    self.names.id(e.referrer.unwrap_or("direct")),
+                    self.names.id(e.country.unwrap_or("unknown")),
+                ];
+                (visitor, Some(values))
             } else {
-                Seen {
-                    link,
-                    hour,
-                    at,
-                    agent,
-                    ip: e.ip,
-                    visitor: 0,
-                    values: None,
-                }
+                (0, None)
+            };
+            numbered.push(NumberedClick {
+                link,
+                hour,
+                at,
+                agent,
+                ip: e.ip,
+                visitor,
+                values,
             });
         }
-        for s in seen.iter().filter(|s| s.values.is_some()) {
+        for s in numbered.iter().filter(|s| s.values.is_some()) {
             if self.known.first_time(s.at, s.visitor) {
                 self.visitors.push(NewVisitor {
                     link: s.link,
@@ -216,7 +211,7 @@ impl Tally {
                 });
             }
         }
-        for s in &seen {
+        for s in &numbered {
             match s.values {
                 None => self.count(s.link, s.hour, BOTS, 0),
                 Some([profile, referrer, country]) => {
@@ -226,11 +221,11 @@ impl Tally {
                 }
             }
         }
-        self.seen = seen;
+        self.numbered = numbered;
     }
 
     /// Adds one to the counter of `kind` and `value` of link number `link` in `hour`: in
-    /// the link's block when that counts `hour` and has room, else among the spilled.
+    /// the link's block when that counts `hour` and has room, else among the overflow.
     #[inline]
     fn count(&mut self, link: u32, hour: i64, kind: u32, value: u32) {
         let in_block = if hour == self.hour && value & KIND == 0 {
@@ -239,28 +234,29 @@ impl Tally {
             None
         };
         let new = in_block.unwrap_or_else(|| {
-            let n = self.spilled.entry((link, hour, kind, value)).or_default();
+            let n = self.overflow.entry((link, hour, kind, value)).or_default();
             *n += 1;
             *n == 1
         });
         self.counters += usize::from(new);
     }
 
-    /// Makes the blocks count `hour`, a later one than theirs: what they held is spilled.
+    /// Makes the blocks count `hour`, a later one than theirs: what they held moves to the
+    /// overflow.
     #[cold]
     fn next_hour(&mut self, hour: i64) {
         let last = std::mem::replace(&mut self.hour, hour);
         for (link, block) in self.blocks.iter_mut().enumerate() {
             for (tag, n) in block.counters() {
-                let spilled = self
-                    .spilled
+                let overflow = self
+                    .overflow
                     .entry((link as u32, last, tag & KIND, tag & !KIND))
                     .or_default();
                 // Already a counter of its own (one that had found no room in the block).
-                if *spilled != 0 {
+                if *overflow != 0 {
                     self.counters -= 1;
                 }
-                *spilled += i64::from(n);
+                *overflow += i64::from(n);
             }
             *block = Block::default();
         }
@@ -269,9 +265,9 @@ impl Tally {
     /// The batch's number of `target`'s link, given the `slot` the edge read from it: when
     /// this batch numbered the link already, that is the number (no hashing, no comparing
     /// of codes); else the code is looked up and the number noted on the link.
-    fn link(&mut self, target: &CachedTarget, slot: u64) -> u32 {
-        if slot >> 32 == self.epoch {
-            return slot as u32;
+    fn link(&mut self, target: &CachedTarget, slot: ClickSlotValue) -> u32 {
+        if let Some(number) = slot.number_in(self.epoch) {
+            return number;
         }
         // Cached codes came from the store.
         let code = Code::from_trusted(target.code().to_owned());
@@ -280,9 +276,7 @@ impl Tally {
             self.link_keys.push(self.known.key_of(code.as_str()));
             self.blocks.push(Block::default());
         }
-        target
-            .click_slot()
-            .store(self.epoch << 32 | u64::from(id), Ordering::Relaxed);
+        target.click_slot().set(self.epoch, id);
         id
     }
 
@@ -310,24 +304,24 @@ impl Tally {
 
     /// Starts turning the counted clicks into the totals to write, leaving the tally empty
     /// (it still knows today's visitors). New visitors get their ids under `salts`; one whose
-    /// day has no salt is not counted. The totals are made in `room` (totals written
-    /// before) if given. See [`Taking`].
-    pub fn start_take(&mut self, salts: Salts, room: Option<ClickTotals>) -> Taking {
+    /// day has no salt is not counted. The totals are made in `spare` (totals written
+    /// before) if given. See [`TotalsBuilder`].
+    pub fn start_take(&mut self, salts: Salts, spare: Option<ClickTotals>) -> TotalsBuilder {
         let names = std::mem::take(&mut self.names);
         let links = std::mem::take(&mut self.links);
-        let totals = match room {
+        let totals = match spare {
             Some(mut totals) => {
                 self.links = totals.reuse(links);
                 totals
             }
             None => ClickTotals::with_codes(links),
         };
-        let taking = Taking {
+        let builder = TotalsBuilder {
             totals,
             blocks: std::mem::take(&mut self.blocks),
             next_link: 0,
             hour: self.hour,
-            spilled: std::mem::take(&mut self.spilled).into_iter(),
+            overflow: std::mem::take(&mut self.overflow).into_iter(),
             visitors: std::mem::take(&mut self.visitors),
             salts,
             name_ids: vec![None; names.len()],
@@ -340,38 +334,38 @@ impl Tally {
         self.link_keys.clear();
         self.clicks = 0;
         self.last_at = 0;
-        taking
+        builder
     }
 
     /// The totals to write, in one go (see [`Self::start_take`]).
     pub fn take(&mut self, classifier: &Classifier, salts: Salts) -> ClickTotals {
-        let mut taking = self.start_take(salts, None);
-        while !taking.step(classifier, usize::MAX) {}
-        let (totals, room) = taking.finish();
-        self.give_room(room);
+        let mut builder = self.start_take(salts, None);
+        while !builder.step(classifier, usize::MAX) {}
+        let (totals, spare) = builder.finish();
+        self.reuse_blocks(spare);
         totals
     }
 
-    /// Takes back the room a [`Taking`] of this tally held, for the next batch.
-    pub fn give_room(&mut self, room: Room) {
+    /// Takes back the blocks a [`TotalsBuilder`] of this tally held, for the next batch.
+    pub fn reuse_blocks(&mut self, spare: SpareBlocks) {
         if self.blocks.is_empty() {
-            self.blocks = room.blocks;
+            self.blocks = spare.blocks;
             self.blocks.clear();
         }
     }
 }
 
-/// Counted clicks being turned into totals, a slice at a time, so that a big batch can be
-/// taken between other work. The links keep their numbers; each name and profile is looked
+/// Builds a batch's [`ClickTotals`] from the counted clicks, a slice at a time, so that a big
+/// batch can be taken between other work. The links keep their numbers; each name and profile is looked
 /// up once, not once per counter. `classifier` must be the one the clicks were added with.
 #[derive(Debug)]
-pub struct Taking {
+pub struct TotalsBuilder {
     totals: ClickTotals,
     /// The blocks, of `hour`; those of links numbered `next_link` on are not taken yet.
     blocks: Vec<Block>,
     next_link: u32,
     hour: i64,
-    spilled: std::collections::hash_map::IntoIter<Spilled, i64>,
+    overflow: std::collections::hash_map::IntoIter<OverflowKey, i64>,
     visitors: Vec<NewVisitor>,
     salts: Salts,
     names: Names<String>,
@@ -380,7 +374,7 @@ pub struct Taking {
     last_at: i64,
 }
 
-impl Taking {
+impl TotalsBuilder {
     /// Adds up to `most` counters (about: a block at a time), or makes up to `most` visitor
     /// ids once the counters are in; `true` once all are.
     pub fn step(&mut self, classifier: &Classifier, most: usize) -> bool {
@@ -407,9 +401,9 @@ impl Taking {
             }
             return false;
         }
-        if self.spilled.len() > 0 {
+        if self.overflow.len() > 0 {
             for _ in 0..most {
-                let Some(((link, hour, kind, value), n)) = self.spilled.next() else {
+                let Some(((link, hour, kind, value), n)) = self.overflow.next() else {
                     break;
                 };
                 // Every click has one bot or profile counter: those make the hour's total.
@@ -475,22 +469,22 @@ impl Taking {
         }
     }
 
-    /// The totals, once [`Self::step`] said all are in, and the room the tally can have
-    /// back ([`Tally::give_room`]).
-    pub fn finish(mut self) -> (ClickTotals, Room) {
+    /// The totals, once [`Self::step`] said all are in, and the blocks the tally can have
+    /// back ([`Tally::reuse_blocks`]).
+    pub fn finish(mut self) -> (ClickTotals, SpareBlocks) {
         self.totals.last_at = self.last_at;
         (
             self.totals,
-            Room {
+            SpareBlocks {
                 blocks: self.blocks,
             },
         )
     }
 }
 
-/// What a batch's [`Taking`] held that the next batch of its tally can reuse.
+/// The emptied blocks of a batch's [`TotalsBuilder`], for the next batch of its tally to reuse.
 #[derive(Debug)]
-pub struct Room {
+pub struct SpareBlocks {
     blocks: Vec<Block>,
 }
 
@@ -584,6 +578,210 @@ impl KnownVisitors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn link(code: &str) -> Arc<CachedTarget> {
+        Arc::new(CachedTarget::plain(code))
+    }
+
+    /// An event as the edge makes it: the link's slot read when the click is recorded.
+    fn event<'a>(link: &'a Arc<CachedTarget>, i: usize, ua: Option<&'a str>) -> ClickEvent<'a> {
+        ClickEvent {
+            link,
+            slot: link.click_slot().read(),
+            at: chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64 * 900_000)
+                .unwrap(),
+            head: i.is_multiple_of(5),
+            ip: IpAddr::from([10, 0, 0, (i % 2) as u8]),
+            user_agent: ua,
+            referrer: i.is_multiple_of(3).then_some("t.co"),
+            country: i.is_multiple_of(4).then_some("DE"),
+        }
+    }
+
+    const SALT: &str = "pepper";
+
+    /// A browser's user agent.
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+
+    /// The salt of the day of every [`event`].
+    fn salts() -> Salts {
+        Salts::of([(
+            1_800_000_000_000 - 1_800_000_000_000 % 86_400_000,
+            SALT.into(),
+        )])
+    }
+
+    #[test]
+    fn tallied_events_equal_added_facts() {
+        let mut c = Classifier::default();
+        let (mut tally, mut via_facts) = (Tally::default(), crate::store::ClickTotals::default());
+        let agents = [Some(FIREFOX), Some("Slackbot 1.0"), None];
+        // Two links, and a second copy of the first (as a reload of the cache makes it):
+        // the copies count as one link.
+        let links = [link("aa"), link("bb"), link("aa")];
+        let round =
+            |tally: &mut Tally, via_facts: &mut crate::store::ClickTotals, c: &mut Classifier| {
+                for (i, ua) in agents.iter().cycle().take(12).enumerate() {
+                    let e = event(&links[i % 3], i, *ua);
+                    tally.add(&e, c);
+                    via_facts.add(&e.fact(c, SALT));
+                }
+            };
+        round(&mut tally, &mut via_facts, &mut c);
+        assert_eq!(tally.clicks(), 12);
+        let direct = tally.take(&c, salts());
+        assert_eq!(direct.clicks, 12);
+        assert_eq!(direct, via_facts);
+        // Taken, the tally is empty but still knows today's visitors.
+        assert_eq!((tally.clicks(), tally.rows()), (0, 0));
+        // The next batch numbers the links afresh, although they carry the last one's
+        // numbers (and its visitors are not new any more).
+        let mut again = crate::store::ClickTotals::default();
+        round(&mut tally, &mut again, &mut c);
+        let second = tally.take(&c, salts());
+        assert_eq!(second.clicks, 12);
+        assert_eq!(second.hour_rows().count(), again.hour_rows().count());
+        assert_eq!(second.dim_rows().count(), again.dim_rows().count());
+        assert_eq!(second.visitor_rows().count(), 0);
+        let mut hours: Vec<_> = second.hour_rows().collect();
+        let mut expected: Vec<_> = again.hour_rows().collect();
+        hours.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(hours, expected);
+    }
+
+    #[test]
+    fn late_clicks_and_crowded_links_add_up_as_facts() {
+        let mut c = Classifier::default();
+        let (mut tally, mut via_facts) = (Tally::default(), crate::store::ClickTotals::default());
+        let agents = [
+            Some(FIREFOX),
+            Some("Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) Mobile/15E148"),
+            Some("Twitterbot/1.0"),
+        ];
+        let links = [link("aa"), link("bb")];
+        let referrers: Vec<String> = (0..40).map(|r| format!("r{r}.example")).collect();
+        let mut events = Vec::new();
+        // Quarter hours out of order: hours come back after later ones, and days change.
+        for (k, i) in [0, 9, 2, 95, 96, 4, 97, 1, 200, 3, 96, 0, 201]
+            .into_iter()
+            .enumerate()
+        {
+            events.push(event(&links[k % 2], i, agents[k % 3]));
+        }
+        // One link, in one hour, sees more referrers than its block has room for.
+        for (k, r) in referrers.iter().enumerate() {
+            let mut e = event(&links[0], 201 + k % 2, agents[k % 2]);
+            e.referrer = Some(r);
+            events.push(e);
+        }
+        let mut salts = Vec::new();
+        for e in &events {
+            let at = e.at.timestamp_millis();
+            let day = at - at.rem_euclid(86_400_000);
+            if !salts.iter().any(|(d, _)| *d == day) {
+                salts.push((day, SALT.to_owned()));
+            }
+        }
+        assert_eq!(salts.len(), 3);
+        for e in &events {
+            // The edge reads the link's slot when it records the click.
+            let e = ClickEvent {
+                slot: e.link.click_slot().read(),
+                ..*e
+            };
+            tally.add(&e, &mut c);
+            via_facts.add(&e.fact(&mut c, SALT));
+        }
+        let direct = tally.take(&c, Salts::of(salts));
+        assert_eq!(direct.clicks, events.len() as u64);
+        assert_eq!(direct, via_facts);
+    }
+
+    #[test]
+    fn totals_made_in_a_written_batchs_memory_equal_fresh_ones() {
+        let mut c = Classifier::default();
+        let agents = [Some(FIREFOX), Some("Slackbot 1.0"), None];
+        let (aa, bb, cc) = (link("aa"), link("bb"), link("cc"));
+        // Two tallies fed the same clicks: one makes its totals in the memory of the
+        // last batch, the other afresh; a few counters at a time, as the worker does.
+        let (mut reused, mut fresh) = (Tally::default(), Tally::default());
+        fn take(
+            t: &mut Tally,
+            c: &Classifier,
+            spare: Option<crate::store::ClickTotals>,
+        ) -> crate::store::ClickTotals {
+            let mut builder = t.start_take(salts(), spare);
+            while !builder.step(c, 3) {}
+            let (totals, spare) = builder.finish();
+            t.reuse_blocks(spare);
+            totals
+        }
+        let mut last = None;
+        for (round, links) in [[&aa, &bb], [&cc, &aa], [&bb, &cc]].into_iter().enumerate() {
+            for i in 0..9 {
+                let link = links[i % 2];
+                for t in [&mut reused, &mut fresh] {
+                    t.add(&event(link, round * 9 + i, agents[i % 3]), &mut c);
+                }
+            }
+            let made_again = take(&mut reused, &c, last.take());
+            let made_fresh = take(&mut fresh, &c, None);
+            assert_eq!(made_again.clicks, 9);
+            assert_eq!(made_again, made_fresh, "round {round}");
+            last = Some(made_again);
+        }
+    }
+
+    #[test]
+    fn visitors_of_a_day_without_salt_are_left_out_and_their_clicks_counted() {
+        let mut c = Classifier::default();
+        let mut tally = Tally::default();
+        let aa = link("aa");
+        for i in 1..5 {
+            tally.add(&event(&aa, i, Some("Firefox/121.0")), &mut c);
+        }
+        assert_eq!(tally.visitor_days(), [salts().0[0].0]);
+        let totals = tally.take(&c, Salts::default());
+        assert_eq!(totals.clicks, 4);
+        assert_eq!(totals.visitor_rows().count(), 0);
+    }
+
+    #[test]
+    fn tallies_never_take_each_others_link_numbers() {
+        let mut c = Classifier::default();
+        let (aa, bb) = (link("aa"), link("bb"));
+        let (mut first, mut second) = (Tally::default(), Tally::default());
+        // `first` numbers aa 0 and bb 1; `second` sees bb first, so its numbers differ, and
+        // each overwrites the other's note on the links.
+        first.add(&event(&aa, 1, None), &mut c);
+        first.add(&event(&bb, 2, None), &mut c);
+        second.add(&event(&bb, 3, None), &mut c);
+        second.add(&event(&aa, 4, None), &mut c);
+        first.add(&event(&bb, 6, None), &mut c);
+        first.add(&event(&bb, 7, None), &mut c);
+        let codes = |t: &mut Tally| {
+            let mut v: Vec<_> = t
+                .take(&c, salts())
+                .hour_rows()
+                .map(|(code, _, n, _)| (code.to_string(), n))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let hours = codes(&mut first);
+        let total = |code: &str| -> i64 {
+            hours
+                .iter()
+                .filter(|(c, _)| c == code)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert_eq!((total("aa"), total("bb")), (1, 3), "{hours:?}");
+        let hours = codes(&mut second);
+        assert_eq!(hours.iter().map(|(_, n)| n).sum::<i64>(), 2, "{hours:?}");
+    }
 
     #[test]
     fn a_block_counts_until_full_then_sends_the_rest_elsewhere() {

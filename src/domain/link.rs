@@ -72,6 +72,11 @@ pub enum PasswordChange {
 }
 
 /// The fields of a link that clients set, all validated.
+///
+/// Not the same type as `store::LinkFields`, though the fields but one are alike: a draft
+/// says what to do with the password (keep, clear, or set a plain one), the stored fields
+/// hold its argon2 hash. Hashing is slow and runs on a blocking thread between the two, so
+/// a plain password never reaches the store and the store never sees a `Keep`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkDraft {
     /// Where the link goes.

@@ -128,7 +128,7 @@ impl ClickTotals {
 
     /// Totals whose links are numbered by `codes` (the link ids given to
     /// [`Self::add_hour_of`] and the like).
-    pub fn with_codes(codes: Names<Code>) -> Self {
+    pub(crate) fn with_codes(codes: Names<Code>) -> Self {
         Self {
             codes,
             ..Self::default()
@@ -143,7 +143,7 @@ impl ClickTotals {
     /// Empties the totals for another batch, keeping their room (a node's batches are
     /// much alike, and memory handed back would be faulted in again, zeroed, by the next):
     /// links are numbered by `codes` from now on, and the old numbering is handed back, empty.
-    pub fn reuse(&mut self, codes: Names<Code>) -> Names<Code> {
+    pub(crate) fn reuse(&mut self, codes: Names<Code>) -> Names<Code> {
         let mut old = std::mem::replace(&mut self.codes, codes);
         old.clear();
         self.values.clear();
@@ -162,7 +162,7 @@ impl ClickTotals {
 
     /// The number of a dimension value or visitor hash, for [`Self::add_dim_of`] and
     /// [`Self::add_visitor_of`].
-    pub fn value_id(&mut self, value: &str) -> u32 {
+    pub(crate) fn value_id(&mut self, value: &str) -> u32 {
         self.values.id(value)
     }
 
@@ -217,7 +217,7 @@ impl ClickTotals {
     }
 
     /// Adds `n` clicks, `bots` of them by bots, on link number `link` in the hour of `at`.
-    pub fn add_hour_of(&mut self, link: u32, at: i64, n: i64, bots: i64) {
+    pub(crate) fn add_hour_of(&mut self, link: u32, at: i64, n: i64, bots: i64) {
         self.clicks += n as u64;
         self.last_at = self.last_at.max(at);
         let hour = self
@@ -230,7 +230,14 @@ impl ClickTotals {
 
     /// Adds `n` people's clicks on link number `link` on `day` with value number `value` of
     /// `dim` (not counted in [`Self::clicks`]: [`Self::add_hour_of`] counts them).
-    pub fn add_dim_of(&mut self, link: u32, day: i64, dim: &'static str, value: u32, n: i64) {
+    pub(crate) fn add_dim_of(
+        &mut self,
+        link: u32,
+        day: i64,
+        dim: &'static str,
+        value: u32,
+        n: i64,
+    ) {
         *self
             .dims
             .entry(DimKey {
@@ -243,7 +250,7 @@ impl ClickTotals {
     }
 
     /// Adds visitor number `visitor` of link number `link` on `day`.
-    pub fn add_visitor_of(&mut self, link: u32, day: i64, visitor: u32) {
+    pub(crate) fn add_visitor_of(&mut self, link: u32, day: i64, visitor: u32) {
         self.visitors.insert((link, day, visitor));
     }
 

@@ -1,6 +1,6 @@
 //! Storage ports: the traits the application talks to, and the records they exchange.
-//! Adapters live beside this file, one per backend (`sqlite.rs`, `postgres.rs`); `rows.rs`
-//! holds what they share: turning rows into records.
+//! Adapters live beside this file, one per backend (`sqlite.rs`, `postgres.rs`); `sql.rs`
+//! holds the statements they share and `rows.rs` the turning of rows into records.
 
 pub mod clicks;
 pub mod guarded;
@@ -8,6 +8,8 @@ pub mod postgres;
 pub mod ring;
 mod rows;
 pub mod sharded;
+#[doc(hidden)]
+pub mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -169,6 +171,9 @@ pub struct LinkRecord {
 }
 
 /// The mutable fields of a link, in stored form (password already hashed).
+///
+/// `domain::link::LinkDraft` is the same but for the password: it carries the change a
+/// client asked for, this the hash to store (see there why they are two types).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkFields {
     /// Destination.

@@ -1,7 +1,8 @@
-//! What the SQL adapters share, written once: turning rows into records ([`row_mappers!`];
-//! column names and types are the same in every dialect's schema) and the statements built
-//! with `QueryBuilder` ([`listing_builders!`]; its placeholders suit every backend). Each
-//! adapter expands both with its own types, so the adapters cannot drift apart here.
+//! What the SQL adapters share besides their statements (those are in `sql.rs`): turning
+//! rows into records ([`row_mappers!`]; column names and types are the same in every
+//! dialect's schema), the analytics statements ([`click_statements!`]) and the mapping of
+//! sqlx errors. Each adapter expands the macros with its own types, so the adapters cannot
+//! drift apart here.
 
 /// Defines `link_from_row`, `redirect_from_row`, `user_from_row`, `key_from_row`,
 /// `caller_from_row` and `idempotency_from_row` for a `sqlx` row type.
@@ -41,7 +42,9 @@ macro_rules! row_mappers {
             })
         }
 
-        fn redirect_from_row(row: &$row) -> Result<$crate::store::RedirectTarget, sqlx::Error> {
+        pub(super) fn redirect_from_row(
+            row: &$row,
+        ) -> Result<$crate::store::RedirectTarget, sqlx::Error> {
             use sqlx::Row;
             Ok($crate::store::RedirectTarget::new(
                 $crate::domain::target_url::TargetUrl::from_trusted(row.try_get("url")?),
@@ -130,89 +133,6 @@ macro_rules! row_mappers {
 }
 
 pub(crate) use row_mappers;
-
-/// Defines the statements built with `QueryBuilder` (whose placeholders suit any backend):
-/// `push_filters`, `page_query` and `insert_tags`. `$contains` names the dialect's
-/// substring-position function (`instr` in SQLite, `strpos` in PostgreSQL). The adapter must
-/// define `link_columns!()` before expanding this.
-macro_rules! listing_builders {
-    ($db:ty, $executor:ident, $contains:literal) => {
-        /// Adds the filters of a listing query (owner, tag, text) to a statement.
-        fn push_filters(qb: &mut sqlx::QueryBuilder<$db>, query: &$crate::store::LinkQuery) {
-            qb.push(" WHERE owner_id = ")
-                .push_bind(query.owner_id)
-                .push(" AND deleted_at IS NULL");
-            if let Some(tag) = &query.tag {
-                qb.push(
-                    " AND EXISTS (SELECT 1 FROM link_tags t WHERE t.code = links.code AND t.tag = ",
-                )
-                .push_bind(tag.clone())
-                .push(")");
-            }
-            if let Some(q) = &query.q {
-                let q = q.to_ascii_lowercase();
-                qb.push(concat!(" AND (", $contains, "(lower(url), "))
-                    .push_bind(q.clone())
-                    .push(concat!(
-                        ") > 0 OR ",
-                        $contains,
-                        "(lower(COALESCE(title, '')), "
-                    ))
-                    .push_bind(q.clone())
-                    .push(concat!(") > 0 OR ", $contains, "(lower(code), "))
-                    .push_bind(q)
-                    .push(") > 0)");
-            }
-        }
-
-        /// The statement for one page of a listing, after `prefix` (e.g. `EXPLAIN `):
-        /// filters, keyset cursor, order, limit (one more than asked, to learn whether more
-        /// follow) and offset.
-        fn page_query(prefix: &str, query: &$crate::store::LinkQuery) -> sqlx::QueryBuilder<$db> {
-            let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
-                "{prefix}{}",
-                concat!("SELECT ", link_columns!(), " FROM links")
-            ));
-            push_filters(&mut qb, query);
-            if let $crate::store::PageRequest::After(Some(cursor)) = &query.page {
-                // `created_at <= c` bounds the index range; the OR settles ties within it.
-                qb.push(" AND created_at <= ")
-                    .push_bind(cursor.created_at)
-                    .push(" AND (created_at < ")
-                    .push_bind(cursor.created_at)
-                    .push(" OR code > ")
-                    .push_bind(cursor.code.clone())
-                    .push(")");
-            }
-            qb.push(" ORDER BY created_at DESC, code ASC LIMIT ")
-                .push_bind(i64::from(query.limit) + 1);
-            if let $crate::store::PageRequest::Offset(offset) = query.page {
-                qb.push(" OFFSET ")
-                    .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
-            }
-            qb
-        }
-
-        /// Inserts a link's tags in one statement.
-        async fn insert_tags<'e>(
-            ex: impl sqlx::$executor<'e>,
-            code: &str,
-            tags: &[String],
-        ) -> $crate::store::StoreResult<()> {
-            if tags.is_empty() {
-                return Ok(());
-            }
-            let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO link_tags (code, tag) ");
-            qb.push_values(tags, |mut b, tag| {
-                b.push_bind(code).push_bind(tag);
-            });
-            qb.build().execute(ex).await?;
-            Ok(())
-        }
-    };
-}
-
-pub(crate) use listing_builders;
 
 /// Start of the UTC day of a millisecond instant.
 pub(crate) fn day_of(ms: i64) -> i64 {
@@ -454,10 +374,6 @@ macro_rules! click_statements {
 }
 
 pub(crate) use click_statements;
-
-/// Counts live admins (the same statement on both dialects).
-pub(crate) const COUNT_ADMINS: &str =
-    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND deleted_at IS NULL";
 
 /// Maps a unique-constraint violation to `Conflict(taken)`, anything else to `Other`.
 pub(crate) fn on_unique(e: sqlx::Error, taken: super::Taken) -> super::StoreError {

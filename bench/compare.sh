@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Compares two builds of snip in one run: hot redirects (analytics on), cold redirects and
+# link creation, each as a ratio to the limit server of the same round. Rounds interleave
+# the two builds, so both feel the machine's drift alike.
+#
+#   bash bench/compare.sh BEFORE AFTER        two snip binaries (release builds)
+#   ROUNDS=5 SECONDS_PER_RUN=8                 the defaults
+#
+# The limit server and the bulk loader are built from this checkout. Servers run on CPU 0,
+# wrk on CPU 1, 127.0.0.1 only. Prints a Markdown table; writes nothing in the repository
+# but the bulk-loaded database under BENCH_DATA (target/bench-data), shared with run.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 2 ] || { echo "usage: bash bench/compare.sh BEFORE AFTER" >&2; exit 2; }
+BEFORE=$(realpath "$1")
+AFTER=$(realpath "$2")
+ROUNDS=${ROUNDS:-5}
+SECS=${SECONDS_PER_RUN:-8}
+DATA=${BENCH_DATA:-target/bench-data}
+cargo build --release --quiet --example limit --example bulk_load
+. bench/lib.sh
+note() { printf '%s\n' "$*" >&2; }
+
+NO_LIMITS="[rate_limits]
+enabled = false"
+COLD_DB=$DATA/links-100000.db
+mkdir -p "$DATA"
+if [ ! -f "$COLD_DB.done" ]; then
+    rm -f "$COLD_DB" "$COLD_DB-wal" "$COLD_DB-shm"
+    note "loading 100000 links into $COLD_DB"
+    target/release/examples/bulk_load "sqlite://$COLD_DB" 100000 >&2
+    touch "$COLD_DB.done"
+fi
+
+LIMIT=$(start_limit target/release/examples/limit)
+declare -A PORT
+for build in before after; do
+    bin=$BEFORE
+    [ "$build" = after ] && bin=$AFTER
+    # Each cold server reads its own copy, so neither sees the other's pages or locks.
+    cp "$COLD_DB" "$WORK/cold-$build.db"
+    PORT[hot_$build]=$(start_snip "$bin" "hot_$build" "$NO_LIMITS")
+    PORT[cold_$build]=$(start_snip "$bin" "cold_$build" "analytics = false
+[cache]
+capacity = 10000
+$NO_LIMITS" "$WORK/cold-$build.db")
+    PORT[create_$build]=$(start_snip "$bin" "create_$build" "$NO_LIMITS")
+    load "${PORT[hot_$build]}" 10000 "$WORK/hot_$build.codes"
+done
+
+# measure NAME PORT SCRIPT [VAR=value...] -> requests/s of one run, NAME alone on CPU 0.
+measure() {
+    local name=$1 port=$2 rps p50 p99
+    shift 2
+    only "$name"
+    read -r rps p50 p99 < <(run "$port" "$SECS" "$@")
+    echo "$rps"
+}
+
+note "warming up"
+for build in before after; do
+    only "hot_$build"
+    run "${PORT[hot_$build]}" 3 bench/redirects.lua CODES="$WORK/hot_$build.codes" > /dev/null
+done
+
+OUT=$WORK/compare.tsv
+: > "$OUT"
+for round in $(seq 1 "$ROUNDS"); do
+    # The order of the builds alternates, so neither always runs first.
+    order="before after"
+    [ $((round % 2)) -eq 0 ] && order="after before"
+    limit=$(measure limit "$LIMIT" bench/redirects.lua CODES="$WORK/hot_before.codes")
+    for build in $order; do
+        hot=$(measure "hot_$build" "${PORT[hot_$build]}" bench/redirects.lua CODES="$WORK/hot_$build.codes")
+        cold=$(measure "cold_$build" "${PORT[cold_$build]}" bench/redirects.lua N=100000)
+        create=$(measure "create_$build" "${PORT[create_$build]}" bench/create.lua KEY="$KEY")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$build" "$limit" "$hot" "$cold" "$create" >> "$OUT"
+        note "round $round $build: limit $limit, hot $hot, cold $cold, create $create"
+    done
+done
+
+python3 - "$OUT" "$ROUNDS" "$SECS" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
+rounds, secs = sys.argv[2], sys.argv[3]
+by = {}
+for r, build, limit, hot, cold, create in rows:
+    by[(int(r), build)] = dict(limit=float(limit), hot=float(hot), cold=float(cold), create=float(create))
+rs = sorted({k[0] for k in by})
+med = statistics.median
+print(f"{rounds} interleaved rounds of {secs} s runs; medians. Ratios are to the limit server "
+      "of the same round; create is in links/s.\n")
+print("| scenario | before | after | after / before, paired (range) |")
+print("|---|---|---|---|")
+for s, label in [("hot", "hot redirect, analytics on (ratio to limit)"),
+                 ("cold", "cold redirect (ratio to limit)"),
+                 ("create", "create (links/s)")]:
+    def fig(build, r):
+        v = by[(r, build)][s]
+        return v if s == "create" else v / by[(r, build)]["limit"]
+    b = [fig("before", r) for r in rs]
+    a = [fig("after", r) for r in rs]
+    paired = [x / y for x, y in zip(a, b)]
+    fmt = (lambda v: f"{v:,.0f}") if s == "create" else (lambda v: f"{v:.2f}")
+    print(f"| {label} | {fmt(med(b))} | {fmt(med(a))} | {med(paired):.2f} ({min(paired):.2f}–{max(paired):.2f}) |")
+print(f"\nlimit server: {med([v['limit'] for v in by.values()]):,.0f} requests/s (median)")
+PY
