@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::domain::key::ApiKey;
+use crate::http::client_ip::IpRange;
 use crate::ratelimit::RateLimits;
 
 /// Everything snip needs to start. `Default` is the embedded, single-node setup.
@@ -369,6 +371,53 @@ impl Config {
         }
         Ok(config)
     }
+
+    /// Checks the settings that `App::build` relies on. Each error starts with the name of
+    /// the setting that is wrong.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.public_base_url()?;
+        self.bootstrap_key()?;
+        self.trusted_proxies()?;
+        if self.role == Role::Worker && self.nats_url.is_none() {
+            bail!("nats_url: --role worker applies click events from NATS: give --nats too");
+        }
+        Ok(())
+    }
+
+    /// The public base of short URLs without a trailing slash: `base_url`, or
+    /// `http://{listen}` when unset. Fails unless it is an http(s) URL with a host.
+    pub fn public_base_url(&self) -> anyhow::Result<(String, url::Url)> {
+        let text = match &self.base_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.listen),
+        };
+        let url = url::Url::parse(&text).context("base_url: must be an absolute URL")?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            bail!("base_url: must be an http(s) URL with a host");
+        }
+        Ok((text.trim_end_matches('/').to_owned(), url))
+    }
+
+    /// The key the first admin gets, when one is set.
+    pub fn bootstrap_key(&self) -> anyhow::Result<Option<ApiKey>> {
+        self.bootstrap_admin_key
+            .as_deref()
+            .map(|k| {
+                ApiKey::parse(k)
+                    .context("bootstrap_admin_key: must be snip_ followed by 32 letters or digits")
+            })
+            .transpose()
+    }
+
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<IpRange>> {
+        self.rate_limits
+            .trusted_proxies
+            .iter()
+            .map(|p| IpRange::parse(p).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()
+            .context("rate_limits.trusted_proxies")
+    }
 }
 
 #[cfg(test)]
@@ -418,5 +467,85 @@ mod tests {
         };
         let s = format!("{c:?}");
         assert!(!s.contains("hunter2") && !s.contains("snip_secret"), "{s}");
+    }
+
+    /// The default configuration, changed by `f`.
+    fn config_with(f: impl FnOnce(&mut Config)) -> Config {
+        let mut c = Config::default();
+        f(&mut c);
+        c
+    }
+
+    /// The error of `validate`, as one line with its causes.
+    fn refusal(c: &Config) -> String {
+        format!("{:#}", c.validate().unwrap_err())
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn base_url_must_be_http_with_a_host() {
+        let c = config_with(|c| c.base_url = Some("https://sn.ip/".into()));
+        c.validate().unwrap();
+        assert_eq!(c.public_base_url().unwrap().0, "https://sn.ip");
+        for bad in ["sn.ip", "ftp://sn.ip", "unix:/run/snip"] {
+            let c = config_with(|c| c.base_url = Some(bad.into()));
+            assert!(
+                refusal(&c).starts_with("base_url: "),
+                "{bad}: {}",
+                refusal(&c)
+            );
+        }
+    }
+
+    #[test]
+    fn base_url_defaults_to_the_listen_address() {
+        let c = config_with(|c| c.listen = "0.0.0.0:9000".into());
+        assert_eq!(c.public_base_url().unwrap().0, "http://0.0.0.0:9000");
+        let c = config_with(|c| c.listen = "no port here".into());
+        assert!(refusal(&c).starts_with("base_url: "), "{}", refusal(&c));
+    }
+
+    #[test]
+    fn bootstrap_admin_key_must_be_a_key() {
+        let key = format!("snip_{}", "a1".repeat(16));
+        let c = config_with(|c| c.bootstrap_admin_key = Some(key.clone()));
+        assert_eq!(c.bootstrap_key().unwrap().unwrap().expose(), key);
+        let c = config_with(|c| c.bootstrap_admin_key = Some("snip_short".into()));
+        assert!(
+            refusal(&c).starts_with("bootstrap_admin_key: "),
+            "{}",
+            refusal(&c)
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_must_be_addresses_or_ranges() {
+        let c = config_with(|c| {
+            c.rate_limits.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()]
+        });
+        assert_eq!(c.trusted_proxies().unwrap().len(), 2);
+        for bad in ["localhost", "10.0.0.0/33"] {
+            let c = config_with(|c| c.rate_limits.trusted_proxies = vec![bad.into()]);
+            assert!(
+                refusal(&c).starts_with("rate_limits.trusted_proxies: "),
+                "{bad}: {}",
+                refusal(&c)
+            );
+        }
+    }
+
+    #[test]
+    fn a_worker_needs_nats() {
+        let c = config_with(|c| {
+            c.role = Role::Worker;
+            c.nats_url = Some("nats://127.0.0.1:4222".into());
+        });
+        c.validate().unwrap();
+        let c = config_with(|c| c.role = Role::Worker);
+        assert!(refusal(&c).starts_with("nats_url: "), "{}", refusal(&c));
     }
 }

@@ -8,15 +8,17 @@ use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::health::Health;
+use crate::app::password_gate::PasswordGate;
 use crate::app::users::{Bootstrap, bootstrap};
 use crate::app::{AppState, Settings};
 use crate::cache::{CacheSettings, RedirectCache, RedisCache};
+use crate::clicks::geoip::GeoIp;
 use crate::clicks::{self, QueueSettings};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::key::ApiKey;
 use crate::domain::target_url::{UrlPolicy, normalise_host};
-use crate::http::client_ip::IpRange;
 use crate::ratelimit::local::LocalLimiter;
 use crate::ratelimit::redis::RedisLimiter;
 use crate::ratelimit::{Backend, Limiter};
@@ -53,175 +55,36 @@ impl App {
     /// Opens the store (applying migrations), starts the click worker and creates the first
     /// admin if the store has no user.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        let base_url = config
-            .base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.listen));
-        let base = url::Url::parse(&base_url).context("base_url must be an absolute URL")?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            bail!("base_url must be an http(s) URL with a host");
-        }
-        let bootstrap_key =
-            match &config.bootstrap_admin_key {
-                Some(k) => Some(ApiKey::parse(k).context(
-                    "bootstrap_admin_key must be snip_ followed by 32 letters or digits",
-                )?),
-                None => None,
-            };
-        let settings = Settings {
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            url_policy: UrlPolicy {
-                max_len: config.max_url_length,
-                own_hosts: own_hosts(&base, &config),
-                blocked_hosts: config
-                    .blocked_hosts
-                    .iter()
-                    .map(|h| normalise_host(h))
-                    .collect(),
-            },
-            body_limit: config.body_limit,
-            trusted_proxies: config
-                .rate_limits
-                .trusted_proxies
-                .iter()
-                .map(|p| IpRange::parse(p).map_err(anyhow::Error::msg))
-                .collect::<anyhow::Result<_>>()
-                .context("rate_limits.trusted_proxies")?,
-            analytics: config.analytics,
-            hot_path: config.hot_path && config.role.serves_redirects(),
-            request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
-            max_keys_per_user: config.max_keys_per_user,
-        };
-
+        config.validate()?;
+        let settings = settings(&config)?;
         let store = AnyStore::from_config(&config).await?;
-        // Everything but migrations and rebalancing reaches the store through its guard:
-        // timeouts, the circuit breaker, retries of reads, latency per operation.
-        let store_guard = Arc::new(Guard::new(Duration::from_millis(
-            config.store_timeout_ms.max(1),
-        )));
-        let links: Arc<dyn LinkStore> = Arc::new(Guarded::<dyn LinkStore>::new(
-            store.links(),
-            store_guard.clone(),
-        ));
-        let users: Arc<dyn UserStore> = Arc::new(Guarded::<dyn UserStore>::new(
-            store.users(),
-            store_guard.clone(),
-        ));
+        let guarded = GuardedStore::new(&store, &config);
         let workers = CancellationToken::new();
-        let nats = match &config.nats_url {
-            Some(url) => Some(Arc::new(
-                clicks::nats::Nats::connect(clicks::nats::NatsSettings {
-                    url: url.clone(),
-                    stream: config.nats_stream.clone(),
-                    subject: config.nats_subject.clone(),
-                    durable: config.nats_durable.clone(),
-                })
-                .await?,
-            )),
-            None => None,
-        };
-        if config.role == crate::config::Role::Worker && nats.is_none() {
-            bail!("--role worker applies click events from NATS: give --nats too");
-        }
-        // With NATS, events that cannot be published wait on disk.
-        let spill = match &nats {
-            Some(_) => Some(clicks::spill::Spill::open(
-                &config.click_spill_dir,
-                config.click_spill_max_bytes,
-            )?),
-            None => None,
-        };
-        let (queue, click_worker) = clicks::start(
-            QueueSettings {
-                capacity: config.click_queue_capacity.max(1),
-                flush_every: Duration::from_millis(config.click_flush_ms.max(10)),
-                ..QueueSettings::default()
-            },
-            links.clone(),
-            Arc::new(clicks::VisitorIds::new(links.clone())),
-            nats.clone(),
-            spill,
-            config.role.consumes_clicks(),
-            workers.clone(),
-        );
-
-        let redis = match &config.redis_url {
-            Some(url) => Some(RedisConn::new(
-                url,
-                &config.redis_prefix,
-                Duration::from_millis(config.redis_timeout_ms.max(1)),
-            )?),
-            None => None,
-        };
+        let nats = connect_nats(&config).await?;
+        let (queue, click_worker) = start_clicks(&config, &guarded, nats.clone(), &workers)?;
+        let redis = redis(&config)?;
         let l2 = redis.clone().map(|r| Arc::new(RedisCache::new(r)));
-        let cache = Arc::new(RedirectCache::new(
-            links.clone(),
-            l2.clone(),
-            CacheSettings {
-                capacity: config.cache.capacity,
-                ttl: Duration::from_secs(config.cache.ttl_secs),
-                negative_ttl: Duration::from_secs(config.cache.negative_ttl_secs),
-                stale_if_error: Duration::from_secs(config.cache.stale_if_error_secs),
-            },
-        ));
-        let backend = match &redis {
-            Some(r) => Backend::Redis(Box::new(RedisLimiter::new(
-                r.clone(),
-                config.rate_limits.nodes,
-            ))),
-            None => Backend::Local(LocalLimiter::default()),
-        };
-        let limiter = Arc::new(Limiter::new(backend, config.rate_limits.clone()));
-
-        let mut background = Vec::new();
-        if let Some(l2) = &l2 {
-            background.push(l2.listen(cache.l1().clone(), workers.clone()));
-        }
-        background.push(tokio::spawn(sweep_buckets(
-            limiter.clone(),
-            clock.clone(),
-            workers.clone(),
-        )));
-        let health = Arc::new(crate::app::health::Health::default());
-        background.push(tokio::spawn(crate::app::health::watch(
-            store.links(),
-            store_guard.clone(),
-            redis.clone(),
-            health.clone(),
-            workers.clone(),
-        )));
-        background.push(tokio::spawn(purge_idempotency(
-            links.clone(),
-            clock.clone(),
-            workers.clone(),
-        )));
-
+        let cache = cache(&config, guarded.links.clone(), l2.clone());
+        let limiter = limiter(&config, redis.as_ref());
         let state = AppState::new(crate::app::Services {
-            links,
-            users,
+            links: guarded.links,
+            users: guarded.users,
             clock,
             settings: Arc::new(settings),
             clicks: queue,
             cache,
             limiter,
             redis,
-            store_guard,
+            store_guard: guarded.guard,
             nats,
             http: Arc::default(),
-            passwords: crate::app::password_gate::PasswordGate::new(
-                config
-                    .password_checks
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-                config.password_check_queue,
-            ),
+            passwords: password_gate(&config),
             draining: Default::default(),
-            health,
-            geoip: match &config.geoip {
-                Some(path) => Some(Arc::new(crate::clicks::geoip::GeoIp::open(path)?)),
-                None => None,
-            },
+            health: Arc::new(Health::default()),
+            geoip: geoip(&config)?,
         });
-        let new_admin_key = match bootstrap(&state, bootstrap_key).await? {
+        let background = start_background(&state, &store, l2.as_ref(), &workers);
+        let new_admin_key = match bootstrap(&state, config.bootstrap_key()?).await? {
             Bootstrap::CreatedWithKey(key) => Some(key),
             Bootstrap::Created | Bootstrap::AlreadyDone => None,
         };
@@ -296,6 +159,200 @@ impl App {
     }
 }
 
+/// The settings the use cases and handlers read, from a validated configuration.
+fn settings(config: &Config) -> anyhow::Result<Settings> {
+    let (base_url, base) = config.public_base_url()?;
+    Ok(Settings {
+        base_url,
+        url_policy: UrlPolicy {
+            max_len: config.max_url_length,
+            own_hosts: own_hosts(&base, config),
+            blocked_hosts: config
+                .blocked_hosts
+                .iter()
+                .map(|h| normalise_host(h))
+                .collect(),
+        },
+        body_limit: config.body_limit,
+        trusted_proxies: config.trusted_proxies()?,
+        analytics: config.analytics,
+        hot_path: config.hot_path && config.role.serves_redirects(),
+        request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+        max_keys_per_user: config.max_keys_per_user,
+    })
+}
+
+/// The store's ports behind one guard. Everything but migrations and rebalancing reaches
+/// the store through it: timeouts, the circuit breaker, retries of reads, latency per
+/// operation.
+struct GuardedStore {
+    guard: Arc<Guard>,
+    links: Arc<dyn LinkStore>,
+    users: Arc<dyn UserStore>,
+}
+
+impl GuardedStore {
+    fn new(store: &AnyStore, config: &Config) -> Self {
+        let guard = store_guard(config);
+        Self {
+            links: Arc::new(Guarded::<dyn LinkStore>::new(store.links(), guard.clone())),
+            users: Arc::new(Guarded::<dyn UserStore>::new(store.users(), guard.clone())),
+            guard,
+        }
+    }
+}
+
+/// The guard of store calls, with its timeout.
+fn store_guard(config: &Config) -> Arc<Guard> {
+    Arc::new(Guard::new(Duration::from_millis(
+        config.store_timeout_ms.max(1),
+    )))
+}
+
+/// NATS, when `nats_url` is set.
+async fn connect_nats(config: &Config) -> anyhow::Result<Option<Arc<clicks::nats::Nats>>> {
+    let Some(url) = &config.nats_url else {
+        return Ok(None);
+    };
+    let nats = clicks::nats::Nats::connect(clicks::nats::NatsSettings {
+        url: url.clone(),
+        stream: config.nats_stream.clone(),
+        subject: config.nats_subject.clone(),
+        durable: config.nats_durable.clone(),
+    })
+    .await?;
+    Ok(Some(Arc::new(nats)))
+}
+
+/// Starts the click pipeline: the queue redirects report to, and its worker.
+fn start_clicks(
+    config: &Config,
+    store: &GuardedStore,
+    nats: Option<Arc<clicks::nats::Nats>>,
+    workers: &CancellationToken,
+) -> anyhow::Result<(clicks::ClickQueue, tokio::task::JoinHandle<()>)> {
+    // With NATS, events that cannot be published wait on disk.
+    let spill = match &nats {
+        Some(_) => Some(clicks::spill::Spill::open(
+            &config.click_spill_dir,
+            config.click_spill_max_bytes,
+        )?),
+        None => None,
+    };
+    Ok(clicks::start(
+        QueueSettings {
+            capacity: config.click_queue_capacity.max(1),
+            flush_every: Duration::from_millis(config.click_flush_ms.max(10)),
+            ..QueueSettings::default()
+        },
+        store.links.clone(),
+        Arc::new(clicks::VisitorIds::new(store.links.clone())),
+        nats,
+        spill,
+        config.role.consumes_clicks(),
+        workers.clone(),
+    ))
+}
+
+/// The Redis connection, when `redis_url` is set (it connects lazily).
+fn redis(config: &Config) -> anyhow::Result<Option<RedisConn>> {
+    config
+        .redis_url
+        .as_deref()
+        .map(|url| {
+            RedisConn::new(
+                url,
+                &config.redis_prefix,
+                Duration::from_millis(config.redis_timeout_ms.max(1)),
+            )
+        })
+        .transpose()
+}
+
+/// The redirect cache: L1 in this process, L2 on Redis when there is one.
+fn cache(
+    config: &Config,
+    links: Arc<dyn LinkStore>,
+    l2: Option<Arc<RedisCache>>,
+) -> Arc<RedirectCache> {
+    Arc::new(RedirectCache::new(
+        links,
+        l2,
+        CacheSettings {
+            capacity: config.cache.capacity,
+            ttl: Duration::from_secs(config.cache.ttl_secs),
+            negative_ttl: Duration::from_secs(config.cache.negative_ttl_secs),
+            stale_if_error: Duration::from_secs(config.cache.stale_if_error_secs),
+        },
+    ))
+}
+
+/// The rate limiter: buckets on Redis when there is one, else in this process.
+fn limiter(config: &Config, redis: Option<&RedisConn>) -> Arc<Limiter> {
+    let backend = match redis {
+        Some(r) => Backend::Redis(Box::new(RedisLimiter::new(
+            r.clone(),
+            config.rate_limits.nodes,
+        ))),
+        None => Backend::Local(LocalLimiter::default()),
+    };
+    Arc::new(Limiter::new(backend, config.rate_limits.clone()))
+}
+
+/// Where password hashing and checks wait for a turn: as many at a time as
+/// `password_checks` says, or as there are CPUs.
+fn password_gate(config: &Config) -> PasswordGate {
+    PasswordGate::new(
+        config
+            .password_checks
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        config.password_check_queue,
+    )
+}
+
+/// The GeoIP database, when `geoip` is set.
+fn geoip(config: &Config) -> anyhow::Result<Option<Arc<GeoIp>>> {
+    config
+        .geoip
+        .as_deref()
+        .map(|path| GeoIp::open(path).map(Arc::new))
+        .transpose()
+}
+
+/// Starts the tasks that run beside the server until `workers` is cancelled: other nodes'
+/// cache invalidations, the rate-limit sweep, the health checks and the idempotency purge.
+fn start_background(
+    state: &AppState,
+    store: &AnyStore,
+    l2: Option<&Arc<RedisCache>>,
+    workers: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(l2) = l2 {
+        tasks.push(l2.listen(state.cache.l1().clone(), workers.clone()));
+    }
+    tasks.push(tokio::spawn(sweep_buckets(
+        state.limiter.clone(),
+        state.clock.clone(),
+        workers.clone(),
+    )));
+    // The health checks reach the store without its guard, so that an open breaker does
+    // not hide a database that is back.
+    tasks.push(tokio::spawn(crate::app::health::watch(
+        store.links(),
+        state.store_guard.clone(),
+        state.redis.clone(),
+        state.health.clone(),
+        workers.clone(),
+    )));
+    tasks.push(tokio::spawn(purge_idempotency(
+        state.links.clone(),
+        state.clock.clone(),
+        workers.clone(),
+    )));
+    tasks
+}
+
 /// The names and addresses of this service that links must not point to: the base URL's
 /// host, the listen address (unless it is a wildcard) and the configured extra names.
 fn own_hosts(base: &url::Url, config: &Config) -> Vec<String> {
@@ -356,16 +413,35 @@ pub async fn create_key_for(
     name: Option<String>,
     admin: bool,
 ) -> anyhow::Result<ApiKey> {
-    use crate::domain::key::Scopes;
-    use crate::domain::user::{Email, Role, UserDraft};
-    use crate::store::{NewKey, StoreError};
+    use crate::domain::user::Email;
 
-    let db = AnyStore::from_config(config).await?;
-    let store = db.users();
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
-    let now = chrono::Utc::now();
+    let store = AnyStore::from_config(config).await?;
+    let created = match command_line_state(config, &store) {
+        Ok(state) => create_key_as_operator(&state, email, scopes, name, admin).await,
+        Err(e) => Err(e),
+    };
+    store.close().await;
+    created
+}
+
+/// Creates the key through the same use case as `POST /users/{id}/keys`, called by an
+/// operator who acts as the user and holds every scope.
+async fn create_key_as_operator(
+    state: &AppState,
+    email: crate::domain::user::Email,
+    scopes: Option<Vec<String>>,
+    name: Option<String>,
+    admin: bool,
+) -> anyhow::Result<ApiKey> {
+    use crate::app::{AppError, Caller};
+    use crate::domain::key::{Scope, Scopes};
+    use crate::domain::user::{Role, UserDraft};
+    use crate::store::{KeyRecord, StoreError};
+
+    let now = state.clock.now();
     let role = if admin { Role::Admin } else { Role::Member };
-    let mut user = match store.find_user_by_email(&email).await? {
+    let mut user = match state.users.find_user_by_email(&email).await? {
         Some(u) => u,
         None => {
             let draft = UserDraft {
@@ -373,9 +449,10 @@ pub async fn create_key_for(
                 name: String::new(),
                 role,
             };
-            match store.create_user(&draft, now).await {
+            match state.users.create_user(&draft, now).await {
                 Ok(u) => u,
-                Err(StoreError::Conflict(_)) => store
+                Err(StoreError::Conflict(_)) => state
+                    .users
                     .find_user_by_email(&email)
                     .await?
                     .context("user vanished")?,
@@ -386,31 +463,65 @@ pub async fn create_key_for(
     if admin && user.role != Role::Admin {
         let mut draft = user.draft();
         draft.role = Role::Admin;
-        user = store.update_user(user.id, &draft, now).await?;
+        user = state.users.update_user(user.id, &draft, now).await?;
     }
-    let scopes = match scopes {
-        None if admin => Scopes::all(),
-        None => Scopes::default_member(),
-        Some(names) => {
-            Scopes::parse_list(&names).map_err(|bad| anyhow::anyhow!("unknown scope {bad:?}"))?
-        }
+    let operator = Caller {
+        key: KeyRecord {
+            id: 0,
+            user_id: user.id,
+            name: "command line".into(),
+            prefix: String::new(),
+            scopes: Scopes::all(),
+            created_at: now,
+            last_used_at: None,
+        },
+        user,
     };
-    if scopes.contains(crate::domain::key::Scope::UsersAdmin) && user.role != Role::Admin {
-        bail!("users:admin can only be given to an admin's key");
+    // An admin's key gets every scope by default; the use case's default is a member's.
+    let scopes = scopes.or_else(|| admin.then(|| Scope::ALL.map(|s| s.as_str().into()).into()));
+    let name = Some(name.unwrap_or_else(|| "cli".into()));
+    let created = crate::app::users::create_key(state, &operator, operator.user.id, name, scopes);
+    match created.await {
+        Ok((_, key)) => Ok(key),
+        Err(AppError::Validation(errors)) => Err(anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Err(e) => Err(e.into()),
     }
-    let key = ApiKey::generate();
-    store
-        .create_key(
-            &NewKey {
-                user_id: user.id,
-                name: name.unwrap_or_else(|| "cli".into()),
-                prefix: key.display_prefix().to_owned(),
-                hash: key.hash(),
-                scopes,
-            },
-            now,
-        )
-        .await?;
-    db.close().await;
-    Ok(key)
+}
+
+/// The state the command line works with: the store without its guard, the configured
+/// settings, and nothing that runs in the background (no Redis, no NATS; clicks go
+/// nowhere).
+fn command_line_state(config: &Config, store: &AnyStore) -> anyhow::Result<AppState> {
+    let links = store.links();
+    let (clicks, _) = clicks::queue::bounded(1, Arc::default());
+    let settings = Settings {
+        // The command line is the way back in when every key is lost, so the limit on
+        // live keys does not apply to it.
+        max_keys_per_user: u32::MAX,
+        ..settings(config)?
+    };
+    Ok(AppState::new(crate::app::Services {
+        links: links.clone(),
+        users: store.users(),
+        clock: Arc::new(crate::clock::SystemClock),
+        settings: Arc::new(settings),
+        clicks,
+        cache: cache(config, links, None),
+        limiter: limiter(config, None),
+        redis: None,
+        store_guard: store_guard(config),
+        nats: None,
+        http: Arc::default(),
+        passwords: password_gate(config),
+        draining: Default::default(),
+        health: Arc::default(),
+        geoip: None,
+    }))
 }

@@ -27,7 +27,11 @@ async fn bulk_bodies_stop_at_the_item_cap_and_the_body_limit() {
         StatusCode::PAYLOAD_TOO_LARGE,
     )
     .await;
-    assert_eq!(problem["type"], "https://snip.dev/problems/too-many-items");
+    assert_eq!(problem["type"], "/docs/problems#too-many-items");
+    // The type, resolved against the request's URL, is a page of snip that describes it.
+    let page = reqwest::get(app.url("/docs/problems")).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("id=\"too-many-items\""));
     let listed = expect_json(app.get("/api/v1/links", &key).await, StatusCode::OK).await;
     assert!(items_of(&listed).is_empty(), "{listed}");
 

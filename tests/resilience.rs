@@ -105,7 +105,7 @@ async fn a_dead_store_opens_the_circuit_and_cached_redirects_keep_working() {
             .await;
         assert_eq!(res.headers()["retry-after"], "2");
         let problem = expect_problem(res, StatusCode::SERVICE_UNAVAILABLE).await;
-        assert!(problem["type"].as_str().unwrap().ends_with("/unavailable"));
+        assert!(problem["type"].as_str().unwrap().ends_with("#unavailable"));
     }
     assert_ne!(
         app.metric("snip_circuit_state{dependency=\"store\"}").await,

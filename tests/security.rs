@@ -437,7 +437,7 @@ async fn live_keys_per_user_are_capped() {
         StatusCode::CONFLICT,
     )
     .await;
-    assert_eq!(problem["type"], "https://snip.dev/problems/too-many-keys");
+    assert_eq!(problem["type"], "/docs/problems#too-many-keys");
     // The admin is held to it too; revoking one makes room.
     expect_status(
         app.post_json(&keys, ADMIN_KEY, &json!({})).await,
@@ -458,14 +458,14 @@ async fn the_last_admin_can_be_neither_deleted_nor_demoted() {
     let app = spawn_app().await;
     let me = format!("/api/v1/users/{}", common::ADMIN_ID);
     let problem = expect_problem(app.delete(&me, ADMIN_KEY).await, StatusCode::CONFLICT).await;
-    assert_eq!(problem["type"], "https://snip.dev/problems/last-admin");
+    assert_eq!(problem["type"], "/docs/problems#last-admin");
     let problem = expect_problem(
         app.patch_json(&me, ADMIN_KEY, &json!({ "role": "member" }))
             .await,
         StatusCode::CONFLICT,
     )
     .await;
-    assert_eq!(problem["type"], "https://snip.dev/problems/last-admin");
+    assert_eq!(problem["type"], "/docs/problems#last-admin");
     expect_status(app.get("/api/v1/me", ADMIN_KEY).await, StatusCode::OK).await;
 
     // With a second admin, the first may go.

@@ -131,25 +131,20 @@ impl RedisCache {
         let timeout = self.conn.timeout().max(Duration::from_millis(500));
         tokio::spawn(async move {
             let mut connected_before = false;
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = crate::resilience::Backoff::default();
             while !shutdown.is_cancelled() {
                 let pubsub = async {
                     let mut ps = client.get_async_pubsub().await?;
                     ps.subscribe(&channel).await?;
                     Ok::<_, redis::RedisError>(ps)
                 };
-                let mut ps = match tokio::time::timeout(timeout, pubsub).await {
-                    Ok(Ok(ps)) => ps,
-                    _ => {
-                        tokio::select! {
-                            () = tokio::time::sleep(backoff) => {},
-                            () = shutdown.cancelled() => return,
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
+                let Ok(Ok(mut ps)) = tokio::time::timeout(timeout, pubsub).await else {
+                    if !backoff.wait(&shutdown).await {
+                        return;
                     }
+                    continue;
                 };
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 if connected_before {
                     tracing::info!("invalidation channel back; emptying L1");
                 }

@@ -422,22 +422,20 @@ pub async fn consume(
     batch_size: usize,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::resilience::Backoff::default();
     let mut classifier = Classifier::default();
     while !shutdown.is_cancelled() {
         let consumer = match nats.consumer().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "click consumer not ready");
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {},
-                    () = shutdown.cancelled() => return,
+                if !backoff.wait(&shutdown).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         while !shutdown.is_cancelled() {
             let batch = consumer
                 .fetch()

@@ -2,7 +2,7 @@
 //! Internal details are logged with the request's span, never sent.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppError;
@@ -15,6 +15,83 @@ const RETRY_AFTER_SECS: &str = "2";
 
 /// The media type of problem documents.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The page of this service that describes every problem type, one anchor per slug. A
+/// problem's `type` is the relative reference `/docs/problems#{slug}`, which a client
+/// resolves against the request's URL (RFC 9457, section 3.1.1), so it names the page of
+/// the deployment that answered. `docs` is a reserved word, so no short code hides it.
+pub const PROBLEM_TYPES_PATH: &str = "/docs/problems";
+
+/// Every kind of problem snip answers with: its slug, its status and what it means.
+pub const PROBLEM_TYPES: &[(&str, StatusCode, &str)] = &[
+    (
+        "validation",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Fields of the request are not valid; `errors` names each field and says why.",
+    ),
+    (
+        "alias-taken",
+        StatusCode::CONFLICT,
+        "Another link already has this alias.",
+    ),
+    (
+        "email-taken",
+        StatusCode::CONFLICT,
+        "Another user already has this e-mail address.",
+    ),
+    (
+        "idempotency-in-flight",
+        StatusCode::CONFLICT,
+        "A request with this Idempotency-Key is still being processed; retry later.",
+    ),
+    (
+        "idempotency-mismatch",
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "This Idempotency-Key was used before with a different request body.",
+    ),
+    (
+        "missing-scope",
+        StatusCode::FORBIDDEN,
+        "The API key lacks the scope this operation needs.",
+    ),
+    (
+        "forbidden",
+        StatusCode::FORBIDDEN,
+        "The caller may not do this, whatever the scopes of the key (an admin is needed, \
+         or a key cannot grant more than it holds).",
+    ),
+    (
+        "last-admin",
+        StatusCode::CONFLICT,
+        "The change would leave no admin; make another user an admin first.",
+    ),
+    (
+        "too-many-keys",
+        StatusCode::CONFLICT,
+        "The user holds the most live API keys allowed; revoke one first.",
+    ),
+    (
+        "too-many-items",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "A bulk request holds more items than one request may.",
+    ),
+    (
+        "link-gone",
+        StatusCode::GONE,
+        "The link was deleted, has expired or has reached its click limit.",
+    ),
+    (
+        "rate-limited",
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests; the `Retry-After` header says when to try again.",
+    ),
+    (
+        "unavailable",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "A service snip depends on (the database) cannot be reached; retry after \
+         `Retry-After` seconds.",
+    ),
+];
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -29,7 +106,8 @@ pub struct ApiError {
 /// The body of a problem response.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
-    /// A URI naming the kind of problem; `about:blank` when the status says it all.
+    /// A URI reference naming the kind of problem: `/docs/problems#{slug}`, a page of this
+    /// service that describes it, or `about:blank` when the status says it all.
     #[serde(rename = "type")]
     pub kind: String,
     /// Short summary of the kind of problem.
@@ -46,6 +124,10 @@ pub struct Problem {
 impl ApiError {
     /// A problem with a status, a kind (`slug`, or "" for about:blank) and a detail.
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
+        debug_assert!(
+            slug.is_empty() || PROBLEM_TYPES.iter().any(|(s, _, _)| *s == slug),
+            "problem type {slug:?} is not described in PROBLEM_TYPES"
+        );
         Self {
             status,
             slug,
@@ -178,7 +260,7 @@ impl From<&ApiError> for Problem {
             kind: if e.slug.is_empty() {
                 "about:blank".to_owned()
             } else {
-                format!("https://snip.dev/problems/{}", e.slug)
+                format!("{PROBLEM_TYPES_PATH}#{}", e.slug)
             },
             title: e.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: e.status.as_u16(),
@@ -228,4 +310,69 @@ pub async fn fill_problem(res: Response) -> Response {
         }
     }
     Response::from_parts(parts, problem.into_body())
+}
+
+/// `GET /docs/problems`: the page that describes every problem type, one anchor per slug.
+pub async fn problem_types() -> Html<String> {
+    let mut page = String::from(
+        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
+         <title>snip: problem types</title></head>\n<body>\n<h1>Problem types</h1>\n\
+         <p>snip answers errors with <code>application/problem+json</code> documents \
+         (RFC 9457). The <code>type</code> of a problem is one of the anchors below, or \
+         <code>about:blank</code> when the status says it all.</p>\n<dl>\n",
+    );
+    for (slug, status, meaning) in PROBLEM_TYPES {
+        page.push_str(&format!(
+            "<dt id=\"{slug}\"><code>{slug}</code> ({status})</dt>\n<dd>{}</dd>\n",
+            code_spans(meaning)
+        ));
+    }
+    page.push_str("</dl>\n</body>\n</html>\n");
+    Html(page)
+}
+
+/// Turns the `backquoted` words of a description into `<code>` elements.
+fn code_spans(text: &str) -> String {
+    let mut html = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            html.push_str("<code>");
+            html.push_str(part);
+            html.push_str("</code>");
+        } else {
+            html.push_str(part);
+        }
+    }
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_type_is_an_anchor_of_the_problem_types_page() {
+        let problem = Problem::from(&ApiError::unavailable("down"));
+        assert_eq!(problem.kind, "/docs/problems#unavailable");
+        let problem = Problem::from(&ApiError::not_found());
+        assert_eq!(problem.kind, "about:blank");
+    }
+
+    #[tokio::test]
+    async fn the_page_has_one_anchor_per_problem_type() {
+        let Html(page) = problem_types().await;
+        for (slug, status, _) in PROBLEM_TYPES {
+            assert_eq!(page.matches(&format!("id=\"{slug}\"")).count(), 1, "{slug}");
+            assert!(page.contains(&format!("({status})")), "{slug}");
+        }
+        assert!(page.contains("<code>Retry-After</code>"));
+    }
+
+    #[test]
+    fn each_problem_type_is_described_once() {
+        let mut slugs: Vec<_> = PROBLEM_TYPES.iter().map(|(s, _, _)| *s).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        assert_eq!(slugs.len(), PROBLEM_TYPES.len());
+    }
 }

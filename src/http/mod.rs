@@ -2,7 +2,7 @@
 //! error mapping. A connection is served by [`serve::serve`]: a `GET /{code}` of a cached
 //! link is answered there (the hot path); any other request enters at [`router`], passes
 //! the layers, and lands in a handler of
-//! `links`, `users`, `redirect` or `health`, which calls a use case in `crate::app`.
+//! `links`, `stats`, `users`, `redirect` or `health`, which calls a use case in `crate::app`.
 
 pub mod access;
 pub mod client_ip;
@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod redirect;
 pub mod serve;
+pub mod stats;
 pub mod users;
 
 use std::any::Any;
@@ -65,7 +66,7 @@ pub fn router(state: AppState, role: Role) -> Router {
                 .patch(links::patch)
                 .delete(links::delete),
         )
-        .route("/links/{code}/stats", get(links::stats))
+        .route("/links/{code}/stats", get(stats::stats))
         .route("/users", post(users::create).get(users::list))
         .route(
             "/users/{id}",
@@ -94,8 +95,10 @@ pub fn router(state: AppState, role: Role) -> Router {
             deadline(timeout, req, next)
         }));
 
-    // Every role answers health checks and metrics; the rest depends on the role.
+    // Every role answers health checks, metrics and the page the `type` of its problems
+    // points to; the rest depends on the role.
     let mut app = Router::new()
+        .route(error::PROBLEM_TYPES_PATH, get(error::problem_types))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics));

@@ -1,11 +1,13 @@
 //! Resilience for calls to other services (store, Redis, NATS): circuit breakers, back-off
 //! with full jitter for retries, and the latency histograms that show how calls go.
 
+pub mod backoff;
 pub mod breaker;
 pub mod histogram;
 
 use std::time::Duration;
 
+pub use backoff::Backoff;
 pub use breaker::{Breaker, BreakerSettings, BreakerState, Permit};
 pub use histogram::{Histogram, HistogramVec};
 
