@@ -56,7 +56,7 @@ pub struct Config {
     /// Rate-limit policies.
     pub rate_limits: RateLimits,
     /// What this node does.
-    pub role: Role,
+    pub role: NodeRole,
     /// Whether redirects produce click events (on by default; off for benchmarks).
     pub analytics: bool,
     /// Whether `GET /{code}` of a link held in L1 is answered before the router (the hot
@@ -133,7 +133,7 @@ impl std::fmt::Debug for ShardConfig {
 /// What a node does. Every role answers `/healthz`, `/readyz` and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum NodeRole {
     /// Everything (the default).
     #[default]
     All,
@@ -145,20 +145,20 @@ pub enum Role {
     Worker,
 }
 
-impl Role {
+impl NodeRole {
     /// Whether the node serves `/api/v1` and the docs.
     pub fn serves_api(self) -> bool {
-        matches!(self, Role::All | Role::Api)
+        matches!(self, NodeRole::All | NodeRole::Api)
     }
 
     /// Whether the node serves redirects.
     pub fn serves_redirects(self) -> bool {
-        matches!(self, Role::All | Role::Redirect)
+        matches!(self, NodeRole::All | NodeRole::Redirect)
     }
 
     /// Whether the node consumes click events from NATS.
     pub fn consumes_clicks(self) -> bool {
-        matches!(self, Role::All | Role::Worker)
+        matches!(self, NodeRole::All | NodeRole::Worker)
     }
 }
 
@@ -235,7 +235,7 @@ impl Default for Config {
             shards: Vec::new(),
             nats_url: None,
             geoip: None,
-            role: Role::All,
+            role: NodeRole::All,
             analytics: true,
             hot_path: true,
             click_flush_ms: 10_000,
@@ -328,7 +328,7 @@ pub struct Overrides {
     /// `--geoip` / `SNIP_GEOIP`.
     pub geoip: Option<std::path::PathBuf>,
     /// `--role` / `SNIP_ROLE`.
-    pub role: Option<Role>,
+    pub role: Option<NodeRole>,
     /// `--otlp-endpoint` / `SNIP_OTLP_ENDPOINT`.
     pub otlp_endpoint: Option<String>,
 }
@@ -378,7 +378,7 @@ impl Config {
         self.public_base_url()?;
         self.bootstrap_key()?;
         self.trusted_proxies()?;
-        if self.role == Role::Worker && self.nats_url.is_none() {
+        if self.role == NodeRole::Worker && self.nats_url.is_none() {
             bail!("nats_url: --role worker applies click events from NATS: give --nats too");
         }
         Ok(())
@@ -541,11 +541,11 @@ mod tests {
     #[test]
     fn a_worker_needs_nats() {
         let c = config_with(|c| {
-            c.role = Role::Worker;
+            c.role = NodeRole::Worker;
             c.nats_url = Some("nats://127.0.0.1:4222".into());
         });
         c.validate().unwrap();
-        let c = config_with(|c| c.role = Role::Worker);
+        let c = config_with(|c| c.role = NodeRole::Worker);
         assert!(refusal(&c).starts_with("nats_url: "), "{}", refusal(&c));
     }
 }

@@ -57,7 +57,7 @@ enum Command {
         geoip: Option<PathBuf>,
         /// What this node does: all, api, redirect, or worker (needs --nats).
         #[arg(long, env = "SNIP_ROLE", value_enum)]
-        role: Option<snip::config::Role>,
+        role: Option<snip::config::NodeRole>,
         /// Export traces over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318.
         #[arg(long = "otlp-endpoint", env = "SNIP_OTLP_ENDPOINT")]
         otlp_endpoint: Option<String>,

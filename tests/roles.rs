@@ -7,7 +7,7 @@ use common::nats::Names;
 use common::postgres::TestDb;
 use common::*;
 use reqwest::StatusCode;
-use snip::config::Role;
+use snip::config::NodeRole;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_redirect_and_worker_nodes_split_the_work() {
@@ -18,7 +18,7 @@ async fn api_redirect_and_worker_nodes_split_the_work() {
         return;
     };
     let names = Names::unique();
-    let node = |role: Role| {
+    let node = |role: NodeRole| {
         let (db, url, names) = (db.url.clone(), url.clone(), &names);
         spawn_app_with(move |c| {
             c.role = role;
@@ -26,9 +26,9 @@ async fn api_redirect_and_worker_nodes_split_the_work() {
             names.configure(&url, c);
         })
     };
-    let api = node(Role::Api).await;
-    let redirect = node(Role::Redirect).await;
-    let worker = node(Role::Worker).await;
+    let api = node(NodeRole::Api).await;
+    let redirect = node(NodeRole::Redirect).await;
+    let worker = node(NodeRole::Worker).await;
 
     let code = api
         .create_link_to(&api.admin_key, "https://example.com/roles")
@@ -79,7 +79,7 @@ async fn api_redirect_and_worker_nodes_split_the_work() {
 async fn a_worker_without_nats_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = snip::Config {
-        role: Role::Worker,
+        role: NodeRole::Worker,
         database_url: format!("sqlite://{}/w.db", dir.path().display()),
         ..snip::Config::default()
     };

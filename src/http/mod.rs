@@ -33,7 +33,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
-use crate::config::Role;
+use crate::config::NodeRole;
 use error::ApiError;
 
 /// Room in a bulk body for one link besides its URL: title, tags, alias, password and JSON.
@@ -46,7 +46,7 @@ fn bulk_body_limit(max_url_len: usize, body_limit: usize) -> usize {
 }
 
 /// Builds the whole application router.
-pub fn router(state: AppState, role: Role) -> Router {
+pub fn router(state: AppState, role: NodeRole) -> Router {
     let body_limit = state.settings.body_limit;
     let timeout = state.settings.request_timeout;
     let request_id = HeaderName::from_static("x-request-id");
