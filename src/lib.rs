@@ -16,6 +16,8 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
+pub mod net;
 pub mod ratelimit;
 pub mod redis_conn;
 pub mod resilience;

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::key::ApiKey;
 use crate::domain::target_url::{UrlPolicy, normalise_host};
-use crate::http::client_ip::IpRange;
+use crate::net::IpRange;
 use crate::ratelimit::local::LocalLimiter;
 use crate::ratelimit::redis::RedisLimiter;
 use crate::ratelimit::{Backend, Limiter};

@@ -196,7 +196,7 @@ async fn redirect_get(
                 .await
         }
     };
-    state.http.redirect(&resolution);
+    state.http.redirect(super::metrics::outcome(&resolution));
     let mut res = match resolution {
         Ok(resolution) => respond(state, code.as_str(), Visit::Follow, resolution),
         Err(e) => ApiError::from(e).into_response(),
@@ -217,7 +217,7 @@ fn finish(state: &AppState, id: HeaderValue, mut res: Response, started: Instant
     state
         .http
         .requests
-        .with(&["/{code}", super::metrics::status_class(res.status())])
+        .with(&["/{code}", crate::metrics::status_class(res.status())])
         .observe(started.elapsed());
     res
 }
