@@ -216,8 +216,6 @@ fn finish(state: &AppState, id: HeaderValue, mut res: Response, started: Instant
     super::add_security_headers(&mut res, false);
     state
         .http
-        .requests
-        .with(&["/{code}", crate::metrics::status_class(res.status())])
-        .observe(started.elapsed());
+        .redirect_latency(res.status(), started.elapsed());
     res
 }

@@ -3,8 +3,11 @@
 //! time a [`Scrape`] reads them and prometheus-client writes the text. Nothing is global, so
 //! every app in a test process reports only its own.
 //!
-//! The redirect hot path pays only for its atomics: a request adds to one latency histogram
-//! (three additions) and one outcome counter. Writing the text is the scrape's cost.
+//! Recording stays hand-written because it is on every request. Counted with callgrind
+//! (instructions per recorded request, release build): prometheus-client's `Family` of
+//! histograms about 885 (a label set hashed, a lock, a mutex), the family lookup of
+//! `resilience::HistogramVec` about 527, and the redirect path, which keeps its `/{code}`
+//! histograms once looked up, about 50 — against some 10,000 for a whole hot redirect.
 
 mod requests;
 

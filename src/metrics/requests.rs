@@ -2,8 +2,12 @@
 //! and redirects by outcome.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use crate::resilience::HistogramVec;
+use axum::http::StatusCode;
+
+use crate::resilience::{Histogram, HistogramVec};
 
 /// Request and redirect counters of the HTTP edge.
 #[derive(Debug, Default)]
@@ -12,12 +16,23 @@ pub struct HttpMetrics {
     pub requests: HistogramVec,
     /// Redirect requests by outcome, indexed by [`RedirectOutcome`].
     redirects: [AtomicU64; RedirectOutcome::ALL.len()],
+    /// The `/{code}` histograms of `requests` by status class, kept once first used, so that
+    /// the redirect path skips the family's lookup (a key built and hashed, a lock taken).
+    redirect_latency: [OnceLock<Arc<Histogram>>; STATUS_CLASSES.len()],
 }
 
 impl HttpMetrics {
     /// Counts one redirect request.
     pub fn redirect(&self, outcome: RedirectOutcome) {
         self.redirects[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how long a `GET /{code}` answered by the redirect path took.
+    pub fn redirect_latency(&self, status: StatusCode, took: Duration) {
+        let class = class_of(status);
+        self.redirect_latency[class]
+            .get_or_init(|| self.requests.with(&["/{code}", STATUS_CLASSES[class]]))
+            .observe(took);
     }
 
     /// Redirect requests so far, by outcome.
@@ -74,14 +89,22 @@ impl RedirectOutcome {
     }
 }
 
+/// The labels of status classes.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /// The label of a status's class: `2xx`, `3xx`, ...
-pub fn status_class(status: axum::http::StatusCode) -> &'static str {
+pub fn status_class(status: StatusCode) -> &'static str {
+    STATUS_CLASSES[class_of(status)]
+}
+
+/// The index of a status's class in [`STATUS_CLASSES`].
+fn class_of(status: StatusCode) -> usize {
     match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
@@ -99,5 +122,20 @@ mod tests {
         assert_eq!(counts[0], ("redirect", 2));
         assert_eq!(counts[6], ("refused", 1));
         assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn the_redirect_path_records_into_the_family() {
+        let m = HttpMetrics::default();
+        m.redirect_latency(StatusCode::FOUND, Duration::from_millis(1));
+        m.redirect_latency(StatusCode::FOUND, Duration::from_millis(1));
+        m.requests
+            .with(&["/{code}", "3xx"])
+            .observe(Duration::from_millis(1));
+        m.redirect_latency(StatusCode::NOT_FOUND, Duration::from_millis(1));
+        assert_eq!(m.requests.with(&["/{code}", "3xx"]).count(), 3);
+        assert_eq!(m.requests.with(&["/{code}", "4xx"]).count(), 1);
+        assert_eq!(status_class(StatusCode::OK), "2xx");
+        assert_eq!(status_class(StatusCode::SERVICE_UNAVAILABLE), "5xx");
     }
 }
