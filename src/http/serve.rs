@@ -214,8 +214,6 @@ async fn redirect_get(
 fn finish(state: &AppState, id: HeaderValue, mut res: Response, started: Instant) -> Response {
     res.headers_mut().insert(REQUEST_ID, id);
     super::add_security_headers(&mut res, false);
-    state
-        .http
-        .redirect_latency(res.status(), started.elapsed());
+    state.http.redirect_latency(res.status(), started.elapsed());
     res
 }

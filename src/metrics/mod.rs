@@ -4,10 +4,10 @@
 //! every app in a test process reports only its own.
 //!
 //! Recording stays hand-written because it is on every request. Counted with callgrind
-//! (instructions per recorded request, release build): prometheus-client's `Family` of
-//! histograms about 885 (a label set hashed, a lock, a mutex), the family lookup of
-//! `resilience::HistogramVec` about 527, and the redirect path, which keeps its `/{code}`
-//! histograms once looked up, about 50 — against some 10,000 for a whole hot redirect.
+//! (instructions per recorded latency, release build): prometheus-client's `Family` of
+//! histograms about 885 (a label set hashed, a read lock, a mutex); the family lookup of
+//! `resilience::HistogramVec` about 540 (a key built and hashed, a read lock); the redirect
+//! path, which keeps its `/{code}` histograms once looked up, under 30.
 
 mod requests;
 

@@ -89,8 +89,7 @@ impl HistogramVec {
         let mut entries: Vec<_> = map.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         for (values, h) in entries {
-            let labels: Vec<(&str, &str)> =
-                names.iter().copied().zip(values.split(SEP)).collect();
+            let labels: Vec<(&str, &str)> = names.iter().copied().zip(values.split(SEP)).collect();
             h.encode(encoder.encode_family(&labels)?)?;
         }
         Ok(())
@@ -111,7 +110,8 @@ mod tests {
 
     impl Collector for Family {
         fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-            let mut family = encoder.encode_descriptor("t", "Test.", None, MetricType::Histogram)?;
+            let mut family =
+                encoder.encode_descriptor("t", "Test.", None, MetricType::Histogram)?;
             self.0.encode(self.1, &mut family)
         }
     }
