@@ -7,7 +7,9 @@
 //! (instructions per recorded latency, release build): prometheus-client's `Family` of
 //! histograms about 885 (a label set hashed, a read lock, a mutex); the family lookup of
 //! `resilience::HistogramVec` about 540 (a key built and hashed, a read lock); the redirect
-//! path, which keeps its `/{code}` histograms once looked up, under 30.
+//! path, which keeps its `/{code}` histograms once looked up, under 30. A whole hot redirect
+//! (L1 hit, keep-alive, rate limits off) counts about 17,500 instructions with the family
+//! lookup and 17,100 to 17,200 without it; the library's family would add some 5 %.
 
 mod requests;
 
