@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::domain::key::ApiKey;
-use crate::http::client_ip::IpRange;
+use crate::net::IpRange;
 use crate::ratelimit::RateLimits;
 
 /// Everything snip needs to start. `Default` is the embedded, single-node setup.

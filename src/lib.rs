@@ -4,8 +4,8 @@
 //! in `app`. They apply the rules of `domain` and persist through the ports in `store`,
 //! whose adapters (`store/sqlite.rs`, …) hold all SQL. `cache` (L1 an in-process table,
 //! L2 Redis) sits in front of the store for redirects, `ratelimit` guards every route, and
-//! `clicks` counts redirects off the hot path; `server` wires it all together from a
-//! `config::Config`.
+//! `clicks` counts redirects off the hot path; `metrics` reads what every part counted
+//! for `/metrics`; `server` wires it all together from a `config::Config`.
 
 #![warn(clippy::unwrap_used)]
 
@@ -16,6 +16,8 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
+pub mod net;
 pub mod ratelimit;
 pub mod redis_conn;
 pub mod resilience;

@@ -66,7 +66,7 @@ pub struct Services {
     /// NATS, when click events go through it.
     pub nats: Option<Arc<crate::clicks::nats::Nats>>,
     /// Request and redirect counters of the HTTP edge.
-    pub http: Arc<crate::http::metrics::HttpMetrics>,
+    pub http: Arc<crate::metrics::HttpMetrics>,
     /// Where password hashing and checks wait for a turn.
     pub passwords: password_gate::PasswordGate,
     /// Set at shutdown: `/readyz` answers 503 while the node still serves.
@@ -85,10 +85,10 @@ pub struct Settings {
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<crate::http::client_ip::IpRange>,
+    pub trusted_proxies: Vec<crate::net::IpRange>,
     /// Whether redirects produce click events.
     pub analytics: bool,
-    /// Whether cached redirects take the hot path (see `crate::http::serve`).
+    /// Whether cached redirects take the hot path (see `http/serve.rs`).
     pub hot_path: bool,
     /// Longest time one request may take.
     pub request_timeout: std::time::Duration,

@@ -43,7 +43,7 @@ pub async fn follow(
     };
     let client = client(&state, peer, &headers);
     let resolution = resolve(&state, code, visit, &client).await;
-    state.http.redirect(&resolution);
+    state.http.redirect(super::metrics::outcome(&resolution));
     Ok(respond(&state, code, visit, resolution?))
 }
 
@@ -75,7 +75,7 @@ pub async fn unlock(
     };
     let client = client(&state, peer, &headers);
     let resolution = resolve(&state, &code, Visit::Unlock(&form.password), &client).await;
-    state.http.redirect(&resolution);
+    state.http.redirect(super::metrics::outcome(&resolution));
     Ok(respond(&state, &code, Visit::Unlock(""), resolution?))
 }
 

@@ -196,7 +196,7 @@ async fn redirect_get(
                 .await
         }
     };
-    state.http.redirect(&resolution);
+    state.http.redirect(super::metrics::outcome(&resolution));
     let mut res = match resolution {
         Ok(resolution) => respond(state, code.as_str(), Visit::Follow, resolution),
         Err(e) => ApiError::from(e).into_response(),
@@ -214,10 +214,6 @@ async fn redirect_get(
 fn finish(state: &AppState, id: HeaderValue, mut res: Response, started: Instant) -> Response {
     res.headers_mut().insert(REQUEST_ID, id);
     super::add_security_headers(&mut res, false);
-    state
-        .http
-        .requests
-        .with(&["/{code}", super::metrics::status_class(res.status())])
-        .observe(started.elapsed());
+    state.http.redirect_latency(res.status(), started.elapsed());
     res
 }

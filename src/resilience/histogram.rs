@@ -1,11 +1,13 @@
-//! Latency histograms with fixed buckets, lock-free to record, rendered in the Prometheus
-//! text format; and a family of them keyed by a bounded set of labels.
+//! Latency histograms with fixed buckets, lock-free to record; and a family of them keyed by
+//! a bounded set of labels. They record with plain atomics (a request pays three additions);
+//! prometheus-client writes them out at scrape time (see the `metrics` module).
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
 
 /// Upper bounds of the buckets, in seconds: 250 µs to 10 s.
 pub const BUCKETS: [f64; 14] = [
@@ -40,20 +42,12 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// Appends the `_bucket`, `_sum` and `_count` lines of `name` with `labels` (already
-    /// formatted, `key="value",…`, or empty).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (b, c) in BUCKETS.iter().zip(&self.counts) {
-            cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
-        }
-        let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+    /// Writes the `_bucket`, `_sum` and `_count` samples.
+    pub fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        let buckets: [(f64, u64); BUCKETS.len()] =
+            std::array::from_fn(|i| (BUCKETS[i], self.counts[i].load(Ordering::Relaxed)));
         let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+        encoder.encode_histogram::<NoLabelSet>(sum, self.count(), &buckets, None)
     }
 }
 
@@ -89,35 +83,56 @@ impl HistogramVec {
             .clone()
     }
 
-    /// Renders every histogram of the family `name` with label `names`, sorted by labels.
-    pub fn render(&self, out: &mut String, name: &str, names: &[&str]) {
+    /// Writes every histogram of the family, labelled with `names` and sorted by labels.
+    pub fn encode(&self, names: &[&str], encoder: &mut MetricEncoder) -> std::fmt::Result {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         let mut entries: Vec<_> = map.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         for (values, h) in entries {
-            let labels = names
-                .iter()
-                .zip(values.split(SEP))
-                .map(|(n, v)| format!("{n}=\"{v}\""))
-                .collect::<Vec<_>>()
-                .join(",");
-            h.render(out, name, &labels);
+            let labels: Vec<(&str, &str)> = names.iter().copied().zip(values.split(SEP)).collect();
+            h.encode(encoder.encode_family(&labels)?)?;
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, prometheus_text};
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::registry::Registry;
+
+    /// One histogram family, written out as a scrape would.
+    #[derive(Debug)]
+    struct Family(HistogramVec, &'static [&'static str]);
+
+    impl Collector for Family {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+            let mut family =
+                encoder.encode_descriptor("t", "Test.", None, MetricType::Histogram)?;
+            self.0.encode(self.1, &mut family)
+        }
+    }
+
+    fn scrape(v: HistogramVec, names: &'static [&'static str]) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Family(v, names)));
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &registry).unwrap();
+        out
+    }
 
     #[test]
     fn buckets_are_cumulative_and_count_everything() {
-        let h = Histogram::default();
+        let v = HistogramVec::default();
+        let h = v.with(&["x"]);
         h.observe(Duration::from_micros(100));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(60));
-        let mut out = String::new();
-        h.render(&mut out, "t", "op=\"x\"");
+        let out = scrape(v, &["op"]);
+        assert!(out.contains("# TYPE t histogram\n"), "{out}");
         assert!(
             out.contains("t_bucket{op=\"x\",le=\"0.00025\"} 1\n"),
             "{out}"
@@ -138,14 +153,13 @@ mod tests {
             .observe(Duration::from_millis(1));
         v.with(&["/healthz", "2xx"])
             .observe(Duration::from_millis(1));
-        let mut out = String::new();
-        v.render(&mut out, "h", &["route", "status"]);
+        let out = scrape(v, &["route", "status"]);
         assert!(
-            out.contains("h_count{route=\"/{code}\",status=\"3xx\"} 2\n"),
+            out.contains("t_count{route=\"/{code}\",status=\"3xx\"} 2\n"),
             "{out}"
         );
         assert!(
-            out.contains("h_count{route=\"/healthz\",status=\"2xx\"} 1\n"),
+            out.contains("t_count{route=\"/healthz\",status=\"2xx\"} 1\n"),
             "{out}"
         );
     }
