@@ -261,3 +261,44 @@ async fn a_draining_node_says_so_on_readyz_and_keeps_serving_until_the_drain_end
         "the node still accepts connections after its drain"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_the_grace_period_is_cut_off_and_snip_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/snip.db", dir.path().display());
+    let mut cmd = Snip::command(dir.path(), &db, "shutdown_grace_secs = 1\n");
+    cmd.env("SNIP_BOOTSTRAP_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "info,tower_http=debug");
+    let snip = Snip::spawn(cmd);
+    let client = reqwest::Client::new();
+
+    // 300 password-protected links: argon2 for each, many seconds of work.
+    let links: Vec<_> = (0..300)
+        .map(|i| serde_json::json!({"url": format!("https://example.com/{i}"), "password": "pw"}))
+        .collect();
+    let request = client
+        .post(snip.url("/api/v1/links/bulk"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({ "links": links }))
+        .send();
+    let in_flight = tokio::spawn(request);
+    wait_for_request_start(&snip).await;
+    snip.terminate();
+    let terminated = Instant::now();
+
+    let answer = in_flight.await.unwrap();
+    assert!(
+        answer.is_err(),
+        "the request was answered {:?} instead of cut off",
+        answer.map(|r| r.status())
+    );
+    let status = tokio::task::spawn_blocking(move || snip.wait())
+        .await
+        .unwrap();
+    let took = terminated.elapsed();
+    assert!(status.success(), "snip exited with {status}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "snip exited {took:?} after SIGTERM, not after the 1 s grace period"
+    );
+}
