@@ -414,3 +414,33 @@ async fn a_consumer_made_with_older_settings_is_brought_up_to_date() {
     drop(app);
     names.clean(&url).await;
 }
+
+#[tokio::test]
+async fn with_analytics_off_redirects_work_and_count_no_click() {
+    let app = spawn_app_with(|c| c.analytics = false).await;
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/quiet")
+        .await;
+    for _ in 0..5 {
+        let res = app.redirect(&code).await;
+        assert_eq!(res.status(), StatusCode::FOUND);
+        assert_eq!(header(&res, "location"), "https://example.com/quiet");
+    }
+    // A click is queued as its redirect is answered: none was.
+    for state in ["queued", "dropped", "written"] {
+        let series = format!("snip_click_events_total{{state=\"{state}\"}}");
+        assert_eq!(app.metric(&series).await, 0, "{state}");
+    }
+    assert_eq!(app.metric("snip_click_queue_depth").await, 0);
+    // The link and its statistics still answer, with no click.
+    let link = expect_json(
+        app.get(&format!("/api/v1/links/{code}"), &app.admin_key)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(link["clicks"], 0);
+    let path = format!("/api/v1/links/{code}/stats");
+    let stats = expect_json(app.get(&path, &app.admin_key).await, StatusCode::OK).await;
+    assert_eq!(stats["total"], 0, "{stats}");
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::process::Snip;
 
@@ -57,7 +57,16 @@ async fn logs_carry_request_ids_and_no_secrets() {
     assert_eq!(denied.status(), 401);
 
     snip.terminate();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The last line a clean shutdown logs: after it, the log is complete.
+    let started = Instant::now();
+    while !snip.log().contains("\"stopped\"") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "snip did not log its stop:\n{}",
+            snip.log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let log = snip.log();
     assert!(
         log.contains("req-from-the-test"),

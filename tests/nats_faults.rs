@@ -216,3 +216,43 @@ async fn a_restart_during_an_outage_loses_no_click() {
     let stats = snip.url(&format!("/api/v1/links/{code}/stats"));
     assert_eq!(counted(&client, &stats, KEY, 1_600).await, 1_600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_degraded_while_nats_is_down_and_ready_when_it_returns() {
+    let Some(mut nats) = PrivateNats::start() else {
+        return;
+    };
+    let names = Names::unique();
+    let url = nats.url();
+    let app = spawn_app_with(|c| names.configure(&url, c)).await;
+    // Waits (bounded) until /readyz says `status` with NATS `nats_state`; returns the body.
+    let ready_when = |status: &'static str, nats_state: &'static str| {
+        let app = &app;
+        async move {
+            let mut body = serde_json::Value::Null;
+            for _ in 0..100 {
+                let res = app.get_anon("/readyz").await;
+                // The store answers: 200 either way.
+                body = expect_json(res, StatusCode::OK).await;
+                if body["status"] == status && body["checks"]["nats"]["state"] == nats_state {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("/readyz did not turn {status} with NATS {nats_state}: {body}");
+        }
+    };
+    ready_when("ready", "up").await;
+
+    nats.kill();
+    let body = ready_when("degraded", "down").await;
+    assert_eq!(body["checks"]["store"]["state"], "up", "{body}");
+    // Redirects go on meanwhile.
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/deg")
+        .await;
+    assert_eq!(app.redirect(&code).await.status(), StatusCode::FOUND);
+
+    nats.resume().unwrap();
+    ready_when("ready", "up").await;
+}

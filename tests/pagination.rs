@@ -301,6 +301,7 @@ async fn a_cursor_walk_is_stable_while_links_are_added() {
 
     let walker = async {
         let mut seen = Vec::new();
+        let mut between = 0;
         let mut cursor: Option<String> = None;
         for step in 0..200 {
             let (data, next) = app
@@ -310,24 +311,25 @@ async fn a_cursor_walk_is_stable_while_links_are_added() {
             // Also add a link between every two pages, so inserts surely fall mid-walk.
             app.create_link_to(&key, &format!("https://example.com/between/{step}"))
                 .await;
+            between += 1;
             match next {
                 Some(next) => cursor = Some(next),
-                None => return seen,
+                None => return (seen, between),
             }
         }
         panic!("the walk did not end");
     };
     let inserter = async {
-        let mut added = 0;
+        let mut added = Vec::new();
         for i in 0..40 {
-            app.create_link_to(&key, &format!("https://example.com/during/{i}"))
-                .await;
-            added += 1;
+            added.push(
+                app.create_link_to(&key, &format!("https://example.com/during/{i}"))
+                    .await,
+            );
         }
         added
     };
-    let (seen, added) = tokio::join!(walker, inserter);
-    assert_eq!(added, 40);
+    let ((seen, between), added) = tokio::join!(walker, inserter);
 
     let seen_codes = codes(&seen);
     let seen_set = assert_unique(&seen_codes);
@@ -337,6 +339,18 @@ async fn a_cursor_walk_is_stable_while_links_are_added() {
         "links seen neither once nor at all: {missing:?}"
     );
     assert_newest_first(&seen);
-    // Everything is there afterwards.
-    assert!(app.link_count(&key).await >= (SEEDED + 40) as i64);
+    // Everything is there afterwards: the seed, every link added during the walk, and
+    // nothing else.
+    let all = codes(&app.walk_cursor("/api/v1/links?limit=100", &key, 10).await);
+    assert_eq!(
+        all.len(),
+        SEEDED + added.len() + between,
+        "links afterwards"
+    );
+    let all = assert_unique(&all);
+    let lost: Vec<_> = added.iter().filter(|c| !all.contains(*c)).collect();
+    assert!(
+        lost.is_empty(),
+        "links added during the walk are not listed: {lost:?}"
+    );
 }

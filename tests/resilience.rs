@@ -63,6 +63,145 @@ async fn metrics_count_requests_by_route_template_and_redirects_by_outcome() {
     assert!(!text.contains("nosuchcode"));
 }
 
+#[tokio::test]
+async fn password_redirects_are_counted_by_outcome() {
+    let app = spawn_app().await;
+    let outcome = |o: &str| format!("snip_redirects_total{{outcome=\"{o}\"}}");
+    let link = app
+        .create_link(
+            &app.admin_key,
+            &json!({"url": "https://example.com/locked", "password": "right"}),
+        )
+        .await;
+    let code = str_field(&link, "code");
+    let post = |password: &'static str| {
+        app.client
+            .post(app.url(&format!("/{code}")))
+            .form(&[("password", password)])
+            .send()
+    };
+
+    // The form is shown: the password is required.
+    expect_text(app.redirect(&code).await, StatusCode::OK).await;
+    assert_eq!(app.metric(&outcome("password_required")).await, 1);
+    assert_eq!(app.metric(&outcome("wrong_password")).await, 0);
+    // A wrong password shows the form again.
+    for n in 1..=2 {
+        expect_text(post("wrong").await.unwrap(), StatusCode::UNAUTHORIZED).await;
+        assert_eq!(app.metric(&outcome("wrong_password")).await, n);
+    }
+    // The right one redirects; neither count moves.
+    let res = post("right").await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.metric(&outcome("password_required")).await, 1);
+    assert_eq!(app.metric(&outcome("wrong_password")).await, 2);
+}
+
+#[tokio::test]
+async fn cache_entries_count_what_l1_holds() {
+    let app = spawn_app().await;
+    let entries = "snip_cache_entries";
+    let start = app.metric(entries).await;
+    let mut codes = Vec::new();
+    for i in 0..3 {
+        codes.push(
+            app.create_link_to(&app.admin_key, &format!("https://example.com/{i}"))
+                .await,
+        );
+    }
+    for code in &codes {
+        assert!(app.redirect(code).await.status().is_redirection());
+    }
+    assert_eq!(app.metric(entries).await, start + 3);
+    // An unknown code is held too (as unknown), once.
+    for _ in 0..2 {
+        assert_eq!(
+            app.redirect("nosuchcode").await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(app.metric(entries).await, start + 4);
+    // Redirects of held codes add nothing; a deleted link is dropped.
+    for code in &codes {
+        assert!(app.redirect(code).await.status().is_redirection());
+    }
+    assert_eq!(app.metric(entries).await, start + 4);
+    expect_status(
+        app.delete(&format!("/api/v1/links/{}", codes[0]), &app.admin_key)
+            .await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(app.metric(entries).await, start + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_click_queue_depth_shows_clicks_waiting_and_returns_to_0() {
+    let app = spawn_app().await;
+    let depth = "snip_click_queue_depth";
+    let code = app
+        .create_link_to(&app.admin_key, "https://example.com/q")
+        .await;
+    assert_eq!(app.metric(depth).await, 0);
+    // The worker looks at an idle queue only every so often (up to 160 ms): clicks made
+    // right after it looked wait until it looks again. Try a few times to catch them.
+    let mut seen = 0;
+    for _ in 0..20 {
+        // Idle for a while, so the worker slows down.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for _ in 0..3 {
+            assert!(app.redirect(&code).await.status().is_redirection());
+        }
+        seen = app.metric(depth).await;
+        assert!(seen <= 3, "{seen} clicks waiting after 3 redirects");
+        if seen > 0 {
+            break;
+        }
+    }
+    assert!(seen > 0, "the queue depth never showed a waiting click");
+    // Then the worker takes them.
+    let started = std::time::Instant::now();
+    while app.metric(depth).await != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "clicks still waiting after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_request_timeout_secs_is_answered_503() {
+    // A bulk create of 200 password-protected links takes several seconds (argon2 each),
+    // and nothing else in it can answer 503 (the store is a local SQLite file).
+    let app = spawn_app_with(|c| c.request_timeout_secs = 1).await;
+    let links: Vec<_> = (0..200)
+        .map(|i| json!({"url": format!("https://example.com/{i}"), "password": "pw"}))
+        .collect();
+    let started = std::time::Instant::now();
+    let res = app
+        .post_json(
+            "/api/v1/links/bulk",
+            &app.admin_key,
+            &json!({ "links": links }),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(header(&res, "retry-after"), "2");
+    let problem = expect_problem(res, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("/unavailable"),
+        "{problem}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "answered after {took:?}, not at the 1 s timeout"
+    );
+    // The app goes on serving.
+    app.create_link_to(&app.admin_key, "https://example.com/after")
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_store_opens_the_circuit_and_cached_redirects_keep_working() {
     let Some((_db, proxy, url)) = database_behind_a_proxy().await else {

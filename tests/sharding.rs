@@ -5,17 +5,21 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use common::postgres::TestDb;
+use common::proxy::{Mode, Proxy};
 use common::*;
 use rand::seq::IndexedRandom;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 use snip::config::ShardConfig;
 use snip::domain::code::Code;
 use snip::domain::link::RedirectStatus;
 use snip::domain::target_url::TargetUrl;
 use snip::store::postgres::PgStore;
+use snip::store::ring::{Ring, RingMember};
 use snip::store::sharded::{Shard, ShardedStore};
 use snip::store::{LinkFields, LinkRecord, LinkStore};
 
@@ -287,4 +291,100 @@ async fn snip_shards_rebalance_reports_what_it_moved() {
         let t = two.get_link(&l.code).await.unwrap().expect("link lost");
         assert_eq!(t.fields.tags, ["t"]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_in_flight_is_409_and_free_again_when_its_request_fails() {
+    let (Some(directory), Some(links_db)) = (TestDb::create().await, TestDb::create().await) else {
+        return;
+    };
+    // The second shard is reached through a proxy that can make it hang.
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let behind = links_db
+        .url
+        .replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let app = spawn_app_with(|c| {
+        c.shards = [directory.url.clone(), behind]
+            .into_iter()
+            .enumerate()
+            .map(|(i, url)| ShardConfig {
+                url,
+                name: Some(format!("shard-{i}")),
+                vnodes: None,
+            })
+            .collect();
+        c.store_timeout_ms = 5_000;
+    })
+    .await;
+    // An alias the ring places on the second shard.
+    let ring = Ring::new(
+        (0..2)
+            .map(|i| RingMember {
+                name: format!("shard-{i}"),
+                vnodes: 200,
+            })
+            .collect(),
+    );
+    let alias = (0..)
+        .map(|i| format!("inflight{i}"))
+        .find(|a| ring.owner(a.as_bytes()) == 1)
+        .unwrap();
+    let body = json!({ "url": "https://example.com/in-flight", "alias": alias });
+    let post = || {
+        app.request(Method::POST, "/api/v1/links", Some(&app.admin_key))
+            .header("idempotency-key", "once")
+            .json(&body)
+            .send()
+    };
+
+    // The first request claims the key on the directory, then hangs on the second shard.
+    proxy.set(Mode::Blackhole);
+    let first = tokio::spawn(post());
+    let seen = PgStore::connect(&directory.url).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let record = seen
+            .get_idempotency(ADMIN_ID, "once", Utc::now() - TimeDelta::hours(1))
+            .await
+            .unwrap();
+        if record.is_some_and(|r| r.response.is_none()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the first request never claimed its key"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!first.is_finished(), "the first request did not hang");
+    let second = post().await.unwrap();
+    let problem = expect_problem(second, StatusCode::CONFLICT).await;
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("/idempotency-in-flight")),
+        "not the in-flight conflict: {problem}"
+    );
+
+    // The hanging request fails; its claim is released, so the key may be used again.
+    let first = first.await.unwrap().unwrap();
+    expect_problem(first, StatusCode::SERVICE_UNAVAILABLE).await;
+    proxy.set(Mode::Pass);
+    let started = Instant::now();
+    let created = loop {
+        let res = post().await.unwrap();
+        if res.status() == StatusCode::CREATED {
+            break res.bytes().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the key stayed taken after its request failed: {}",
+            res.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // And it is an ordinary key again: the same request replays the stored answer.
+    let again = post().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.bytes().await.unwrap(), created);
 }

@@ -3,16 +3,34 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::process::Snip;
 
 const KEY: &str = "snip_SSSSSSSSSSSSSSSSSSSSSSSSSSSSSSSS";
 
+/// Waits (at most 10 s) until the router has started on a request.
+async fn wait_for_request_start(snip: &Snip) {
+    let started = Instant::now();
+    while !snip.log().contains("started processing request") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the request did not reach the router:\n{}",
+            snip.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let snip = Snip::on_sqlite(dir.path(), KEY, "");
+    let db = format!("sqlite://{}/snip.db", dir.path().display());
+    let mut cmd = Snip::command(dir.path(), &db, "");
+    // At debug, the router logs each request it starts on.
+    cmd.env("SNIP_BOOTSTRAP_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "info,tower_http=debug");
+    let snip = Snip::spawn(cmd);
     let client = reqwest::Client::new();
 
     // A bulk create of 100 password-protected links takes a while (argon2 per item).
@@ -25,7 +43,8 @@ async fn sigterm_lets_the_request_in_flight_finish() {
         .json(&serde_json::json!({ "links": links }))
         .send();
     let in_flight = tokio::spawn(request);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_request_start(&snip).await;
+    assert!(!in_flight.is_finished(), "the request ended before SIGTERM");
     snip.terminate();
 
     let res = in_flight
@@ -51,10 +70,17 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     assert_eq!(page["total"], 100);
 }
 
+/// Each client task of the burst: how many redirects it saw answered, and how many writes.
+#[derive(Default)]
+struct Answered {
+    redirects: i64,
+    writes: i64,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_completes_every_accepted_request() {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     let dir = tempfile::tempdir().unwrap();
     let snip = Snip::on_sqlite(dir.path(), KEY, "[rate_limits]\nenabled = false\n");
@@ -84,22 +110,25 @@ async fn sigterm_during_a_burst_completes_every_accepted_request() {
         .collect();
 
     let terminated = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     // Redirects, many and short.
     for t in 0..12 {
         let (client, codes, terminated) = (client.clone(), codes.clone(), terminated.clone());
+        let progress = progress.clone();
         let base = snip.url("/");
         tasks.push(tokio::spawn(async move {
-            let mut completed = 0;
+            let mut answered = Answered::default();
             for i in 0..2_000 {
                 let code = &codes[(t + i) % codes.len()];
                 match client.get(format!("{base}{code}")).send().await {
                     Ok(res) => {
                         assert!(res.status().is_redirection(), "got {}", res.status());
                         res.bytes().await.expect("an accepted redirect was cut off");
-                        completed += 1;
+                        answered.redirects += 1;
+                        progress.fetch_add(1, Ordering::SeqCst);
                     }
-                    // Not accepted: only once the server is stopping.
+                    // Not answered: only once the server is stopping.
                     Err(e) => {
                         assert!(
                             terminated.load(Ordering::SeqCst),
@@ -109,7 +138,7 @@ async fn sigterm_during_a_burst_completes_every_accepted_request() {
                     }
                 }
             }
-            completed
+            answered
         }));
     }
     // Writes, few and slow (argon2 for every password-protected link).
@@ -123,6 +152,7 @@ async fn sigterm_during_a_burst_completes_every_accepted_request() {
                 })
                 .collect();
             let body = serde_json::json!({ "links": links });
+            let mut answered = Answered::default();
             match client.post(url).bearer_auth(KEY).json(&body).send().await {
                 Ok(res) => {
                     assert_eq!(res.status(), 200);
@@ -131,30 +161,63 @@ async fn sigterm_during_a_burst_completes_every_accepted_request() {
                     let results = body["results"].as_array().unwrap();
                     assert_eq!(results.len(), 30);
                     assert!(results.iter().all(|r| r["status"] == 201));
-                    1
+                    answered.writes += 1;
                 }
-                Err(e) => {
-                    assert!(terminated.load(Ordering::SeqCst), "{e}");
-                    0
-                }
+                Err(e) => assert!(terminated.load(Ordering::SeqCst), "{e}"),
             }
+            answered
         }));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // SIGTERM once the burst is well under way (the writes take longer than this).
+    let started = Instant::now();
+    while progress.load(Ordering::SeqCst) < 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the burst did not get going"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     terminated.store(true, Ordering::SeqCst);
     snip.terminate();
-    let mut completed = 0;
+    let mut answered = Answered::default();
     for t in tasks {
-        completed += t.await.expect("a client task failed");
+        let a = t.await.expect("a client task failed");
+        answered.redirects += a.redirects;
+        answered.writes += a.writes;
     }
     assert!(
-        completed > 12,
-        "too few requests completed to mean anything: {completed}"
+        answered.redirects + answered.writes > 12,
+        "too few requests completed to mean anything: {} redirects, {} writes",
+        answered.redirects,
+        answered.writes
     );
     let status = tokio::task::spawn_blocking(move || snip.wait())
         .await
         .unwrap();
     assert!(status.success(), "snip exited with {status}");
+
+    // What the server did is what the clients were told: a request it took up and then cut
+    // off would leave a click or a link that no client saw answered.
+    let snip = Snip::on_sqlite(dir.path(), KEY, "[rate_limits]\nenabled = false\n");
+    let page = snip
+        .get_json(&client, "/api/v1/links?page=1&limit=1", KEY)
+        .await;
+    assert_eq!(
+        page["total"],
+        20 + 30 * answered.writes,
+        "links created by writes whose answer was cut off"
+    );
+    let mut clicks = 0;
+    for code in &codes {
+        let link = snip
+            .get_json(&client, &format!("/api/v1/links/{code}"), KEY)
+            .await;
+        clicks += link["clicks"].as_i64().expect("clicks");
+    }
+    assert_eq!(
+        clicks, answered.redirects,
+        "clicks counted for redirects whose answer was cut off"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,10 +229,19 @@ async fn a_draining_node_says_so_on_readyz_and_keeps_serving_until_the_drain_end
     assert_eq!(app.get_anon("/readyz").await.status(), 200);
 
     app.shutdown.cancel();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let ready = app.get_anon("/readyz").await;
-    assert_eq!(ready.status(), 503);
-    let body: serde_json::Value = ready.json().await.unwrap();
+    let started = Instant::now();
+    let body = loop {
+        let ready = app.get_anon("/readyz").await;
+        if ready.status() == 503 {
+            break ready.json::<serde_json::Value>().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "/readyz still answers {} after the shutdown began",
+            ready.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(body["status"], "draining");
     // Still serving: redirects and the API answer as before.
     assert!(app.redirect(&code).await.status().is_redirection());
@@ -187,5 +259,46 @@ async fn a_draining_node_says_so_on_readyz_and_keeps_serving_until_the_drain_end
     assert!(
         refused,
         "the node still accepts connections after its drain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_the_grace_period_is_cut_off_and_snip_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/snip.db", dir.path().display());
+    let mut cmd = Snip::command(dir.path(), &db, "shutdown_grace_secs = 1\n");
+    cmd.env("SNIP_BOOTSTRAP_ADMIN_KEY", KEY)
+        .env("RUST_LOG", "info,tower_http=debug");
+    let snip = Snip::spawn(cmd);
+    let client = reqwest::Client::new();
+
+    // 300 password-protected links: argon2 for each, many seconds of work.
+    let links: Vec<_> = (0..300)
+        .map(|i| serde_json::json!({"url": format!("https://example.com/{i}"), "password": "pw"}))
+        .collect();
+    let request = client
+        .post(snip.url("/api/v1/links/bulk"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({ "links": links }))
+        .send();
+    let in_flight = tokio::spawn(request);
+    wait_for_request_start(&snip).await;
+    snip.terminate();
+    let terminated = Instant::now();
+
+    let answer = in_flight.await.unwrap();
+    assert!(
+        answer.is_err(),
+        "the request was answered {:?} instead of cut off",
+        answer.map(|r| r.status())
+    );
+    let status = tokio::task::spawn_blocking(move || snip.wait())
+        .await
+        .unwrap();
+    let took = terminated.elapsed();
+    assert!(status.success(), "snip exited with {status}");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "snip exited {took:?} after SIGTERM, not after the 1 s grace period"
     );
 }

@@ -35,10 +35,6 @@ async fn collector() -> (String, Arc<Mutex<Vec<Bytes>>>) {
     (url, bodies)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_the_collector_in_the_callers_trace() {
     let (endpoint, bodies) = collector().await;
@@ -80,23 +76,100 @@ async fn spans_reach_the_collector_in_the_callers_trace() {
     let trace_id: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&TRACE_ID[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    let mut exported = Vec::new();
+    // The names of the exported spans of the caller's trace, and the request span's parent.
+    let mut names = Vec::new();
     for _ in 0..100 {
-        exported = bodies.lock().unwrap().concat();
-        if contains(&exported, &trace_id) && contains(&exported, b"cache.get") {
+        let exported = bodies.lock().unwrap().clone();
+        names = exported
+            .iter()
+            .flat_map(|body| spans(body))
+            .filter(|span| span.trace_id == trace_id)
+            .collect();
+        if names.iter().any(|s| s.name == "cache.get") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        contains(&exported, &trace_id),
+        !names.is_empty(),
         "no span of the caller's trace was exported"
     );
-    for name in [&b"request"[..], b"cache.get", b"store"] {
+    for name in ["request", "cache.get", "store"] {
         assert!(
-            contains(&exported, name),
-            "no {} span was exported",
-            String::from_utf8_lossy(name)
+            names.iter().any(|s| s.name == name),
+            "no {name} span in the caller's trace: {names:?}"
         );
     }
+    let parent: Vec<u8> = (0..8)
+        .map(|i| u8::from_str_radix(&PARENT[36 + 2 * i..38 + 2 * i], 16).unwrap())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|s| s.name == "request" && s.parent_span_id == parent),
+        "the request span is not a child of the caller's span: {names:?}"
+    );
+}
+
+/// What the test reads of one exported span.
+#[derive(Debug)]
+struct Span {
+    trace_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+    name: String,
+}
+
+/// The spans of one OTLP `ExportTraceServiceRequest` (protobuf): resource_spans (1) →
+/// scope_spans (2) → spans (2), each with trace_id (1), parent_span_id (4) and name (5).
+fn spans(body: &[u8]) -> Vec<Span> {
+    let mut out = Vec::new();
+    for resource in message_fields(body, 1) {
+        for scope in message_fields(resource, 2) {
+            for span in message_fields(scope, 2) {
+                let one = |n| message_fields(span, n).first().map(|b| b.to_vec());
+                out.push(Span {
+                    trace_id: one(1).unwrap_or_default(),
+                    parent_span_id: one(4).unwrap_or_default(),
+                    name: String::from_utf8(one(5).unwrap_or_default()).expect("UTF-8 name"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The length-delimited fields numbered `number` of a protobuf message, skipping the rest.
+fn message_fields(mut msg: &[u8], number: u64) -> Vec<&[u8]> {
+    fn varint(buf: &mut &[u8]) -> u64 {
+        let mut v = 0;
+        for shift in (0..64).step_by(7) {
+            let (b, rest) = buf.split_first().expect("truncated varint");
+            *buf = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    }
+    let mut found = Vec::new();
+    while !msg.is_empty() {
+        let key = varint(&mut msg);
+        let len = match key & 7 {
+            0 => {
+                varint(&mut msg);
+                0
+            }
+            1 => 8,
+            2 => usize::try_from(varint(&mut msg)).unwrap(),
+            5 => 4,
+            other => panic!("unexpected protobuf wire type {other}"),
+        };
+        let (value, rest) = msg.split_at(len);
+        if key & 7 == 2 && key >> 3 == number {
+            found.push(value);
+        }
+        msg = rest;
+    }
+    found
 }

@@ -552,3 +552,36 @@ async fn user_endpoints_without_a_key_are_401() {
         .await;
     expect_problem(resp, StatusCode::UNAUTHORIZED).await;
 }
+
+#[tokio::test]
+async fn a_keys_last_used_at_is_set_when_the_key_is_used() {
+    let app = spawn_app().await;
+    let (id, key) = app.create_user("lu@example.com").await;
+    // Listed with the admin's key, so that listing does not use the member's key.
+    let last_used = || async {
+        let keys = list_keys(&app, id, ADMIN_KEY).await;
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        keys[0]["last_used_at"].clone()
+    };
+    // Creating the key was done with the admin's key: this one is unused.
+    assert_eq!(last_used().await, Value::Null);
+
+    // The use is recorded in the background: wait for it (bounded).
+    let wait_for = |at: String| async move {
+        for _ in 0..200 {
+            if last_used().await == Value::String(at.clone()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("last_used_at is {} instead of {at}", last_used().await);
+    };
+    app.clock.advance(Duration::seconds(5));
+    expect_json(app.get("/api/v1/me", &key).await, StatusCode::OK).await;
+    wait_for(app.now_str()).await;
+
+    // A later use moves it on.
+    app.clock.advance(Duration::hours(1));
+    expect_json(app.get("/api/v1/me", &key).await, StatusCode::OK).await;
+    wait_for(app.now_str()).await;
+}

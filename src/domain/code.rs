@@ -154,6 +154,13 @@ mod tests {
     }
 
     #[test]
+    fn a_code_displays_as_its_text() {
+        let code = Code::parse_alias("my-link_1").unwrap();
+        assert_eq!(code.to_string(), "my-link_1");
+        assert_eq!(format!("/{code}"), "/my-link_1");
+    }
+
+    #[test]
     fn code_length_grows_after_repeated_collisions() {
         assert_eq!(length_for_attempt(0), 7);
         assert_eq!(length_for_attempt(2), 7);

@@ -207,6 +207,8 @@ mod tests {
             Role::Member,
         )
         .unwrap_err();
-        assert_eq!(errs.len(), 3);
+        let mut fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["email", "name", "role"], "{errs:?}");
     }
 }

@@ -166,6 +166,27 @@ mod tests {
     }
 
     #[test]
+    fn a_drained_bucket_is_not_full_until_it_has_refilled() {
+        // A sweep forgets full buckets; one forgotten early would hand a throttled client
+        // a whole new budget.
+        let mut b = Bucket::full(&P, 0);
+        assert!(b.is_full(&P, 0));
+        for _ in 0..3 {
+            b.take(&P, 0);
+        }
+        assert!(!b.is_full(&P, 0));
+        // 3 tokens at 2/s take 1.5 s: not full a millisecond before, full from then on.
+        assert!(!b.is_full(&P, 1_499));
+        assert!(b.is_full(&P, 1_500));
+        // One token short is not full either.
+        let mut b = Bucket::full(&P, 0);
+        b.take(&P, 0);
+        assert!(!b.is_full(&P, 0));
+        assert!(!b.is_full(&P, 499));
+        assert!(b.is_full(&P, 500));
+    }
+
+    #[test]
     fn time_running_backwards_adds_nothing() {
         let mut b = Bucket::full(&P, 10_000);
         for _ in 0..3 {

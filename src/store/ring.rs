@@ -98,6 +98,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_on_a_point_belongs_to_that_points_member() {
+        // "at or after its hash": a key whose hash is a point's own belongs to that point's
+        // member, not to the next point's.
+        let r = ring(&["shard-a", "shard-b", "shard-c"]);
+        for v in 0..200 {
+            assert_eq!(r.owner_name(format!("shard-b#{v}").as_bytes()), "shard-b");
+        }
+    }
+
+    #[test]
+    fn members_are_kept_in_order() {
+        let r = ring(&["x", "y"]);
+        let names: Vec<&str> = r.members().iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["x", "y"]);
+        assert!(r.members().iter().all(|m| m.vnodes == 200));
+    }
+
+    #[test]
     fn placement_is_stable_and_known() {
         // Fixed expectations: a change of hash or layout would move every stored link.
         let r = ring(&["a", "b", "c"]);

@@ -244,13 +244,24 @@ impl TestApp {
         expect_json(resp, StatusCode::CREATED).await
     }
 
-    /// The value of the first `/metrics` line that starts with `line_start` (a metric name
-    /// with its labels), 0 when there is none.
-    pub async fn metric(&self, line_start: &str) -> u64 {
-        let text = self.get_anon("/metrics").await.text().await.unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
-            .unwrap_or(0)
+    /// The value of the `/metrics` line of `series` (a metric name with its labels, as
+    /// written in the scrape). Panics, showing the scrape, when there is no such line, so a
+    /// renamed or removed metric fails the test instead of reading as 0.
+    pub async fn metric(&self, series: &str) -> u64 {
+        let text = self.scrape().await;
+        metric_in(&text, series)
+            .unwrap_or_else(|| panic!("no metric line {series:?} in the scrape:\n{text}"))
+    }
+
+    /// Like [`TestApp::metric`], but 0 when the line is absent: only for series that appear
+    /// once something was counted (a histogram's series per label set).
+    pub async fn metric_or_zero(&self, series: &str) -> u64 {
+        metric_in(&self.scrape().await, series).unwrap_or(0)
+    }
+
+    /// The text of `GET /metrics`, asserting `200`.
+    pub async fn scrape(&self) -> String {
+        expect_text(self.get_anon("/metrics").await, StatusCode::OK).await
     }
 
     /// `GET /{code}` without a key, as a browser would.
@@ -297,6 +308,24 @@ impl TestApp {
         }
         panic!("cursor walk of {path} did not end within {max_pages} pages");
     }
+}
+
+/// The value of `series` in a Prometheus scrape, `None` when no line has it. Panics on a
+/// line of the series whose value is not a whole number.
+pub fn metric_in(scrape: &str, series: &str) -> Option<u64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?;
+        // `snip_redis_up` must not match `snip_redis_up_total`.
+        if !value.starts_with(' ') {
+            return None;
+        }
+        let value = value.trim();
+        Some(
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("{series}: {value:?} is not a whole number")),
+        )
+    })
 }
 
 /// Formats a time as the API does: RFC 3339 UTC with milliseconds and `Z`.
