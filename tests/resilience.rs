@@ -190,7 +190,7 @@ async fn a_request_past_request_timeout_secs_is_answered_503() {
     assert_eq!(header(&res, "retry-after"), "2");
     let problem = expect_problem(res, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(
-        problem["type"].as_str().unwrap().ends_with("/unavailable"),
+        problem["type"].as_str().unwrap().ends_with("#unavailable"),
         "{problem}"
     );
     assert!(

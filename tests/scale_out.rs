@@ -11,9 +11,11 @@ use common::redis::{shared, unique_prefix};
 const KEY: &str = "snip_NNNNNNNNNNNNNNNNNNNNNNNNNNNNNNNN";
 
 fn config(prefix: &str) -> String {
-    // Writes: a burst of 20 and practically no refill during the test.
+    // Writes: a burst of 20 and practically no refill during the test. A Redis call may
+    // take up to a second here, so that a loaded machine does not send the limiter to its
+    // local fallback (which the budget test checks did not happen).
     format!(
-        "redis_prefix = \"{prefix}\"\n\
+        "redis_prefix = \"{prefix}\"\nredis_timeout_ms = 1000\n\
          [rate_limits]\nnodes = 2\n\
          [rate_limits.writes]\ncapacity = 20.0\nrefill_per_sec = 0.001\n"
     )
@@ -76,6 +78,22 @@ async fn two_nodes_share_one_write_budget() {
             429,
             "a node still takes writes after the burst"
         );
+    }
+    // Every decision above was Redis's, none a node's local fallback.
+    for node in [&a, &b] {
+        let text = client
+            .get(node.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("snip_rate_limit_fallback_total "))
+            .unwrap_or_else(|| panic!("no fallback counter in:\n{text}"));
+        assert_eq!(line, "snip_rate_limit_fallback_total 0", "{line}");
     }
     // A refused write created nothing: the store holds exactly the links answered 201.
     let page = a

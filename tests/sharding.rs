@@ -362,7 +362,7 @@ async fn an_idempotency_key_in_flight_is_409_and_free_again_when_its_request_fai
     assert!(
         problem["type"]
             .as_str()
-            .is_some_and(|t| t.ends_with("/idempotency-in-flight")),
+            .is_some_and(|t| t.ends_with("#idempotency-in-flight")),
         "not the in-flight conflict: {problem}"
     );
 
