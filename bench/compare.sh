@@ -65,17 +65,26 @@ done
 
 OUT=$WORK/compare.tsv
 : > "$OUT"
+declare -A FIG
 for round in $(seq 1 "$ROUNDS"); do
-    # The order of the builds alternates, so neither always runs first.
+    # Each scenario runs on both builds back to back, so a pair feels the same moment of
+    # the machine; the order alternates by round, so neither build always goes first.
     order="before after"
     [ $((round % 2)) -eq 0 ] && order="after before"
     limit=$(measure limit "$LIMIT" bench/redirects.lua CODES="$WORK/hot_before.codes")
     for build in $order; do
-        hot=$(measure "hot_$build" "${PORT[hot_$build]}" bench/redirects.lua CODES="$WORK/hot_$build.codes")
-        cold=$(measure "cold_$build" "${PORT[cold_$build]}" bench/redirects.lua N=100000)
-        create=$(measure "create_$build" "${PORT[create_$build]}" bench/create.lua KEY="$KEY")
-        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$build" "$limit" "$hot" "$cold" "$create" >> "$OUT"
-        note "round $round $build: limit $limit, hot $hot, cold $cold, create $create"
+        FIG[hot_$build]=$(measure "hot_$build" "${PORT[hot_$build]}" bench/redirects.lua CODES="$WORK/hot_$build.codes")
+    done
+    for build in $order; do
+        FIG[cold_$build]=$(measure "cold_$build" "${PORT[cold_$build]}" bench/redirects.lua N=100000)
+    done
+    for build in $order; do
+        FIG[create_$build]=$(measure "create_$build" "${PORT[create_$build]}" bench/create.lua KEY="$KEY")
+    done
+    for build in before after; do
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$build" "$limit" "${FIG[hot_$build]}" \
+            "${FIG[cold_$build]}" "${FIG[create_$build]}" >> "$OUT"
+        note "round $round $build: limit $limit, hot ${FIG[hot_$build]}, cold ${FIG[cold_$build]}, create ${FIG[create_$build]}"
     done
 done
 
