@@ -202,6 +202,15 @@ mod tests {
     }
 
     #[test]
+    fn a_key_shows_and_debugs_as_its_prefix_only() {
+        let k = ApiKey::parse("snip_ABCDEFGHijklmnopqrstuvwxyz012345").unwrap();
+        assert_eq!(k.display_prefix(), "ABCDEFGH");
+        let shown = format!("{k:?}");
+        assert_eq!(shown, "ApiKey(ABCDEFGH…)");
+        assert!(!shown.contains(k.expose()), "{shown}");
+    }
+
+    #[test]
     fn malformed_keys_are_refused() {
         for bad in [
             "",
@@ -223,6 +232,14 @@ mod tests {
         assert_eq!(rw.intersection(&r), r);
         assert_eq!(rw.missing_from(&r), vec!["links:write"]);
         assert!(Scopes::default().is_subset_of(&r));
+    }
+
+    #[test]
+    fn all_scopes_are_every_scope() {
+        assert_eq!(
+            Scopes::all().to_stored(),
+            "links:read links:write account:write users:admin"
+        );
     }
 
     #[test]
