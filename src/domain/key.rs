@@ -235,6 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn a_scope_is_granted_by_itself_and_account_write_also_by_users_admin() {
+        let member = Scopes::default_member();
+        assert!(member.grants(Scope::LinksRead));
+        assert!(!member.grants(Scope::AccountWrite));
+        assert!(!member.grants(Scope::UsersAdmin));
+        let admin = Scopes::new(vec![Scope::UsersAdmin]);
+        assert!(admin.grants(Scope::UsersAdmin));
+        assert!(admin.grants(Scope::AccountWrite));
+        assert!(!admin.grants(Scope::LinksRead));
+        let account = Scopes::new(vec![Scope::AccountWrite]);
+        assert!(account.grants(Scope::AccountWrite));
+        assert!(!account.grants(Scope::UsersAdmin));
+    }
+
+    #[test]
     fn all_scopes_are_every_scope() {
         assert_eq!(
             Scopes::all().to_stored(),
