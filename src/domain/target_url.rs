@@ -161,6 +161,15 @@ mod tests {
     }
 
     #[test]
+    fn a_url_of_exactly_the_longest_length_is_taken() {
+        let base = "https://example.com/";
+        let longest = format!("{base}{}", "a".repeat(2048 - base.len()));
+        assert_eq!(parse(&longest).as_deref(), Ok(longest.as_str()));
+        let over = format!("{longest}a");
+        assert!(matches!(parse(&over), Err(UrlError::TooLong(2048))));
+    }
+
+    #[test]
     fn accepts_and_normalises_http_urls() {
         assert_eq!(
             parse("https://Example.COM").unwrap(),
