@@ -22,28 +22,41 @@ async fn wait_for_request_start(snip: &Snip) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_the_request_in_flight_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/snip.db", dir.path().display());
-    let mut cmd = Snip::command(dir.path(), &db, "");
+/// Starts snip with `config`, the router logging each request it starts, and sends it a
+/// bulk create of `links` password-protected links (argon2 for each: seconds of work).
+/// Returns once the router has started on that request.
+async fn start_with_a_slow_request(
+    dir: &std::path::Path,
+    config: &str,
+    links: usize,
+) -> (
+    Snip,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let db = format!("sqlite://{}/snip.db", dir.display());
+    let mut cmd = Snip::command(dir, &db, config);
     // At debug, the router logs each request it starts on.
     cmd.env("SNIP_BOOTSTRAP_ADMIN_KEY", KEY)
         .env("RUST_LOG", "info,tower_http=debug");
     let snip = Snip::spawn(cmd);
-    let client = reqwest::Client::new();
-
-    // A bulk create of 100 password-protected links takes a while (argon2 per item).
-    let links: Vec<_> = (0..100)
+    let links: Vec<_> = (0..links)
         .map(|i| serde_json::json!({"url": format!("https://example.com/{i}"), "password": "pw"}))
         .collect();
-    let request = client
+    let request = reqwest::Client::new()
         .post(snip.url("/api/v1/links/bulk"))
         .bearer_auth(KEY)
         .json(&serde_json::json!({ "links": links }))
         .send();
     let in_flight = tokio::spawn(request);
     wait_for_request_start(&snip).await;
+    (snip, in_flight)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let (snip, in_flight) = start_with_a_slow_request(dir.path(), "", 100).await;
+    let client = reqwest::Client::new();
     assert!(!in_flight.is_finished(), "the request ended before SIGTERM");
     snip.terminate();
 
@@ -265,24 +278,8 @@ async fn a_draining_node_says_so_on_readyz_and_keeps_serving_until_the_drain_end
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_longer_than_the_grace_period_is_cut_off_and_snip_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/snip.db", dir.path().display());
-    let mut cmd = Snip::command(dir.path(), &db, "shutdown_grace_secs = 1\n");
-    cmd.env("SNIP_BOOTSTRAP_ADMIN_KEY", KEY)
-        .env("RUST_LOG", "info,tower_http=debug");
-    let snip = Snip::spawn(cmd);
-    let client = reqwest::Client::new();
-
-    // 300 password-protected links: argon2 for each, many seconds of work.
-    let links: Vec<_> = (0..300)
-        .map(|i| serde_json::json!({"url": format!("https://example.com/{i}"), "password": "pw"}))
-        .collect();
-    let request = client
-        .post(snip.url("/api/v1/links/bulk"))
-        .bearer_auth(KEY)
-        .json(&serde_json::json!({ "links": links }))
-        .send();
-    let in_flight = tokio::spawn(request);
-    wait_for_request_start(&snip).await;
+    let (snip, in_flight) =
+        start_with_a_slow_request(dir.path(), "shutdown_grace_secs = 1\n", 300).await;
     snip.terminate();
     let terminated = Instant::now();
 
