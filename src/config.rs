@@ -89,6 +89,42 @@ pub struct Config {
     /// PostgreSQL shards for links (the first also holds users and keys). When set,
     /// `database_url` is not used.
     pub shards: Vec<ShardConfig>,
+    /// The web dashboard under `/app`.
+    pub dashboard: DashboardConfig,
+}
+
+/// The web dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// What `GET /` shows: `"page"` (a short landing page linking to the dashboard),
+    /// `"none"` (404), or an absolute http(s) URL to redirect to.
+    pub landing: String,
+    /// A session unused for this many minutes ends (a day by default).
+    pub session_idle_minutes: u64,
+    /// A session ends this many hours after sign-in, used or not (30 days by default).
+    pub session_max_hours: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            landing: "page".into(),
+            session_idle_minutes: 24 * 60,
+            session_max_hours: 30 * 24,
+        }
+    }
+}
+
+/// What `GET /` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Landing {
+    /// The landing page.
+    Page,
+    /// 404.
+    None,
+    /// A redirect (302) to this URL.
+    Redirect(String),
 }
 
 /// One shard.
@@ -248,6 +284,7 @@ impl Default for Config {
             click_queue_capacity: 65_536,
             click_spill_dir: "snip-spill".into(),
             click_spill_max_bytes: 1 << 30,
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -278,6 +315,7 @@ impl std::fmt::Debug for Config {
             .field("cache", &self.cache)
             .field("rate_limits", &self.rate_limits)
             .field("shards", &self.shards)
+            .field("dashboard", &self.dashboard)
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("geoip", &self.geoip)
             .field("role", &self.role)
@@ -378,6 +416,7 @@ impl Config {
         self.public_base_url()?;
         self.bootstrap_key()?;
         self.trusted_proxies()?;
+        self.landing()?;
         if self.role == NodeRole::Worker && self.nats_url.is_none() {
             bail!("nats_url: --role worker applies click events from NATS: give --nats too");
         }
@@ -396,6 +435,22 @@ impl Config {
             bail!("base_url: must be an http(s) URL with a host");
         }
         Ok((text.trim_end_matches('/').to_owned(), url))
+    }
+
+    /// What `GET /` answers (`dashboard.landing`).
+    pub fn landing(&self) -> anyhow::Result<Landing> {
+        match self.dashboard.landing.as_str() {
+            "page" => Ok(Landing::Page),
+            "none" => Ok(Landing::None),
+            url => match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+                    Ok(Landing::Redirect(u.to_string()))
+                }
+                _ => bail!(
+                    "dashboard.landing: must be \"page\", \"none\" or an absolute http(s) URL"
+                ),
+            },
+        }
     }
 
     /// The key the first admin gets, when one is set.

@@ -18,12 +18,14 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod qr;
 pub mod ratelimit;
 pub mod redis_conn;
 pub mod resilience;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod web;
 
 pub use config::Config;
 pub use server::App;

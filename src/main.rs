@@ -2,6 +2,7 @@
 
 #![warn(clippy::unwrap_used)]
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -69,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Manage shards.
     Shards {
         #[command(subcommand)]
@@ -80,6 +86,17 @@ enum Command {
 enum ShardsCommand {
     /// After adding or removing a shard: move every link to the shard the ring names, online.
     Rebalance,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Set a user's dashboard password, read from the first line of standard input, and
+    /// end their sessions.
+    SetPassword {
+        /// The user's e-mail.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +175,21 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", key.expose());
             Ok(())
         }
+        Command::Users {
+            command: UsersCommand::SetPassword { email },
+        } => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("New password for {email} (10 to 256 characters), then Enter:");
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            snip::server::set_password(&config, &email, password).await?;
+            eprintln!("password set for {email}; their sessions are ended");
+            Ok(())
+        }
         Command::Shards {
             command: ShardsCommand::Rebalance,
         } => {
@@ -177,6 +209,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         eprintln!(
             "Created the first admin (admin@localhost). Its API key, shown only this once:\n\n    {}\n",
             key.expose()
+        );
+    }
+    if let Some(link) = app.new_admin_sign_in() {
+        eprintln!(
+            "To set the admin's dashboard password, open this link within 15 minutes:\n\n    {link}\n"
         );
     }
     // Signal handlers are in place before "listening" is announced, so a supervisor (or a

@@ -35,6 +35,41 @@ pub struct App {
     click_worker: tokio::task::JoinHandle<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
     new_admin_key: Option<ApiKey>,
+    new_admin_sign_in: Option<String>,
+}
+
+/// A one-time sign-in link for the first admin, who has no password yet.
+async fn first_sign_in_link(state: &AppState) -> anyhow::Result<String> {
+    let email = crate::domain::user::Email::parse(crate::app::users::BOOTSTRAP_EMAIL)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let admin = state
+        .users
+        .find_user_by_email(&email)
+        .await?
+        .context("the first admin vanished")?;
+    let token = crate::app::sessions::sign_in_link(state, admin.id).await?;
+    Ok(format!(
+        "{}{}{token}",
+        state.settings.base_url,
+        crate::web::WELCOME_PATH
+    ))
+}
+
+/// `snip users set-password`: sets a user's dashboard password and ends their sessions.
+pub async fn set_password(config: &Config, email: &str, password: &str) -> anyhow::Result<()> {
+    let store = AnyStore::from_config(config).await?;
+    let state = command_line_state(config, &store)?;
+    let done = crate::app::sessions::set_password(&state, email, password).await;
+    store.close().await;
+    match done {
+        Ok(()) => Ok(()),
+        Err(crate::app::AppError::NotFound) => bail!("no user has the e-mail {email}"),
+        Err(crate::app::AppError::Validation(errors)) => {
+            let e = &errors[0];
+            bail!("{}: {}", e.field, e.message)
+        }
+        Err(e) => Err(anyhow::anyhow!(e)),
+    }
 }
 
 /// `snip shards rebalance`: moves every link to the shard the ring now names.
@@ -84,9 +119,15 @@ impl App {
             geoip: geoip(&config)?,
         });
         let background = start_background(&state, &store, l2.as_ref(), &workers);
-        let new_admin_key = match bootstrap(&state, config.bootstrap_key()?).await? {
-            Bootstrap::CreatedWithKey(key) => Some(key),
-            Bootstrap::Created | Bootstrap::AlreadyDone => None,
+        let (created, new_admin_key) = match bootstrap(&state, config.bootstrap_key()?).await? {
+            Bootstrap::CreatedWithKey(key) => (true, Some(key)),
+            Bootstrap::Created => (true, None),
+            Bootstrap::AlreadyDone => (false, None),
+        };
+        let new_admin_sign_in = if created {
+            Some(first_sign_in_link(&state).await?)
+        } else {
+            None
         };
         Ok(App {
             state,
@@ -96,7 +137,13 @@ impl App {
             click_worker,
             background,
             new_admin_key,
+            new_admin_sign_in,
         })
+    }
+
+    /// The first admin's one-time sign-in link, when this start created the admin.
+    pub fn new_admin_sign_in(&self) -> Option<&str> {
+        self.new_admin_sign_in.as_deref()
     }
 
     /// The first admin's key, when this start created it with a fresh key.
@@ -118,7 +165,8 @@ impl App {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let router = crate::http::router(self.state.clone(), self.config.role);
+        let pages = crate::web::routes(&self.state);
+        let router = crate::http::router(self.state.clone(), self.config.role, pages);
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let drain = Duration::from_secs(self.config.shutdown_drain_secs);
         let stop_accepting = CancellationToken::new();
@@ -179,6 +227,11 @@ fn settings(config: &Config) -> anyhow::Result<Settings> {
         hot_path: config.hot_path && config.role.serves_redirects(),
         request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
         max_keys_per_user: config.max_keys_per_user,
+        sessions: crate::app::sessions::SessionPolicy {
+            idle: chrono::TimeDelta::minutes(config.dashboard.session_idle_minutes.max(1) as i64),
+            absolute: chrono::TimeDelta::hours(config.dashboard.session_max_hours.max(1) as i64),
+        },
+        landing: config.landing()?,
     })
 }
 
@@ -437,7 +490,7 @@ async fn create_key_as_operator(
     use crate::app::{AppError, Caller};
     use crate::domain::key::{Scope, Scopes};
     use crate::domain::user::{Role, UserDraft};
-    use crate::store::{KeyRecord, StoreError};
+    use crate::store::StoreError;
 
     let now = state.clock.now();
     let role = if admin { Role::Admin } else { Role::Member };
@@ -466,15 +519,8 @@ async fn create_key_as_operator(
         user = state.users.update_user(user.id, &draft, now).await?;
     }
     let operator = Caller {
-        key: KeyRecord {
-            id: 0,
-            user_id: user.id,
-            name: "command line".into(),
-            prefix: String::new(),
-            scopes: Scopes::all(),
-            created_at: now,
-            last_used_at: None,
-        },
+        scopes: Scopes::all(),
+        key: None,
         user,
     };
     // An admin's key gets every scope by default; the use case's default is a member's.

@@ -5,6 +5,7 @@ pub mod health;
 pub mod links;
 pub mod password_gate;
 pub mod redirect;
+pub mod sessions;
 pub mod stats;
 pub mod users;
 
@@ -14,7 +15,7 @@ use crate::cache::RedirectCache;
 use crate::clicks::ClickQueue;
 use crate::clock::Clock;
 use crate::domain::FieldError;
-use crate::domain::key::Scope;
+use crate::domain::key::{Scope, Scopes};
 use crate::domain::target_url::UrlPolicy;
 use crate::domain::user::{Role, UserId};
 use crate::ratelimit::Limiter;
@@ -94,21 +95,51 @@ pub struct Settings {
     pub request_timeout: std::time::Duration,
     /// Most live API keys per user.
     pub max_keys_per_user: u32,
+    /// How long dashboard sessions last.
+    pub sessions: sessions::SessionPolicy,
+    /// What `GET /` answers.
+    pub landing: crate::config::Landing,
 }
 
-/// The authenticated caller of an API request.
+/// The authenticated caller of a request: an API key's owner, or a signed-in person.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// Who.
     pub user: UserRecord,
-    /// With which key.
-    pub key: KeyRecord,
+    /// What the caller may do: the key's scopes, or for a signed-in person all that their
+    /// role allows ([`Caller::signed_in`]).
+    pub scopes: Scopes,
+    /// The API key in use; `None` for a dashboard session or the command line.
+    pub key: Option<KeyRecord>,
 }
 
 impl Caller {
-    /// Fails unless the key holds `scope`.
+    /// A caller acting with an API key.
+    pub fn with_key(user: UserRecord, key: KeyRecord) -> Self {
+        Self {
+            user,
+            scopes: key.scopes.clone(),
+            key: Some(key),
+        }
+    }
+
+    /// A person signed in to the dashboard (or the operator at the command line): an admin
+    /// may do everything, a member what a member's default key may.
+    pub fn signed_in(user: UserRecord) -> Self {
+        let scopes = match user.role {
+            Role::Admin => Scopes::all(),
+            Role::Member => Scopes::default_member(),
+        };
+        Self {
+            user,
+            scopes,
+            key: None,
+        }
+    }
+
+    /// Fails unless the caller holds `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), AppError> {
-        if self.key.scopes.grants(scope) {
+        if self.scopes.grants(scope) {
             Ok(())
         } else {
             Err(AppError::MissingScope(scope))
@@ -117,7 +148,7 @@ impl Caller {
 
     /// Whether the caller may act on every user's resources.
     pub fn is_admin(&self) -> bool {
-        self.user.role == Role::Admin && self.key.scopes.contains(Scope::UsersAdmin)
+        self.user.role == Role::Admin && self.scopes.contains(Scope::UsersAdmin)
     }
 
     /// Whether the caller may act on resources owned by `owner`.

@@ -73,7 +73,7 @@ pub async fn authenticate(state: &AppState, key: &ApiKey) -> Result<Option<Calle
             }
         });
     }
-    Ok(Some(Caller { user, key }))
+    Ok(Some(Caller::with_key(user, key)))
 }
 
 /// Creates a user (admin only).
@@ -196,7 +196,7 @@ pub async fn create_key(
     caller.require(Scope::AccountWrite)?;
     let user = get(state, caller, id).await?;
     let scopes = match scopes {
-        None => Scopes::default_member().intersection(&caller.key.scopes),
+        None => Scopes::default_member().intersection(&caller.scopes),
         Some(names) => Scopes::parse_list(&names).map_err(|bad| {
             let known = Scope::ALL.map(Scope::as_str).join(", ");
             AppError::Validation(vec![crate::domain::FieldError::new(
@@ -205,7 +205,7 @@ pub async fn create_key(
             )])
         })?,
     };
-    if !scopes.is_subset_of(&caller.key.scopes) {
+    if !scopes.is_subset_of(&caller.scopes) {
         return Err(AppError::Forbidden(
             "a key cannot create a key with a scope it does not hold itself",
         ));

@@ -52,6 +52,7 @@ pub const API_ROUTES: &[Route] = &[
     route(Method::PATCH, "/api/v1/links/{code}", WRITE),
     route(Method::DELETE, "/api/v1/links/{code}", WRITE),
     route(Method::GET, "/api/v1/links/{code}/stats", READ),
+    route(Method::GET, "/api/v1/links/{code}/qr", READ),
     route(Method::POST, "/api/v1/users", ADMIN),
     route(Method::GET, "/api/v1/users", ADMIN),
     route(Method::GET, "/api/v1/users/{id}", Need::AnyKey),
@@ -109,7 +110,7 @@ pub async fn check(req: Request, next: Next) -> Response {
         }
     }
     match need_of(req.method(), path) {
-        Some(need) if allows(&caller.key.scopes, need) => next.run(req).await,
+        Some(need) if allows(&caller.scopes, need) => next.run(req).await,
         Some(Need::Scope(scope)) => ApiError::new(
             StatusCode::FORBIDDEN,
             "missing-scope",

@@ -74,7 +74,8 @@ pub async fn api(State(state): State<AppState>, mut req: Request, next: Next) ->
             } else {
                 PolicyName::Reads
             };
-            (policy, format!("k{}", c.key.id))
+            let id = c.key.as_ref().map_or(0, |k| k.id);
+            (policy, format!("k{id}"))
         }
         None => (PolicyName::Anonymous, bucket_of(ip).to_string()),
     };

@@ -398,17 +398,11 @@ pub struct OffsetPage<T> {
 }
 
 fn encode_cursor(c: &LinkCursor) -> String {
-    hex::encode(format!("{}.{}", c.created_at, c.code))
+    c.encode()
 }
 
 fn decode_cursor(s: &str) -> Result<LinkCursor, ApiError> {
-    let bad = || ApiError::bad_request("invalid cursor");
-    let raw = String::from_utf8(hex::decode(s).map_err(|_| bad())?).map_err(|_| bad())?;
-    let (at, code) = raw.split_once('.').ok_or_else(bad)?;
-    Ok(LinkCursor {
-        created_at: at.parse().map_err(|_| bad())?,
-        code: code.to_owned(),
-    })
+    LinkCursor::decode(s).ok_or_else(|| ApiError::bad_request("invalid cursor"))
 }
 
 /// Checks `limit`, defaulting to 20.

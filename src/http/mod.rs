@@ -15,6 +15,7 @@ pub mod leftover;
 pub mod links;
 pub mod metrics;
 pub mod openapi;
+pub mod qr;
 pub mod redirect;
 pub mod serve;
 pub mod stats;
@@ -45,8 +46,9 @@ fn bulk_body_limit(max_url_len: usize, body_limit: usize) -> usize {
     (crate::app::links::MAX_BULK * (max_url_len + BULK_ITEM_EXTRA)).max(body_limit)
 }
 
-/// Builds the whole application router.
-pub fn router(state: AppState, role: NodeRole) -> Router {
+/// Builds the whole application router. `pages` are the dashboard's routes (`crate::web`),
+/// served beside the API and sharing its layers.
+pub fn router(state: AppState, role: NodeRole, pages: Router<AppState>) -> Router {
     let body_limit = state.settings.body_limit;
     let timeout = state.settings.request_timeout;
     let request_id = HeaderName::from_static("x-request-id");
@@ -67,6 +69,7 @@ pub fn router(state: AppState, role: NodeRole) -> Router {
                 .delete(links::delete),
         )
         .route("/links/{code}/stats", get(stats::stats))
+        .route("/links/{code}/qr", get(qr::qr))
         .route("/users", post(users::create).get(users::list))
         .route(
             "/users/{id}",
@@ -103,7 +106,10 @@ pub fn router(state: AppState, role: NodeRole) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics));
     if role.serves_api() {
-        app = app.nest("/api/v1", api).merge(openapi::routes());
+        app = app
+            .nest("/api/v1", api)
+            .merge(openapi::routes())
+            .merge(pages);
     }
     if role.serves_redirects() {
         app = app.route(

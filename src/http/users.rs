@@ -92,7 +92,8 @@ pub struct MeView {
     #[serde(flatten)]
     pub user: UserView,
     /// The key used for this request.
-    pub key: KeyView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyView>,
 }
 
 fn user_location(id: UserId) -> HeaderValue {
@@ -320,6 +321,6 @@ pub async fn revoke_key(
 pub async fn me(caller: Caller) -> Json<MeView> {
     Json(MeView {
         user: UserView::from(&caller.user),
-        key: KeyView::from(&caller.key),
+        key: caller.key.as_ref().map(KeyView::from),
     })
 }

@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
-    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PoolUsage, RedirectTarget, StoreError,
-    StoreResult, UserRecord, UserStore,
+    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession, PoolUsage, RedirectTarget,
+    SessionRecord, StoreError, StoreResult, UserRecord, UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
@@ -168,4 +168,12 @@ guarded!(UserStore {
     write revoke_key(user_id: UserId, key_id: i64, now: DateTime<Utc>) -> ();
     read authenticate(key_hash: &str) -> Option<(UserRecord, KeyRecord)>;
     write touch_key(key_id: i64, now: DateTime<Utc>) -> ();
+    read password_hash(id: UserId) -> Option<String>;
+    write set_password(id: UserId, hash: &str, now: DateTime<Utc>) -> ();
+    write create_session(session: &NewSession, now: DateTime<Utc>) -> ();
+    read session(token_hash: &str) -> Option<(UserRecord, SessionRecord)>;
+    write touch_session(token_hash: &str, now: DateTime<Utc>) -> ();
+    write end_session(token_hash: &str) -> bool;
+    write end_sessions_of(user_id: UserId, keep: &str) -> u64;
+    write purge_sessions(before: DateTime<Utc>) -> u64;
 });

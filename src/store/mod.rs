@@ -262,6 +262,23 @@ pub struct LinkCursor {
     pub code: String,
 }
 
+impl LinkCursor {
+    /// The opaque text clients pass back.
+    pub fn encode(&self) -> String {
+        hex::encode(format!("{}.{}", self.created_at, self.code))
+    }
+
+    /// The cursor of a text made by [`LinkCursor::encode`]; `None` for anything else.
+    pub fn decode(s: &str) -> Option<Self> {
+        let raw = String::from_utf8(hex::decode(s).ok()?).ok()?;
+        let (at, code) = raw.split_once('.')?;
+        Some(Self {
+            created_at: at.parse().ok()?,
+            code: code.to_owned(),
+        })
+    }
+}
+
 /// Which page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageRequest {
@@ -519,6 +536,60 @@ pub struct NewKey {
     pub scopes: Scopes,
 }
 
+/// What a session row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A signed-in browser.
+    Web,
+    /// A one-time sign-in link, used up when followed.
+    Link,
+}
+
+impl SessionKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Web => "web",
+            Self::Link => "link",
+        }
+    }
+
+    /// The kind of a stored name (an unknown name reads as the narrower `Link`).
+    pub fn parse(s: &str) -> Self {
+        if s == "web" { Self::Web } else { Self::Link }
+    }
+}
+
+/// A browser session or sign-in link, as stored (the token itself never is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Session or sign-in link.
+    pub kind: SessionKind,
+    /// The form token of the session.
+    pub csrf: String,
+    /// Sign-in instant.
+    pub created_at: DateTime<Utc>,
+    /// Last use, to within a minute.
+    pub seen_at: DateTime<Utc>,
+    /// The absolute end.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A session or sign-in link to store.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// Whose.
+    pub user_id: UserId,
+    /// Session or sign-in link.
+    pub kind: SessionKind,
+    /// The form token.
+    pub csrf: String,
+    /// The absolute end.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Users and their API keys.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
@@ -576,4 +647,30 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Records that a key was used, at most once a minute.
     async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// A live user's password hash; `None` when the user has none (or does not exist).
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>>;
+
+    /// Sets a live user's password hash.
+    async fn set_password(&self, id: UserId, hash: &str, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Stores a new session or sign-in link.
+    async fn create_session(&self, session: &NewSession, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// The session or sign-in link of a token hash, with its live user. Expiry is the
+    /// caller's to check.
+    async fn session(&self, token_hash: &str) -> StoreResult<Option<(UserRecord, SessionRecord)>>;
+
+    /// Records a session's use, at most once a minute.
+    async fn touch_session(&self, token_hash: &str, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Ends a session or uses up a sign-in link; `false` when it was gone already (so of
+    /// two concurrent uses of a link, one wins).
+    async fn end_session(&self, token_hash: &str) -> StoreResult<bool>;
+
+    /// Ends every session and sign-in link of a user except the one of `keep`.
+    async fn end_sessions_of(&self, user_id: UserId, keep: &str) -> StoreResult<u64>;
+
+    /// Forgets sessions and links whose absolute end is before `before`.
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }

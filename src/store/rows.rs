@@ -5,7 +5,7 @@
 //! drift apart here.
 
 /// Defines `link_from_row`, `redirect_from_row`, `user_from_row`, `key_from_row`,
-/// `caller_from_row` and `idempotency_from_row` for a `sqlx` row type.
+/// `caller_from_row`, `session_from_row` and `idempotency_from_row` for a `sqlx` row type.
 macro_rules! row_mappers {
     ($row:ty) => {
         fn opt_time(ms: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -106,6 +106,22 @@ macro_rules! row_mappers {
             let user = user_from_row(row)?;
             let key = key_columns_from_row(row, "key_id", "key_name", "key_created_at", user.id)?;
             Ok((user, key))
+        }
+
+        fn session_from_row(
+            row: &$row,
+        ) -> Result<($crate::store::UserRecord, $crate::store::SessionRecord), sqlx::Error> {
+            use sqlx::Row;
+            let user = user_from_row(row)?;
+            let kind: String = row.try_get("session_kind")?;
+            let session = $crate::store::SessionRecord {
+                kind: $crate::store::SessionKind::parse(&kind),
+                csrf: row.try_get("session_csrf")?,
+                created_at: $crate::clock::from_millis(row.try_get("session_created_at")?),
+                seen_at: $crate::clock::from_millis(row.try_get("session_seen_at")?),
+                expires_at: $crate::clock::from_millis(row.try_get("session_expires_at")?),
+            };
+            Ok((user, session))
         }
 
         fn idempotency_from_row(

@@ -16,8 +16,8 @@ use super::postgres::PgStore;
 use super::ring::{Ring, RingMember};
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
-    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, PageRequest, PoolUsage, RedirectTarget,
-    StoreError, StoreResult, Taken, UserRecord, UserStore,
+    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession, PageRequest, PoolUsage,
+    RedirectTarget, SessionRecord, StoreError, StoreResult, Taken, UserRecord, UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
@@ -454,5 +454,29 @@ impl UserStore for ShardedStore {
     }
     async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
         self.directory().touch_key(key_id, now).await
+    }
+    async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
+        self.directory().password_hash(id).await
+    }
+    async fn set_password(&self, id: UserId, hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.directory().set_password(id, hash, now).await
+    }
+    async fn create_session(&self, s: &NewSession, now: DateTime<Utc>) -> StoreResult<()> {
+        self.directory().create_session(s, now).await
+    }
+    async fn session(&self, hash: &str) -> StoreResult<Option<(UserRecord, SessionRecord)>> {
+        self.directory().session(hash).await
+    }
+    async fn touch_session(&self, hash: &str, now: DateTime<Utc>) -> StoreResult<()> {
+        self.directory().touch_session(hash, now).await
+    }
+    async fn end_session(&self, hash: &str) -> StoreResult<bool> {
+        self.directory().end_session(hash).await
+    }
+    async fn end_sessions_of(&self, user_id: UserId, keep: &str) -> StoreResult<u64> {
+        self.directory().end_sessions_of(user_id, keep).await
+    }
+    async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.directory().purge_sessions(before).await
     }
 }

@@ -198,6 +198,38 @@ pub const KEY_BY_HASH: &str = "SELECT u.id, u.email, u.name, u.role, u.created_a
 pub const TOUCH_KEY: &str = "UPDATE api_keys SET last_used_at = $1 \
      WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)";
 
+/// A live user's password hash (NULL when none is set).
+pub const PASSWORD_OF: &str =
+    "SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL";
+
+/// Sets a live user's password hash.
+pub const SET_PASSWORD: &str = "UPDATE users SET password_hash = $1, updated_at = $2 \
+     WHERE id = $3 AND deleted_at IS NULL";
+
+/// A new session or sign-in link.
+pub const INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, user_id, kind, csrf, \
+     created_at, seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6)";
+
+/// A session or sign-in link with its live user, by the token's hash.
+pub const SESSION_BY_TOKEN: &str = "SELECT u.id, u.email, u.name, u.role, u.created_at, u.updated_at, \
+     s.kind AS session_kind, s.csrf AS session_csrf, s.created_at AS session_created_at, \
+     s.seen_at AS session_seen_at, s.expires_at AS session_expires_at \
+     FROM sessions s JOIN users u ON u.id = s.user_id \
+     WHERE s.token_hash = $1 AND u.deleted_at IS NULL";
+
+/// Records a session's use, unless it was recorded since a given instant.
+pub const TOUCH_SESSION: &str =
+    "UPDATE sessions SET seen_at = $1 WHERE token_hash = $2 AND seen_at < $3";
+
+/// Ends one session, or uses up one sign-in link.
+pub const END_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
+
+/// Ends every session and sign-in link of a user but one (`$2`, which may match none).
+pub const END_SESSIONS_OF: &str = "DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2";
+
+/// Forgets sessions and sign-in links past their absolute expiry.
+pub const PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at < $1";
+
 /// Expands, in a module `shared` of the adapter, the code that runs the statements above
 /// with the adapter's backend, and implements `LinkStore` and `UserStore` for `$store`:
 ///
@@ -240,8 +272,8 @@ macro_rules! sql_store {
             use $crate::store::{
                 ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave,
                 KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey,
-                PageRequest, PoolUsage, RedirectTarget, StoreError, StoreResult, Taken,
-                UserRecord, UserStore, sql,
+                NewSession, PageRequest, PoolUsage, RedirectTarget, SessionRecord, StoreError,
+                StoreResult, Taken, UserRecord, UserStore, sql,
             };
 
             $crate::store::rows::row_mappers!($row);
@@ -725,6 +757,11 @@ macro_rules! sql_store {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                    sqlx::query(sql::END_SESSIONS_OF)
+                        .bind(id)
+                        .bind("")
+                        .execute(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -783,6 +820,100 @@ macro_rules! sql_store {
                         .execute(&self.$write)
                         .await?;
                     Ok(())
+                }
+
+                async fn password_hash(&self, id: UserId) -> StoreResult<Option<String>> {
+                    let hash: Option<Option<String>> = sqlx::query_scalar(sql::PASSWORD_OF)
+                        .bind(id)
+                        .fetch_optional(&self.$read)
+                        .await?;
+                    Ok(hash.flatten())
+                }
+
+                async fn set_password(
+                    &self,
+                    id: UserId,
+                    hash: &str,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    let done = sqlx::query(sql::SET_PASSWORD)
+                        .bind(hash)
+                        .bind(to_millis(now))
+                        .bind(id)
+                        .execute(&self.$write)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(())
+                }
+
+                async fn create_session(
+                    &self,
+                    s: &NewSession,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    sqlx::query(sql::INSERT_SESSION)
+                        .bind(&s.token_hash)
+                        .bind(s.user_id)
+                        .bind(s.kind.as_str())
+                        .bind(&s.csrf)
+                        .bind(to_millis(now))
+                        .bind(to_millis(s.expires_at))
+                        .execute(&self.$write)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn session(
+                    &self,
+                    token_hash: &str,
+                ) -> StoreResult<Option<(UserRecord, SessionRecord)>> {
+                    let row = sqlx::query(sql::SESSION_BY_TOKEN)
+                        .bind(token_hash)
+                        .fetch_optional(&self.$read)
+                        .await?;
+                    Ok(row.as_ref().map(session_from_row).transpose()?)
+                }
+
+                async fn touch_session(
+                    &self,
+                    token_hash: &str,
+                    now: DateTime<Utc>,
+                ) -> StoreResult<()> {
+                    let now = to_millis(now);
+                    sqlx::query(sql::TOUCH_SESSION)
+                        .bind(now)
+                        .bind(token_hash)
+                        .bind(now - 60_000)
+                        .execute(&self.$write)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn end_session(&self, token_hash: &str) -> StoreResult<bool> {
+                    let done = sqlx::query(sql::END_SESSION)
+                        .bind(token_hash)
+                        .execute(&self.$write)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn end_sessions_of(&self, user_id: UserId, keep: &str) -> StoreResult<u64> {
+                    let done = sqlx::query(sql::END_SESSIONS_OF)
+                        .bind(user_id)
+                        .bind(keep)
+                        .execute(&self.$write)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+
+                async fn purge_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+                    let done = sqlx::query(sql::PURGE_SESSIONS)
+                        .bind(to_millis(before))
+                        .execute(&self.$write)
+                        .await?;
+                    Ok(done.rows_affected())
                 }
             }
         }
