@@ -172,8 +172,8 @@ async fn security_headers(req: axum::extract::Request, next: middleware::Next) -
 }
 
 /// Every answer gets `X-Content-Type-Options: nosniff`; an HTML page also gets a
-/// `Content-Security-Policy` (its own, or the docs page's, or snip's pages' default) and
-/// `Referrer-Policy: no-referrer`. Redirects keep the browser's referrer policy, so
+/// `Content-Security-Policy` (its own, or the docs page's, or snip's pages' default) and a
+/// `Referrer-Policy` (its own, or `no-referrer`). Redirects keep the browser's referrer policy, so
 /// destinations see where their visitors come from as they do without snip.
 pub fn add_security_headers(res: &mut Response, docs: bool) {
     if res.status().is_redirection() {
@@ -193,10 +193,9 @@ pub fn add_security_headers(res: &mut Response, docs: bool) {
         headers
             .entry(axum::http::header::CONTENT_SECURITY_POLICY)
             .or_insert(HeaderValue::from_static(csp));
-        headers.insert(
-            axum::http::header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
+        headers
+            .entry(axum::http::header::REFERRER_POLICY)
+            .or_insert(HeaderValue::from_static("no-referrer"));
     }
 }
 

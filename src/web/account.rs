@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{self, check_form_token};
+use super::auth::{self, form_token_ok};
 use super::page::{self, FormErrors, Page, html};
 use crate::app::sessions::{self, Opened, Session, SignInError};
 use crate::app::{AppError, AppState};
@@ -123,8 +123,8 @@ pub async fn sign_out(
     session: Session,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    if let Err(refused) = check_form_token(&session, &form.csrf) {
-        return refused;
+    if !form_token_ok(&session, &form.csrf) {
+        return auth::refused();
     }
     if let Err(e) = sessions::sign_out(&state, &session).await {
         return page::app_error(e);
@@ -265,8 +265,8 @@ pub async fn change_password(
     session: Session,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    if let Err(refused) = check_form_token(&session, &form.csrf) {
-        return refused;
+    if !form_token_ok(&session, &form.csrf) {
+        return auth::refused();
     }
     match sessions::change_password(&state, &session, &form.current, &form.password).await {
         Ok(()) => Redirect::to("/app/account?done=password").into_response(),
@@ -287,8 +287,8 @@ pub async fn sign_out_everywhere(
     session: Session,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    if let Err(refused) = check_form_token(&session, &form.csrf) {
-        return refused;
+    if !form_token_ok(&session, &form.csrf) {
+        return auth::refused();
     }
     if let Err(e) = sessions::sign_out_everywhere(&state, &session).await {
         return page::app_error(e);

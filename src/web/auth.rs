@@ -86,18 +86,14 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
-/// Fails unless `given` is the session's form token.
-pub fn check_form_token(session: &Session, given: &str) -> Result<(), Response> {
+/// Whether `given` is the session's form token.
+pub fn form_token_ok(session: &Session, given: &str) -> bool {
     let same: bool = session.csrf.as_bytes().ct_eq(given.as_bytes()).into();
-    if same && !given.is_empty() {
-        Ok(())
-    } else {
-        Err(refused())
-    }
+    same && !given.is_empty()
 }
 
 /// The answer to a form that did not come from the dashboard.
-fn refused() -> Response {
+pub fn refused() -> Response {
     super::page::error_page(
         StatusCode::FORBIDDEN,
         "This form was refused",

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 
-use super::auth::{check_form_token, encode_component};
+use super::auth::{self, encode_component, form_token_ok};
 use super::page::{self, FormErrors, Page, html};
 use crate::app::sessions::Session;
 use crate::app::stats::{DIMENSIONS, Interval};
@@ -327,12 +327,12 @@ pub async fn new_page(session: Session) -> Response {
     form_page(&session, None, &LinkForm::default(), Vec::new())
 }
 
-/// The field errors of a failed create or edit, or the error page.
-fn form_errors(e: AppError) -> Result<Vec<FieldError>, Response> {
+/// The field errors of a failed create or edit; other failures stay errors.
+fn form_errors(e: AppError) -> Result<Vec<FieldError>, AppError> {
     match e {
         AppError::Validation(errors) => Ok(errors),
         AppError::Conflict(Taken::Code) => Ok(vec![FieldError::new("alias", "is already taken")]),
-        e => Err(page::app_error(e)),
+        e => Err(e),
     }
 }
 
@@ -342,8 +342,8 @@ pub async fn create(
     session: Session,
     Form(form): Form<LinkForm>,
 ) -> Response {
-    if let Err(refused) = check_form_token(&session, &form.csrf) {
-        return refused;
+    if !form_token_ok(&session, &form.csrf) {
+        return auth::refused();
     }
     let parsed = match form.parsed() {
         Ok(p) => p,
@@ -371,7 +371,7 @@ pub async fn create(
         }
         Err(e) => match form_errors(e) {
             Ok(errors) => form_page(&session, None, &form, errors),
-            Err(page) => page,
+            Err(e) => page::app_error(e),
         },
     }
 }
@@ -402,8 +402,8 @@ pub async fn update(
     Path(code): Path<String>,
     Form(mut form): Form<LinkForm>,
 ) -> Response {
-    if let Err(refused) = check_form_token(&session, &form.csrf) {
-        return refused;
+    if !form_token_ok(&session, &form.csrf) {
+        return auth::refused();
     }
     let current = match crate::app::links::get(&state, &session.caller, &code).await {
         Ok(link) => link,
@@ -435,7 +435,7 @@ pub async fn update(
         Ok(link) => Redirect::to(&format!("/app/links/{}?saved=1", link.code)).into_response(),
         Err(e) => match form_errors(e) {
             Ok(errors) => form_page(&session, Some(&code), &form, errors),
-            Err(page) => page,
+            Err(e) => page::app_error(e),
         },
     }
 }
@@ -474,8 +474,8 @@ pub async fn delete(
     Path(code): Path<String>,
     Form(form): Form<super::account::TokenForm>,
 ) -> Response {
-    if let Err(refused) = check_form_token(&session, form.token()) {
-        return refused;
+    if !form_token_ok(&session, form.token()) {
+        return auth::refused();
     }
     match crate::app::links::delete(&state, &session.caller, &code).await {
         Ok(()) => {

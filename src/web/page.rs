@@ -147,6 +147,12 @@ pub fn html(status: StatusCode, template: &impl Template) -> Response {
                     HeaderValue::from_static(CSP),
                 ),
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                // Not `no-referrer`: with it, browsers send `Origin: null` with forms, and
+                // the origin check could not tell the dashboard's own forms from others.
+                (
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("same-origin"),
+                ),
             ],
             body,
         )

@@ -32,6 +32,8 @@ pub struct TestApp {
     /// A client that does not follow redirects and never uses a proxy.
     pub client: reqwest::Client,
     pub admin_key: String,
+    /// The first admin's one-time dashboard sign-in link, as `snip serve` prints it.
+    pub sign_in_link: String,
     pub clock: ManualClock,
     pub shutdown: CancellationToken,
     pub dir: TempDir,
@@ -89,6 +91,10 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let app = App::build(config, Arc::new(clock.clone()))
         .await
         .expect("build app");
+    let sign_in_link = app
+        .new_admin_sign_in()
+        .expect("a first start makes a sign-in link")
+        .to_owned();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
@@ -108,6 +114,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         base,
         client,
         admin_key: ADMIN_KEY.to_string(),
+        sign_in_link,
         clock,
         shutdown,
         dir,
@@ -517,6 +524,7 @@ impl TestApp {
         int_field(&page, "total")
     }
 }
+pub mod browser;
 pub mod child;
 pub mod nats;
 pub mod postgres;
