@@ -398,8 +398,9 @@ fn start_background(
         state.health.clone(),
         workers.clone(),
     )));
-    tasks.push(tokio::spawn(purge_idempotency(
+    tasks.push(tokio::spawn(purge_expired(
         state.links.clone(),
+        state.users.clone(),
         state.clock.clone(),
         workers.clone(),
     )));
@@ -422,10 +423,12 @@ fn own_hosts(base: &url::Url, config: &Config) -> Vec<String> {
     hosts
 }
 
-/// Deletes idempotency records past their replay window, every 10 minutes (the first time
-/// at start), so the table holds about a day of them.
-async fn purge_idempotency(
+/// Every 10 minutes (the first time at start): deletes idempotency records past their
+/// replay window, so the table holds about a day of them, and dashboard sessions and
+/// sign-in links past their absolute end.
+async fn purge_expired(
     links: Arc<dyn LinkStore>,
+    users: Arc<dyn UserStore>,
     clock: Arc<dyn Clock>,
     stop: CancellationToken,
 ) {
@@ -438,6 +441,11 @@ async fn purge_idempotency(
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(records = n, "expired idempotency records purged"),
                     Err(e) => tracing::warn!(error = %e, "purging idempotency records failed"),
+                }
+                match users.purge_sessions(clock.now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(sessions = n, "expired sessions purged"),
+                    Err(e) => tracing::warn!(error = %e, "purging sessions failed"),
                 }
             }
             () = stop.cancelled() => return,

@@ -13,7 +13,7 @@ use snip::domain::target_url::TargetUrl;
 use snip::domain::user::{Email, Role, UserDraft};
 use snip::store::{
     ClickFact, IdempotencySave, LinkCursor, LinkFields, LinkQuery, LinkRecord, LinkStore, NewKey,
-    PageRequest, StoreError, StoredResponse, Taken, UserStore,
+    NewSession, PageRequest, SessionKind, StoreError, StoredResponse, Taken, UserStore,
 };
 
 /// A backend under test: its two ports, and whatever keeps its database alive.
@@ -538,6 +538,93 @@ macro_rules! store_suite {
                     "again"
                 );
                 b.links.ping().await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn sessions_and_passwords_round_trip_and_end() {
+                let Some(b) = backend().await else { return };
+                let a = user(&b, "sess-a@example.com").await;
+                let other = user(&b, "sess-b@example.com").await;
+                assert_eq!(b.users.password_hash(a).await.unwrap(), None);
+                b.users
+                    .set_password(a, "$argon2id$v=19$h", t(1))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    b.users.password_hash(a).await.unwrap().as_deref(),
+                    Some("$argon2id$v=19$h")
+                );
+                assert!(matches!(
+                    b.users.set_password(999_999, "x", t(1)).await,
+                    Err(StoreError::NotFound)
+                ));
+                let new = |hash: &str, user_id, kind| NewSession {
+                    token_hash: hash.into(),
+                    user_id,
+                    kind,
+                    csrf: format!("csrf-{hash}"),
+                    expires_at: t(1_000_000),
+                };
+                for (hash, user_id, kind) in [
+                    ("s1", a, SessionKind::Web),
+                    ("s2", a, SessionKind::Web),
+                    ("l1", a, SessionKind::Link),
+                    ("s3", other, SessionKind::Web),
+                ] {
+                    b.users
+                        .create_session(&new(hash, user_id, kind), t(10))
+                        .await
+                        .unwrap();
+                }
+                let (u, s) = b.users.session("s1").await.unwrap().unwrap();
+                assert_eq!(u.id, a);
+                assert_eq!(s.kind, SessionKind::Web);
+                assert_eq!(s.csrf, "csrf-s1");
+                assert_eq!(
+                    (s.created_at, s.seen_at, s.expires_at),
+                    (t(10), t(10), t(1_000_000))
+                );
+                assert_eq!(
+                    b.users.session("l1").await.unwrap().unwrap().1.kind,
+                    SessionKind::Link
+                );
+                assert!(b.users.session("nope").await.unwrap().is_none());
+                // Use is recorded at most once a minute.
+                b.users.touch_session("s1", t(30)).await.unwrap();
+                assert_eq!(
+                    b.users.session("s1").await.unwrap().unwrap().1.seen_at,
+                    t(10)
+                );
+                b.users.touch_session("s1", t(70_010)).await.unwrap();
+                assert_eq!(
+                    b.users.session("s1").await.unwrap().unwrap().1.seen_at,
+                    t(70_010)
+                );
+                // A link is used up once.
+                assert!(b.users.end_session("l1").await.unwrap());
+                assert!(!b.users.end_session("l1").await.unwrap());
+                // Everywhere but here: only that user's, only the others.
+                assert_eq!(b.users.end_sessions_of(a, "s1").await.unwrap(), 1);
+                assert!(b.users.session("s1").await.unwrap().is_some());
+                assert!(b.users.session("s2").await.unwrap().is_none());
+                assert!(b.users.session("s3").await.unwrap().is_some());
+                // A deleted user's sessions end with them.
+                b.users.delete_user(other, t(200)).await.unwrap();
+                assert!(b.users.session("s3").await.unwrap().is_none());
+                // Expired ones are purged.
+                b.users
+                    .create_session(
+                        &NewSession {
+                            expires_at: t(50),
+                            ..new("old", a, SessionKind::Web)
+                        },
+                        t(10),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(b.users.purge_sessions(t(60)).await.unwrap(), 1);
+                assert!(b.users.session("old").await.unwrap().is_none());
+                assert!(b.users.session("s1").await.unwrap().is_some());
             }
 
             #[tokio::test]
