@@ -502,3 +502,106 @@ async fn the_landing_page_links_to_the_dashboard_and_can_be_turned_off() {
     )
     .await;
 }
+
+/// Signs in through the one-time link in the browser.
+async fn browser_sign_in(b: &Browser, link: &str) {
+    b.goto(link).await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#confirm", PASSWORD).await;
+    b.submit("button[type=submit]").await;
+    assert!(b.url().await.ends_with("/app/links"), "{}", b.url().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_imports_links_manages_keys_and_adds_a_member() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    browser_sign_in(&b, &app.sign_in_link).await;
+
+    // Import a CSV file of 50 links, one of them bad: a result per row.
+    let mut csv = String::from("url,alias,tags,title\n");
+    for i in 0..49 {
+        csv.push_str(&format!(
+            "https://example.com/import/{i},imp-{i},\"csv bulk\",Imported {i}\n"
+        ));
+    }
+    csv.push_str("ftp://example.com/bad,imp-bad,,Bad\n");
+    let file = app.dir.path().join("links.csv");
+    std::fs::write(&file, csv).unwrap();
+    b.goto(&app.url("/app/import")).await;
+    b.assert_accessible("import").await;
+    b.fill("#file", file.to_str().unwrap()).await;
+    b.click("form.panel button[type=submit]").await;
+    let text = b.wait_for_text_here("49 created, 1 failed").await;
+    assert!(text.contains("imp-48"), "{text}");
+    b.assert_accessible("import results").await;
+    b.screenshots("import").await;
+    let list = app
+        .get("/api/v1/links?tag=bulk&limit=100", &app.admin_key)
+        .await;
+    let list = expect_json(list, StatusCode::OK).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 49);
+
+    // Export: every link, with a header row.
+    let (status, body) = b.fetch_bytes("/app/export.csv").await;
+    assert_eq!(status, 200);
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.starts_with("code,short_url,url,title,tags,clicks,created_at,expires_at\n"));
+    assert_eq!(body.lines().count(), 50);
+    assert!(body.contains("imp-7,"), "{body}");
+
+    // Create an API key: shown once, and it works; revoke it, and it stops.
+    b.goto(&app.url("/app/keys")).await;
+    b.assert_accessible("keys").await;
+    b.fill("#name", "ci script").await;
+    b.click("form.panel button[type=submit]").await;
+    b.wait_for_text_here("shown only this once").await;
+    let key = b
+        .client
+        .find(fantoccini::Locator::Css("#new-key"))
+        .await
+        .expect("the new key is shown")
+        .text()
+        .await
+        .unwrap();
+    assert!(key.starts_with("snip_"), "{key}");
+    b.screenshots("keys").await;
+    expect_status(app.get("/api/v1/me", &key).await, StatusCode::OK).await;
+    b.goto(&app.url("/app/keys")).await;
+    assert!(!b.text().await.contains(&key), "a key is shown only once");
+    b.js("window.confirm = () => true;").await;
+    b.click("button[aria-label='Revoke ci script']").await;
+    b.wait_until_gone("ci script").await;
+    expect_problem(app.get("/api/v1/me", &key).await, StatusCode::UNAUTHORIZED).await;
+
+    // Add a member: the page shows a sign-in link to send them.
+    b.goto(&app.url("/app/users")).await;
+    b.assert_accessible("users").await;
+    b.fill("#email", "member@example.com").await;
+    b.fill("#user-name", "Mia Member").await;
+    b.click("form.panel button[type=submit]").await;
+    b.wait_for_text_here("Sign-in link for member@example.com")
+        .await;
+    let invite = b
+        .client
+        .find(fantoccini::Locator::Css("#invite-link"))
+        .await
+        .expect("a sign-in link for the new member")
+        .text()
+        .await
+        .unwrap();
+    b.screenshots("users").await;
+    b.submit("header form button[type=submit]").await;
+
+    // The member signs in and sees none of the admin's links, nor the users page.
+    browser_sign_in(&b, &invite).await;
+    assert!(b.text().await.contains("No links here yet"));
+    b.goto(&app.url("/app/links/imp-1")).await;
+    assert!(b.text().await.contains("Not found"));
+    b.goto(&app.url("/app/users")).await;
+    assert!(b.text().await.contains("Not found"));
+    assert!(!b.text().await.contains("Users\n"));
+    b.close().await;
+}

@@ -123,12 +123,16 @@ impl Caller {
         }
     }
 
-    /// A person signed in to the dashboard (or the operator at the command line): an admin
-    /// may do everything, a member what a member's default key may.
+    /// A person signed in to the dashboard: an admin may do everything, a member anything
+    /// with their own links, user record and keys.
     pub fn signed_in(user: UserRecord) -> Self {
         let scopes = match user.role {
             Role::Admin => Scopes::all(),
-            Role::Member => Scopes::default_member(),
+            Role::Member => Scopes::new(vec![
+                Scope::LinksRead,
+                Scope::LinksWrite,
+                Scope::AccountWrite,
+            ]),
         };
         Self {
             user,

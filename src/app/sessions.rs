@@ -130,6 +130,20 @@ pub async fn sign_in_link(state: &AppState, user_id: UserId) -> Result<String, A
     Ok(token)
 }
 
+/// An admin makes a one-time sign-in link for another user (a new member, or one who
+/// forgot their password); returns its token.
+pub async fn invite(
+    state: &AppState,
+    caller: &Caller,
+    user_id: UserId,
+) -> Result<String, AppError> {
+    if !caller.is_admin() {
+        return Err(AppError::NotFound);
+    }
+    let user = super::users::get(state, caller, user_id).await?;
+    sign_in_link(state, user.id).await
+}
+
 /// The user a sign-in link is for, while it is valid; it stays valid (a link checker that
 /// opens it does not use it up).
 pub async fn link_user(state: &AppState, token: &str) -> Result<UserRecord, AppError> {

@@ -42,7 +42,7 @@ const BULK_ITEM_EXTRA: usize = 2048;
 
 /// The body limit of bulk requests: room for 1,000 links of the longest URL allowed, and no
 /// more (the items are also counted while the body is parsed).
-fn bulk_body_limit(max_url_len: usize, body_limit: usize) -> usize {
+pub fn bulk_body_limit(max_url_len: usize, body_limit: usize) -> usize {
     (crate::app::links::MAX_BULK * (max_url_len + BULK_ITEM_EXTRA)).max(body_limit)
 }
 

@@ -5,6 +5,8 @@
 //! - `auth.rs`: the session cookie, the form token (CSRF) and the origin check.
 //! - `account.rs`: sign-in, the one-time link, sign-out, password change.
 //! - `links.rs`: the links table, create, edit, delete, one link's stats and QR code.
+//! - `transfer.rs`: CSV import and export. `keys.rs`: one's API keys. `users.rs`: admins'
+//!   user management.
 //! - `assets.rs`: the stylesheet and script, named by a hash of their content.
 //! - `page.rs`: what every page shows (header, navigation) and error pages.
 
@@ -12,11 +14,14 @@ pub mod account;
 pub mod assets;
 pub mod auth;
 pub mod chart;
+pub mod keys;
 pub mod links;
 pub mod page;
+pub mod transfer;
+pub mod users;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
@@ -62,6 +67,25 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             get(links::delete_page).post(links::delete),
         )
         .route("/app/links/{code}/qr", get(links::qr))
+        .route(
+            "/app/import",
+            get(transfer::import_form)
+                .post(transfer::import)
+                .layer(DefaultBodyLimit::max(crate::http::bulk_body_limit(
+                    state.settings.url_policy.max_len,
+                    state.settings.body_limit,
+                ))),
+        )
+        .route("/app/export.csv", get(transfer::export))
+        .route("/app/keys", get(keys::list).post(keys::create))
+        .route("/app/keys/{id}/revoke", post(keys::revoke))
+        .route("/app/users", get(users::list).post(users::create))
+        .route("/app/users/{id}/role", post(users::set_role))
+        .route("/app/users/{id}/sign-in-link", post(users::new_link))
+        .route(
+            "/app/users/{id}/delete",
+            get(users::delete_page).post(users::delete),
+        )
         .route("/app/{*rest}", get(|| async { page::not_found() }))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -91,15 +91,24 @@ impl Browser {
             .to_string()
     }
 
-    /// The text of the page's body.
+    /// The text of the page's body (empty while a page is loading).
     pub async fn text(&self) -> String {
-        self.client
-            .find(Locator::Css("body"))
-            .await
-            .expect("a body")
-            .text()
-            .await
-            .expect("body text")
+        // A script, not an element: a page that replaces itself meanwhile (a form posted)
+        // cannot leave a stale element behind.
+        for _ in 0..50 {
+            match self
+                .client
+                .execute(
+                    "return document.body ? document.body.innerText : ''",
+                    vec![],
+                )
+                .await
+            {
+                Ok(v) => return v.as_str().unwrap_or_default().to_owned(),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!("the page's text could not be read");
     }
 
     /// Types `value` into the input `css` (after clearing it).
@@ -137,7 +146,13 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let deadline = Instant::now() + Duration::from_secs(15);
-        while self.js("return document.readyState").await != "complete" {
+        while self
+            .client
+            .execute("return document.readyState", vec![])
+            .await
+            .ok()
+            .is_none_or(|v| v != "complete")
+        {
             assert!(
                 Instant::now() < deadline,
                 "the page after {css} never loaded"
@@ -208,6 +223,31 @@ impl Browser {
                 "{needle:?} never appeared on {url}:\n{text}"
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits until the current page's text contains `needle` (without reloading).
+    pub async fn wait_for_text_here(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} never appeared:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the current page's text no longer contains `needle`.
+    pub async fn wait_until_gone(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.text().await.contains(needle) {
+            assert!(Instant::now() < deadline, "{needle:?} never went away");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
