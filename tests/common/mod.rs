@@ -532,3 +532,4 @@ pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod statements;
