@@ -83,7 +83,10 @@ async fn a_links_page_is_a_fixed_number_of_statements_at_any_size() {
     let rows = |body: &str| body.matches("<a class=\"short\"").count();
     let (small, body) = count("/app/links".into()).await;
     assert_eq!(rows(&body), 25);
-    assert_eq!(small, 2, "one statement for the session, one for the page and its rows");
+    assert_eq!(
+        small, 2,
+        "one statement for the session, one for the page and its rows"
+    );
 
     load(&app, 100, 9_900).await;
     let (first, body) = count("/app/links".into()).await;

@@ -212,9 +212,13 @@ impl Fixture {
 fn documented_need(route: &Route) -> Need {
     use Scope::*;
     match (route.method.as_str(), route.path) {
-        ("GET", "/api/v1/links" | "/api/v1/links/{code}" | "/api/v1/links/{code}/stats") => {
-            Need::Scope(LinksRead)
-        }
+        (
+            "GET",
+            "/api/v1/links"
+            | "/api/v1/links/{code}"
+            | "/api/v1/links/{code}/stats"
+            | "/api/v1/links/{code}/qr",
+        ) => Need::Scope(LinksRead),
         ("GET", "/api/v1/users/{id}/links") => Need::Scope(LinksRead),
         ("POST" | "PUT" | "PATCH" | "DELETE", p) if p.starts_with("/api/v1/links") => {
             Need::Scope(LinksWrite)

@@ -197,6 +197,44 @@ mod tests {
     }
 
     #[test]
+    fn roles_round_trip_by_name() {
+        for role in [Role::Admin, Role::Member] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::Admin.as_str(), "admin");
+        assert_eq!(Role::Member.as_str(), "member");
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn emails_are_at_most_254_characters() {
+        let at = |n: usize| format!("{}@example.com", "a".repeat(n - "@example.com".len()));
+        assert!(Email::parse(&at(254)).is_ok());
+        assert_eq!(
+            Email::parse(&at(255)),
+            Err("must be 1 to 254 characters long")
+        );
+        assert_eq!(Email::parse("  "), Err("must be 1 to 254 characters long"));
+    }
+
+    #[test]
+    fn names_are_at_most_200_characters() {
+        assert_eq!(
+            parse_name(Some("é".repeat(200))).unwrap().chars().count(),
+            200
+        );
+        assert!(parse_name(Some("é".repeat(201))).is_err());
+    }
+
+    #[test]
+    fn a_patch_tells_a_cleared_name_from_an_absent_one() {
+        let patch = |json: &str| serde_json::from_str::<UserPatch>(json).unwrap().name;
+        assert_eq!(patch("{}"), None);
+        assert_eq!(patch(r#"{"name": null}"#), Some(None));
+        assert_eq!(patch(r#"{"name": "Ada"}"#), Some(Some("Ada".into())));
+    }
+
+    #[test]
     fn user_validation_reports_every_field() {
         let errs = validate_user(
             UserInput {

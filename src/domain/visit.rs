@@ -225,6 +225,75 @@ mod tests {
         assert!(classify(Some("  "), false).bot);
     }
 
+    #[test]
+    fn tablets_are_ipads_and_android_without_mobile() {
+        let ipad = "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
+            (KHTML, like Gecko) Version/17.0 Safari/604.1";
+        let android_tablet = "Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 \
+            (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        let android_phone = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 \
+            (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+        assert_eq!(classify(Some(ipad), false).device, "tablet");
+        assert_eq!(classify(Some(android_tablet), false).device, "tablet");
+        assert_eq!(classify(Some(android_phone), false).device, "mobile");
+    }
+
+    #[test]
+    fn what_the_parser_cannot_name_is_unknown() {
+        let v = classify(
+            Some(
+                "Mozilla/5.0 (X11; FooOS 1.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+            ),
+            false,
+        );
+        assert_eq!((v.browser.as_str(), v.os.as_str()), ("Chrome", "unknown"));
+    }
+
+    #[test]
+    fn the_quick_path_takes_plain_hosts_and_leaves_the_rest() {
+        for (referer, host) in [
+            ("https://example.com/path", "example.com"),
+            ("http://Sub.Example.com:8080/x", "Sub.Example.com"),
+            ("https://a-b.example.com", "a-b.example.com"),
+            ("https://example.com?q=1", "example.com"),
+            ("https://example.com#top", "example.com"),
+            ("https://example.com:8080", "example.com"),
+            ("https://example.com:65535?x", "example.com"),
+            ("https://example.com:1/", "example.com"),
+        ] {
+            assert_eq!(plain_host(referer), Some(host), "{referer}");
+        }
+        for referer in [
+            "ftp://example.com/",
+            "https://",
+            "https://.example.com/",
+            "https://example..com/",
+            "https://user@example.com/",
+            "https://ex%41mple.com/",
+            "https://xn--bcher-kva.example/",
+            "https://example.xn--p1ai/",
+            "https://1.2.3.4/",
+            "https://host.9lives/",
+            "https://example.com:/x",
+            "https://example.com:123456/",
+            "https://example.com:80x/",
+        ] {
+            assert_eq!(plain_host(referer), None, "{referer}");
+        }
+    }
+
+    #[test]
+    fn a_host_that_is_only_www_dot_keeps_it() {
+        assert_eq!(
+            referrer_host(Some("https://www./")).as_deref(),
+            Some("www.")
+        );
+        assert_eq!(
+            referrer_host(Some("https://www.a.example/")).as_deref(),
+            Some("a.example")
+        );
+    }
+
     /// The referrer's host as the URL parser reads it: the documented meaning of
     /// `referrer_host`, without the quick path.
     fn referrer_by_the_url_parser(referer: &str) -> Option<String> {
