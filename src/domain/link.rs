@@ -449,6 +449,75 @@ mod tests {
     }
 
     #[test]
+    fn redirect_statuses_round_trip_and_two_are_permanent() {
+        for code in [301, 302, 307, 308] {
+            let status = RedirectStatus::from_code(code).unwrap();
+            assert_eq!(i64::from(status.code()), code);
+            assert_eq!(status.is_permanent(), code == 301 || code == 308, "{code}");
+        }
+        assert_eq!(RedirectStatus::from_code(300), None);
+        let schema = serde_json::to_value(redirect_status_schema()).unwrap();
+        assert_eq!(
+            schema["enum"],
+            serde_json::json!([301, 302, 307, 308, null])
+        );
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        let max_clicks = |v: serde_json::Value| {
+            serde_json::from_value::<LinkInput>(serde_json::json!({ "max_clicks": v }))
+                .map(|i| i.max_clicks)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(max_clicks(serde_json::json!(5)), Ok(Some(5)));
+        assert_eq!(max_clicks(serde_json::json!(5.0)), Ok(Some(5)));
+        assert_eq!(max_clicks(serde_json::json!(-4.0)), Ok(Some(-4)));
+        assert!(max_clicks(serde_json::json!(5.5)).is_err());
+        assert!(max_clicks(serde_json::json!(9_223_372_036_854_775_808.0)).is_err());
+        assert!(max_clicks(serde_json::json!(1e19)).is_err());
+    }
+
+    #[test]
+    fn a_bad_alias_fails_even_when_the_link_is_good() {
+        let bad = LinkInput {
+            alias: Some("ab".into()),
+            ..input("https://example.com/")
+        };
+        let errors = validate_create(bad, &UrlPolicy::default(), Utc::now()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "alias");
+    }
+
+    #[test]
+    fn field_limits_hold_at_their_boundaries() {
+        assert_eq!(parse_title(Some("x".into())), Ok(Some("x".into())));
+        assert!(parse_title(Some("é".repeat(MAX_TITLE_CHARS))).is_ok());
+        assert!(parse_title(Some("é".repeat(MAX_TITLE_CHARS + 1))).is_err());
+        assert!(parse_title(Some("a\u{7}b".into())).is_err());
+        assert_eq!(parse_title(Some("   ".into())), Ok(None));
+
+        assert!(parse_tags(vec!["t".repeat(MAX_TAG_CHARS)]).is_ok());
+        assert!(parse_tags(vec!["t".repeat(MAX_TAG_CHARS + 1)]).is_err());
+        let tags = |n: usize| (0..n).map(|i| format!("t{i}")).collect::<Vec<_>>();
+        assert_eq!(parse_tags(tags(MAX_TAGS)).unwrap().len(), MAX_TAGS);
+        assert!(parse_tags(tags(MAX_TAGS + 1)).is_err());
+
+        let now = Utc::now();
+        let at = |t: DateTime<Utc>| Some(t.to_rfc3339());
+        assert!(parse_expiry(at(now), now).is_err(), "now is not the future");
+        assert!(parse_expiry(at(now + chrono::TimeDelta::seconds(1)), now).is_ok());
+
+        assert_eq!(
+            parse_password(Some("x".into())),
+            Ok(PasswordChange::Set("x".into()))
+        );
+        assert!(parse_password(Some("é".repeat(MAX_PASSWORD_CHARS))).is_ok());
+        assert!(parse_password(Some("é".repeat(MAX_PASSWORD_CHARS + 1))).is_err());
+        assert!(parse_password(Some(String::new())).is_err());
+    }
+
+    #[test]
     fn create_collects_every_field_error() {
         let now = Utc::now();
         let bad = LinkInput {
