@@ -85,15 +85,11 @@ PY
     done
 }
 
-# run PORT SECONDS SCRIPT [VAR=value...] -> "rps p50_ms p99_ms": wrk on CPU 1, one thread,
-# 32 keep-alive connections, the Lua SCRIPT given the variables (see bench/redirects.lua).
-run() {
-    local port=$1 seconds=$2 script=$3
-    shift 3
-    env "$@" taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency \
-        -s "$script" "http://127.0.0.1:$port" > "$WORK/wrk.out"
-    python3 - "$WORK/wrk.out" <<'PY'
-import re, sys
+# wrk_summary FILE -> "rps p50_ms p99_ms" of a wrk --latency report; warns of socket errors
+# and of answers that were neither 2xx nor 3xx (with STRICT=1: fails on them).
+wrk_summary() {
+    python3 - "$1" <<'PY'
+import os, re, sys
 text = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 def ms(label):
@@ -105,9 +101,21 @@ if errors:
     print(f"wrk reported socket errors: {errors.group(1)}", file=sys.stderr)
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if non2xx:
-    print(f"wrk saw {non2xx.group(1)} answers that were not redirects", file=sys.stderr)
+    print(f"wrk saw {non2xx.group(1)} answers that were not 2xx or 3xx", file=sys.stderr)
+    if os.environ.get("STRICT") == "1":
+        sys.exit(1)
 print(f"{rps:.0f} {ms(50):.3f} {ms(99):.3f}")
 PY
+}
+
+# run PORT SECONDS SCRIPT [VAR=value...] -> "rps p50_ms p99_ms": wrk on CPU 1, one thread,
+# 32 keep-alive connections, the Lua SCRIPT given the variables (see bench/redirects.lua).
+run() {
+    local port=$1 seconds=$2 script=$3
+    shift 3
+    env "$@" taskset -c 1 wrk -t1 -c32 -d"${seconds}s" --latency \
+        -s "$script" "http://127.0.0.1:$port" > "$WORK/wrk.out"
+    wrk_summary "$WORK/wrk.out"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -33,19 +33,10 @@ page() {
     local path=$1
     taskset -c 1 wrk -t1 -c1 -d"${SECS}s" --latency -H "Cookie: $COOKIE" \
         "http://127.0.0.1:$PORT$path" > "$WORK/wrk.out"
-    python3 - "$WORK/wrk.out" "$path" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-def ms(label):
-    m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", text)
-    v, unit = float(m.group(1)), m.group(2)
-    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-if bad:
-    sys.exit(f"{sys.argv[2]}: {bad.group(1)} answers were errors")
-print(f"| `{sys.argv[2]}` | {rps:.0f} | {ms(50):.2f} | {ms(99):.2f} |")
-PY
+    local out rps p50 p99
+    out=$(STRICT=1 wrk_summary "$WORK/wrk.out")
+    read -r rps p50 p99 <<< "$out"
+    printf '| `%s` | %s | %.2f | %.2f |\n' "$path" "$rps" "$p50" "$p99"
 }
 
 echo "Dashboard pages, $LINKS links, one connection, ${SECS} s each:"

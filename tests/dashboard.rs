@@ -85,14 +85,7 @@ async fn a_person_signs_in_manages_a_link_and_sees_its_click() {
     b.goto(&app.url("/app/links/new")).await;
     b.fill("#url", "ftp://files.example/x").await;
     b.submit("form.panel button[type=submit]").await;
-    let error = b
-        .client
-        .find(fantoccini::Locator::Css("#url-error"))
-        .await
-        .expect("an error next to the URL field")
-        .text()
-        .await
-        .unwrap();
+    let error = b.text_of("#url-error").await;
     assert!(error.contains("http"), "{error}");
     b.assert_accessible("new link with errors").await;
     b.screenshots("new-link-errors").await;
@@ -128,14 +121,7 @@ async fn a_person_signs_in_manages_a_link_and_sees_its_click() {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         b.goto(&page).await;
-        let total = b
-            .client
-            .find(fantoccini::Locator::Css("#total-clicks"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let total = b.text_of("#total-clicks").await;
         if total == "1" {
             break;
         }
@@ -236,33 +222,42 @@ fn cookie_of(res: &reqwest::Response) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
-/// The one-time link of a test app: sets `PASSWORD` and returns the session cookie.
-async fn use_link(app: &TestApp) -> String {
-    let res = app
-        .client
+/// Posts `password` twice to the test app's one-time link.
+async fn set_password_by_link(app: &TestApp, password: &str) -> reqwest::Response {
+    app.client
         .post(&app.sign_in_link)
-        .form(&[("password", PASSWORD), ("confirm", PASSWORD)])
+        .form(&[("password", password), ("confirm", password)])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `GET path` with the session `cookie`.
+async fn page(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The one-time link of a test app: sets `PASSWORD` and returns the session cookie.
+async fn use_link(app: &TestApp) -> String {
+    let res = set_password_by_link(app, PASSWORD).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     cookie_of(&res)
 }
 
 /// The form token of a signed-in page.
 async fn form_token(app: &TestApp, cookie: &str) -> String {
-    let page = app
-        .client
-        .get(app.url("/app/account"))
-        .header("cookie", cookie)
-        .send()
+    let html = page(app, "/app/account", cookie)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
-    let at = page.find("name=\"csrf\" value=\"").expect("a form token") + 19;
-    page[at..at + 64].to_owned()
+    let at = html.find("name=\"csrf\" value=\"").expect("a form token") + 19;
+    html[at..at + 64].to_owned()
 }
 
 #[tokio::test]
@@ -272,13 +267,7 @@ async fn a_sign_in_link_works_once_and_only_the_right_password_signs_in() {
     let look = app.client.get(&app.sign_in_link).send().await.unwrap();
     assert_eq!(look.status(), StatusCode::OK);
     // A short password is refused next to its field, and the link still works.
-    let short = app
-        .client
-        .post(&app.sign_in_link)
-        .form(&[("password", "short"), ("confirm", "short")])
-        .send()
-        .await
-        .unwrap();
+    let short = set_password_by_link(&app, "short").await;
     assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         short
@@ -289,22 +278,10 @@ async fn a_sign_in_link_works_once_and_only_the_right_password_signs_in() {
     );
     let cookie = use_link(&app).await;
     // Used once: gone.
-    let again = app
-        .client
-        .post(&app.sign_in_link)
-        .form(&[("password", PASSWORD), ("confirm", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let again = set_password_by_link(&app, PASSWORD).await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
     // The session opens the dashboard.
-    let links = app
-        .client
-        .get(app.url("/app/links"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let links = page(&app, "/app/links", &cookie).await;
     assert_eq!(links.status(), StatusCode::OK);
 
     let wrong = sign_in(&app, "admin@localhost", "not the password").await;
@@ -387,13 +364,7 @@ async fn a_form_without_the_token_or_from_another_origin_changes_nothing() {
 async fn a_session_never_authorizes_the_json_api_and_ends_at_sign_out() {
     let app = spawn_app().await;
     let cookie = use_link(&app).await;
-    let me = app
-        .client
-        .get(app.url("/api/v1/me"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let me = page(&app, "/api/v1/me", &cookie).await;
     expect_problem(me, StatusCode::UNAUTHORIZED).await;
     let token = form_token(&app, &cookie).await;
     let out = app
@@ -406,13 +377,7 @@ async fn a_session_never_authorizes_the_json_api_and_ends_at_sign_out() {
         .unwrap();
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert!(header(&out, "set-cookie").contains("Max-Age=0"));
-    let after = app
-        .client
-        .get(app.url("/app/links"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let after = page(&app, "/app/links", &cookie).await;
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
     assert!(header(&after, "location").starts_with("/app/sign-in?next="));
 }
@@ -558,14 +523,7 @@ async fn an_admin_imports_links_manages_keys_and_adds_a_member() {
     b.fill("#name", "ci script").await;
     b.click("form.panel button[type=submit]").await;
     b.wait_for_text_here("shown only this once").await;
-    let key = b
-        .client
-        .find(fantoccini::Locator::Css("#new-key"))
-        .await
-        .expect("the new key is shown")
-        .text()
-        .await
-        .unwrap();
+    let key = b.text_of("#new-key").await;
     assert!(key.starts_with("snip_"), "{key}");
     b.screenshots("keys").await;
     expect_status(app.get("/api/v1/me", &key).await, StatusCode::OK).await;
@@ -584,14 +542,7 @@ async fn an_admin_imports_links_manages_keys_and_adds_a_member() {
     b.click("form.panel button[type=submit]").await;
     b.wait_for_text_here("Sign-in link for member@example.com")
         .await;
-    let invite = b
-        .client
-        .find(fantoccini::Locator::Css("#invite-link"))
-        .await
-        .expect("a sign-in link for the new member")
-        .text()
-        .await
-        .unwrap();
+    let invite = b.text_of("#invite-link").await;
     b.screenshots("users").await;
     b.submit("header form button[type=submit]").await;
 

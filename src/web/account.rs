@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{self, form_token_ok};
+use super::auth::{self, Posted};
 use super::page::{self, FormErrors, Page, html};
 use crate::app::sessions::{self, Opened, Session, SignInError};
 use crate::app::{AppError, AppState};
@@ -103,29 +103,15 @@ fn signed_in(state: &AppState, opened: &Opened, next: &str) -> Response {
     res
 }
 
-/// A form that carries only its form token.
+/// A form that carries only its form token (checked by [`Posted`]).
 #[derive(Debug, Deserialize)]
-pub struct TokenForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-impl TokenForm {
-    /// The form token sent.
-    pub fn token(&self) -> &str {
-        &self.csrf
-    }
-}
+pub struct JustTheToken {}
 
 /// `POST /app/sign-out`.
 pub async fn sign_out(
     State(state): State<AppState>,
-    session: Session,
-    Form(form): Form<TokenForm>,
+    Posted { session, .. }: Posted<JustTheToken>,
 ) -> Response {
-    if !form_token_ok(&session, &form.csrf) {
-        return auth::refused();
-    }
     if let Err(e) = sessions::sign_out(&state, &session).await {
         return page::app_error(e);
     }
@@ -252,8 +238,6 @@ pub async fn account_page(session: Session, Query(q): Query<DoneQuery>) -> Respo
 #[derive(Debug, Deserialize)]
 pub struct PasswordForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     current: String,
     #[serde(default)]
     password: String,
@@ -262,12 +246,8 @@ pub struct PasswordForm {
 /// `POST /app/account`: changes one's password.
 pub async fn change_password(
     State(state): State<AppState>,
-    session: Session,
-    Form(form): Form<PasswordForm>,
+    Posted { session, form }: Posted<PasswordForm>,
 ) -> Response {
-    if !form_token_ok(&session, &form.csrf) {
-        return auth::refused();
-    }
     match sessions::change_password(&state, &session, &form.current, &form.password).await {
         Ok(()) => Redirect::to("/app/account?done=password").into_response(),
         Err(AppError::Validation(errors)) => html(
@@ -284,12 +264,8 @@ pub async fn change_password(
 /// `POST /app/account/sign-out-everywhere`.
 pub async fn sign_out_everywhere(
     State(state): State<AppState>,
-    session: Session,
-    Form(form): Form<TokenForm>,
+    Posted { session, .. }: Posted<JustTheToken>,
 ) -> Response {
-    if !form_token_ok(&session, &form.csrf) {
-        return auth::refused();
-    }
     if let Err(e) = sessions::sign_out_everywhere(&state, &session).await {
         return page::app_error(e);
     }

@@ -7,7 +7,8 @@
 //!   compared in constant time. A form posted from another site lacks it.
 //! - Every `POST` under `/app` whose `Origin` is not snip's own is refused first.
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -83,6 +84,63 @@ impl FromRequestParts<AppState> for Session {
             .unwrap_or("/app/links");
         let to = format!("/app/sign-in?next={}", encode_component(back));
         Err(Redirect::to(&to).into_response())
+    }
+}
+
+/// A form posted by a signed-in person, its form token checked: the session and the
+/// form's other fields. A form without the right token is refused before it is read.
+pub struct Posted<T> {
+    /// Who posted it.
+    pub session: Session,
+    /// The fields.
+    pub form: T,
+}
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let token = url::form_urlencoded::parse(&body)
+            .find(|(name, _)| name == "csrf")
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default();
+        if !form_token_ok(&session, &token) {
+            return Err(refused());
+        }
+        let form = serde_urlencoded::from_bytes(&body).map_err(|e| {
+            super::page::error_page(
+                StatusCode::BAD_REQUEST,
+                "This form could not be read",
+                &e.to_string(),
+            )
+        })?;
+        Ok(Self { session, form })
+    }
+}
+
+/// A numeric id in the path; anything else names nothing (404).
+pub struct IdPath(pub i64);
+
+impl FromRequestParts<AppState> for IdPath {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(p) => {
+                p.0.parse()
+                    .map(IdPath)
+                    .map_err(|_| super::page::not_found())
+            }
+            Err(_) => Err(super::page::not_found()),
+        }
     }
 }
 

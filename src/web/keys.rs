@@ -1,11 +1,12 @@
 //! One's own API keys: list, create (the key is shown once), revoke.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::auth::{self, form_token_ok};
+use super::account::JustTheToken;
+use super::auth::{IdPath, Posted};
 use super::page::{self, Page, html};
 use crate::app::sessions::Session;
 use crate::app::{AppError, AppState};
@@ -106,11 +107,12 @@ pub async fn list(State(state): State<AppState>, session: Session) -> Response {
 /// `POST /app/keys`: creates a key and shows it once (in the page, never in a URL).
 pub async fn create(
     State(state): State<AppState>,
-    session: Session,
-    axum::extract::RawForm(body): axum::extract::RawForm,
-) -> Response {
     // Repeated `scope` fields: read the pairs rather than a struct.
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    Posted {
+        session,
+        form: pairs,
+    }: Posted<Vec<(String, String)>>,
+) -> Response {
     let field = |name: &str| {
         pairs
             .iter()
@@ -118,9 +120,6 @@ pub async fn create(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    if !form_token_ok(&session, &field("csrf")) {
-        return auth::refused();
-    }
     let scopes: Vec<String> = pairs
         .iter()
         .filter(|(k, _)| k == "scope")
@@ -157,16 +156,9 @@ pub async fn create(
 /// `POST /app/keys/{id}/revoke`.
 pub async fn revoke(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    axum::extract::Form(form): axum::extract::Form<super::account::TokenForm>,
+    IdPath(id): IdPath,
+    Posted { session, .. }: Posted<JustTheToken>,
 ) -> Response {
-    if !form_token_ok(&session, form.token()) {
-        return auth::refused();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return page::not_found();
-    };
     let caller = &session.caller;
     match crate::app::users::revoke_key(&state, caller, caller.user.id, id).await {
         Ok(()) => Redirect::to("/app/keys").into_response(),

@@ -2,13 +2,14 @@
 //! with its statistics and QR code. Each calls the use case the API calls.
 
 use askama::Template;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 
-use super::auth::{self, encode_component, form_token_ok};
+use super::account::JustTheToken;
+use super::auth::{Posted, encode_component};
 use super::page::{self, FormErrors, Page, html};
 use crate::app::sessions::Session;
 use crate::app::stats::{DIMENSIONS, Interval};
@@ -122,8 +123,6 @@ pub async fn list(
 /// What the link form holds, as typed.
 #[derive(Debug, Default, Deserialize)]
 pub struct LinkForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     url: String,
     #[serde(default)]
@@ -339,12 +338,8 @@ fn form_errors(e: AppError) -> Result<Vec<FieldError>, AppError> {
 /// `POST /app/links`: creates a link, then shows it.
 pub async fn create(
     State(state): State<AppState>,
-    session: Session,
-    Form(form): Form<LinkForm>,
+    Posted { session, form }: Posted<LinkForm>,
 ) -> Response {
-    if !form_token_ok(&session, &form.csrf) {
-        return auth::refused();
-    }
     let parsed = match form.parsed() {
         Ok(p) => p,
         Err(errors) => return form_page(&session, None, &form, errors),
@@ -398,13 +393,9 @@ pub async fn edit_page(
 /// the password unless "remove" is ticked.
 pub async fn update(
     State(state): State<AppState>,
-    session: Session,
     Path(code): Path<String>,
-    Form(mut form): Form<LinkForm>,
+    Posted { session, mut form }: Posted<LinkForm>,
 ) -> Response {
-    if !form_token_ok(&session, &form.csrf) {
-        return auth::refused();
-    }
     let current = match crate::app::links::get(&state, &session.caller, &code).await {
         Ok(link) => link,
         Err(e) => return page::app_error(e),
@@ -470,13 +461,9 @@ pub async fn delete_page(
 /// `POST /app/links/{code}/delete`.
 pub async fn delete(
     State(state): State<AppState>,
-    session: Session,
     Path(code): Path<String>,
-    Form(form): Form<super::account::TokenForm>,
+    Posted { session, .. }: Posted<JustTheToken>,
 ) -> Response {
-    if !form_token_ok(&session, form.token()) {
-        return auth::refused();
-    }
     match crate::app::links::delete(&state, &session.caller, &code).await {
         Ok(()) => {
             Redirect::to(&format!("/app/links?deleted={}", encode_component(&code))).into_response()

@@ -2,13 +2,13 @@
 //! role change, a new sign-in link, and deleting a user. Members get 404 here.
 
 use askama::Template;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::account::TokenForm;
-use super::auth::{self, form_token_ok};
+use super::account::JustTheToken;
+use super::auth::{IdPath, Posted};
 use super::page::{self, FormErrors, Page, html};
 use crate::app::sessions::{self, Session};
 use crate::app::{AppError, AppState};
@@ -116,8 +116,6 @@ pub async fn list(
 #[derive(Debug, Deserialize)]
 pub struct NewUserForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     name: String,
@@ -133,12 +131,8 @@ fn link(state: &AppState, token: &str) -> String {
 /// `POST /app/users`: creates a user and shows a sign-in link for them.
 pub async fn create(
     State(state): State<AppState>,
-    session: Session,
-    Form(form): Form<NewUserForm>,
+    Posted { session, form }: Posted<NewUserForm>,
 ) -> Response {
-    if !form_token_ok(&session, &form.csrf) {
-        return auth::refused();
-    }
     let input = UserInput {
         email: Some(form.email.trim().to_owned()),
         name: Some(form.name.clone()),
@@ -181,16 +175,9 @@ async fn invite_page(state: &AppState, session: &Session, user: &UserRecord) -> 
 /// `POST /app/users/{id}/sign-in-link`: a new one-time link for a user.
 pub async fn new_link(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<TokenForm>,
+    IdPath(id): IdPath,
+    Posted { session, .. }: Posted<JustTheToken>,
 ) -> Response {
-    if !form_token_ok(&session, form.token()) {
-        return auth::refused();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return page::not_found();
-    };
     match crate::app::users::get(&state, &session.caller, id).await {
         Ok(user) if session.caller.is_admin() => invite_page(&state, &session, &user).await,
         Ok(_) => page::not_found(),
@@ -202,24 +189,15 @@ pub async fn new_link(
 #[derive(Debug, Deserialize)]
 pub struct RoleForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     role: String,
 }
 
 /// `POST /app/users/{id}/role`.
 pub async fn set_role(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<RoleForm>,
+    IdPath(id): IdPath,
+    Posted { session, form }: Posted<RoleForm>,
 ) -> Response {
-    if !form_token_ok(&session, &form.csrf) {
-        return auth::refused();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return page::not_found();
-    };
     if !session.caller.is_admin() {
         return page::not_found();
     }
@@ -245,11 +223,8 @@ struct DeletePage {
 pub async fn delete_page(
     State(state): State<AppState>,
     session: Session,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Response {
-    let Ok(id) = id.parse::<i64>() else {
-        return page::not_found();
-    };
     if !session.caller.is_admin() {
         return page::not_found();
     }
@@ -269,16 +244,9 @@ pub async fn delete_page(
 /// `POST /app/users/{id}/delete`.
 pub async fn delete(
     State(state): State<AppState>,
-    session: Session,
-    Path(id): Path<String>,
-    Form(form): Form<TokenForm>,
+    IdPath(id): IdPath,
+    Posted { session, .. }: Posted<JustTheToken>,
 ) -> Response {
-    if !form_token_ok(&session, form.token()) {
-        return auth::refused();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return page::not_found();
-    };
     if !session.caller.is_admin() || id == session.caller.user.id {
         return page::not_found();
     }

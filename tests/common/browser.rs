@@ -111,6 +111,17 @@ impl Browser {
         panic!("the page's text could not be read");
     }
 
+    /// The text of the element `css`.
+    pub async fn text_of(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .text()
+            .await
+            .expect("element text")
+    }
+
     /// Types `value` into the input `css` (after clearing it).
     pub async fn fill(&self, css: &str, value: &str) {
         let e = self
