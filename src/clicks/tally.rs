@@ -784,6 +784,67 @@ mod tests {
     }
 
     #[test]
+    fn clicks_of_the_tallys_hour_are_counted_in_their_links_block() {
+        let mut c = Classifier::default();
+        let mut tally = Tally::default();
+        let aa = link("aa");
+        // Three quarter hours of one hour.
+        for i in [1, 2, 3] {
+            tally.add(&event(&aa, i, Some(FIREFOX)), &mut c);
+        }
+        assert!(tally.overflow.is_empty(), "{:?}", tally.overflow);
+        // A click of the next hour moves the last hour's counters out of the block.
+        tally.add(&event(&aa, 4, Some(FIREFOX)), &mut c);
+        assert!(!tally.overflow.is_empty());
+        assert!(
+            tally
+                .overflow
+                .keys()
+                .all(|(_, hour, _, _)| *hour == 1_800_000_000_000)
+        );
+    }
+
+    #[test]
+    fn rows_count_each_counter_and_each_new_visitor_once() {
+        let mut c = Classifier::default();
+        let mut tally = Tally::default();
+        let aa = link("aa");
+        let referrers: Vec<String> = (0..20).map(|r| format!("r{r}.example")).collect();
+        for round in 0..2 {
+            for r in &referrers {
+                let mut e = event(&aa, 1, Some(FIREFOX));
+                e.referrer = Some(r);
+                tally.add(&e, &mut c);
+            }
+            // One profile, 20 referrers (16 counters fill the block, the rest overflow),
+            // one country and one visitor, however often they are seen.
+            assert_eq!(tally.rows(), 1 + 20 + 1 + 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_taken_tally_keeps_its_blocks_memory_for_the_next_batch() {
+        let mut c = Classifier::default();
+        let mut tally = Tally::default();
+        let (aa, bb) = (link("aa"), link("bb"));
+        tally.add(&event(&aa, 1, Some(FIREFOX)), &mut c);
+        tally.add(&event(&bb, 2, Some(FIREFOX)), &mut c);
+        let _ = tally.take(&c, salts());
+        assert!(tally.blocks.capacity() >= 2, "{}", tally.blocks.capacity());
+    }
+
+    #[test]
+    fn one_person_on_two_links_is_a_new_visitor_of_each() {
+        let mut c = Classifier::default();
+        let mut tally = Tally::default();
+        let (aa, bb) = (link("aa"), link("bb"));
+        tally.add(&event(&aa, 1, Some(FIREFOX)), &mut c);
+        tally.add(&event(&bb, 1, Some(FIREFOX)), &mut c);
+        tally.add(&event(&bb, 1, Some(FIREFOX)), &mut c);
+        assert_eq!(tally.take(&c, salts()).visitor_rows().count(), 2);
+    }
+
+    #[test]
     fn a_block_counts_until_full_then_sends_the_rest_elsewhere() {
         let mut b = Block::default();
         for tag in 1..=SLOTS as u32 {
