@@ -6,9 +6,8 @@
 #   bash bench/compare.sh BEFORE AFTER        two snip binaries (release builds)
 #   ROUNDS=5 SECONDS_PER_RUN=8                 the defaults
 #
-# The limit server and the bulk loader are built from this checkout. Servers run on CPU 0,
-# wrk on CPU 1, 127.0.0.1 only. Prints a Markdown table; writes nothing in the repository
-# but the bulk-loaded database under BENCH_DATA (target/bench-data), shared with run.sh.
+# The limit server is built from this checkout. Servers run on CPU 0, wrk on CPU 1,
+# 127.0.0.1 only. Prints a Markdown table; writes nothing in the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: bash bench/compare.sh BEFORE AFTER" >&2; exit 2; }
@@ -16,34 +15,25 @@ BEFORE=$(realpath "$1")
 AFTER=$(realpath "$2")
 ROUNDS=${ROUNDS:-5}
 SECS=${SECONDS_PER_RUN:-8}
-DATA=${BENCH_DATA:-target/bench-data}
-cargo build --release --quiet --example limit --example bulk_load
+cargo build --release --quiet --example limit
 . bench/lib.sh
 note() { printf '%s\n' "$*" >&2; }
 
 NO_LIMITS="[rate_limits]
 enabled = false"
-COLD_DB=$DATA/links-100000.db
-mkdir -p "$DATA"
-if [ ! -f "$COLD_DB.done" ]; then
-    rm -f "$COLD_DB" "$COLD_DB-wal" "$COLD_DB-shm"
-    note "loading 100000 links into $COLD_DB"
-    target/release/examples/bulk_load "sqlite://$COLD_DB" 100000 >&2
-    touch "$COLD_DB.done"
-fi
-
 LIMIT=$(start_limit target/release/examples/limit)
 declare -A PORT
 for build in before after; do
     bin=$BEFORE
     [ "$build" = after ] && bin=$AFTER
-    # Each cold server reads its own copy, so neither sees the other's pages or locks.
-    cp "$COLD_DB" "$WORK/cold-$build.db"
     PORT[hot_$build]=$(start_snip "$bin" "hot_$build" "$NO_LIMITS")
+    # Each cold server makes its own 100,000 links through its own API: a database that a
+    # newer build migrated cannot be opened by an older one.
     PORT[cold_$build]=$(start_snip "$bin" "cold_$build" "analytics = false
 [cache]
 capacity = 10000
-$NO_LIMITS" "$WORK/cold-$build.db")
+$NO_LIMITS")
+    load "${PORT[cold_$build]}" 100000 "$WORK/cold_$build.codes"
     PORT[create_$build]=$(start_snip "$bin" "create_$build" "$NO_LIMITS")
     load "${PORT[hot_$build]}" 10000 "$WORK/hot_$build.codes"
 done
@@ -76,7 +66,7 @@ for round in $(seq 1 "$ROUNDS"); do
         FIG[hot_$build]=$(measure "hot_$build" "${PORT[hot_$build]}" bench/redirects.lua CODES="$WORK/hot_$build.codes")
     done
     for build in $order; do
-        FIG[cold_$build]=$(measure "cold_$build" "${PORT[cold_$build]}" bench/redirects.lua N=100000)
+        FIG[cold_$build]=$(measure "cold_$build" "${PORT[cold_$build]}" bench/redirects.lua CODES="$WORK/cold_$build.codes")
     done
     for build in $order; do
         FIG[create_$build]=$(measure "create_$build" "${PORT[create_$build]}" bench/create.lua KEY="$KEY")

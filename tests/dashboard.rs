@@ -556,3 +556,48 @@ async fn an_admin_imports_links_manages_keys_and_adds_a_member() {
     assert!(!b.text().await.contains("Users\n"));
     b.close().await;
 }
+
+#[tokio::test]
+async fn the_links_table_sorts_by_most_clicked_with_page_numbers() {
+    let app = spawn_app().await;
+    let cookie = use_link(&app).await;
+    let mut codes = Vec::new();
+    for t in ["one", "two", "three"] {
+        let url = format!("https://example.com/{t}");
+        codes.push(app.create_link_to(&app.admin_key, &url).await);
+    }
+    for (code, clicks) in [(&codes[0], 1), (&codes[1], 3)] {
+        for _ in 0..clicks {
+            expect_status(app.redirect(code).await, StatusCode::FOUND).await;
+        }
+    }
+    // Clicks reach the totals within a fifth of a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let body = page(&app, "/app/links?sort=clicks", &cookie)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let at = |c: &str| {
+            body.find(&format!(">{c}</a>"))
+                .expect("every link is listed")
+        };
+        if at(&codes[1]) < at(&codes[0]) && at(&codes[0]) < at(&codes[2]) {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never sorted by clicks:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains("Most clicked first"));
+    // Newest first is still the default.
+    let newest = page(&app, "/app/links", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(newest.contains("<caption class=\"hint\">Newest first"));
+}

@@ -7,7 +7,7 @@ mod common;
 
 use common::postgres::TestDb;
 use snip::store::postgres::PgStore;
-use snip::store::{LinkCursor, LinkQuery, PageRequest, sql};
+use snip::store::{LinkCursor, LinkOrder, LinkQuery, PageRequest, sql};
 use sqlx::{AssertSqlSafe, Connection};
 
 const FILL: &str = "
@@ -38,6 +38,7 @@ async fn a_users_pages_are_read_by_index() {
         owner_id: 7,
         tag: None,
         q: None,
+        order: LinkOrder::Newest,
         limit: 20,
         page: PageRequest::After(None),
     };

@@ -11,7 +11,7 @@ use snip::domain::target_url::TargetUrl;
 use snip::domain::user::{Email, Role, UserDraft};
 use snip::store::sqlite::SqliteStore;
 use snip::store::{
-    ClickFact, LinkFields, LinkQuery, LinkRecord, LinkStore, PageRequest, UserStore,
+    ClickFact, LinkFields, LinkOrder, LinkQuery, LinkRecord, LinkStore, PageRequest, UserStore,
 };
 
 use common::statements::{install, statements_of};
@@ -82,6 +82,7 @@ async fn listing_links_with_tags_is_a_fixed_number_of_statements() {
         owner_id: owner.id,
         tag: None,
         q: None,
+        order: LinkOrder::Newest,
         limit,
         page,
     };

@@ -12,8 +12,9 @@ use snip::domain::link::RedirectStatus;
 use snip::domain::target_url::TargetUrl;
 use snip::domain::user::{Email, Role, UserDraft};
 use snip::store::{
-    ClickFact, IdempotencySave, LinkCursor, LinkFields, LinkQuery, LinkRecord, LinkStore, NewKey,
-    NewSession, PageRequest, SessionKind, StoreError, StoredResponse, Taken, UserStore,
+    ClickFact, IdempotencySave, LinkCursor, LinkFields, LinkOrder, LinkQuery, LinkRecord,
+    LinkStore, NewKey, NewSession, PageRequest, SessionKind, StoreError, StoredResponse, Taken,
+    UserStore,
 };
 
 /// A backend under test: its two ports, and whatever keeps its database alive.
@@ -150,6 +151,7 @@ fn query(owner: i64, limit: u32, page: PageRequest) -> LinkQuery {
         owner_id: owner,
         tag: None,
         q: None,
+        order: LinkOrder::Newest,
         limit,
         page,
     }
@@ -538,6 +540,50 @@ macro_rules! store_suite {
                     "again"
                 );
                 b.links.ping().await.unwrap();
+            }
+
+            #[tokio::test]
+            async fn links_list_most_clicked_first_by_offset() {
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "order@example.com").await;
+                for (i, c) in ["o1", "o2", "o3", "o4"].into_iter().enumerate() {
+                    b.links
+                        .insert_link(&link(c, owner, i as i64), None)
+                        .await
+                        .unwrap();
+                }
+                let facts: Vec<ClickFact> = [("o2", 3), ("o4", 1)]
+                    .into_iter()
+                    .flat_map(|(c, n)| {
+                        (0..n).map(move |_| ClickFact {
+                            event_id: None,
+                            code: code(c),
+                            at: t(10),
+                            bot: false,
+                            visitor: None,
+                            dims: vec![],
+                        })
+                    })
+                    .collect();
+                b.links.apply_clicks("order", &facts).await.unwrap();
+                let page = |offset| LinkQuery {
+                    order: LinkOrder::MostClicked,
+                    ..query(owner, 2, PageRequest::Offset(offset))
+                };
+                let codes = |p: &snip::store::LinkPage| {
+                    p.links
+                        .iter()
+                        .map(|l| l.code.to_string())
+                        .collect::<Vec<_>>()
+                };
+                let first = b.links.list_links(&page(0)).await.unwrap();
+                assert_eq!(codes(&first), ["o2", "o4"]);
+                assert_eq!((first.links[0].clicks, first.total), (3, Some(4)));
+                assert!(first.has_more);
+                // Links without clicks follow, newest first.
+                let second = b.links.list_links(&page(2)).await.unwrap();
+                assert_eq!(codes(&second), ["o3", "o1"]);
+                assert!(!second.has_more);
             }
 
             #[tokio::test]

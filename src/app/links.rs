@@ -11,8 +11,8 @@ use crate::domain::link::{
 use crate::domain::password;
 use crate::domain::user::UserId;
 use crate::store::{
-    IdempotencyRecord, IdempotencySave, LinkFields, LinkPage, LinkQuery, LinkRecord, PageRequest,
-    StoreError, StoredResponse, Taken,
+    IdempotencyRecord, IdempotencySave, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord,
+    PageRequest, StoreError, StoredResponse, Taken,
 };
 
 /// Attempts at a free random code before giving up (each third one a character longer).
@@ -294,13 +294,16 @@ pub async fn delete(state: &AppState, caller: &Caller, code: &str) -> Result<(),
     Ok(())
 }
 
-/// Lists `owner`'s links; the caller must be the owner or an admin.
+/// Lists `owner`'s links; the caller must be the owner or an admin. Most clicked first
+/// pages by offset only (a cursor from the start reads as offset 0).
+#[allow(clippy::too_many_arguments)]
 pub async fn list(
     state: &AppState,
     caller: &Caller,
     owner: UserId,
     tag: Option<String>,
     q: Option<String>,
+    order: LinkOrder,
     limit: u32,
     page: PageRequest,
 ) -> Result<LinkPage, AppError> {
@@ -308,10 +311,21 @@ pub async fn list(
     if !caller.may_access(owner) {
         return Err(AppError::NotFound);
     }
+    let page = match (order, page) {
+        (LinkOrder::MostClicked, PageRequest::After(None)) => PageRequest::Offset(0),
+        (LinkOrder::MostClicked, PageRequest::After(Some(_))) => {
+            return Err(AppError::Validation(vec![crate::domain::FieldError::new(
+                "cursor",
+                "pages newest-first listings only; use page with this order",
+            )]));
+        }
+        (_, page) => page,
+    };
     let query = LinkQuery {
         owner_id: owner,
         tag,
         q,
+        order,
         limit,
         page,
     };

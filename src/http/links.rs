@@ -450,6 +450,7 @@ pub async fn list_for(
         owner,
         params.tag.filter(|t| !t.is_empty()),
         params.q.filter(|q| !q.is_empty()),
+        crate::store::LinkOrder::Newest,
         limit,
         page,
     )

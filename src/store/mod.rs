@@ -288,6 +288,16 @@ pub enum PageRequest {
     Offset(u64),
 }
 
+/// The order of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkOrder {
+    /// Newest first (the index order; pages by cursor or offset).
+    #[default]
+    Newest,
+    /// Most clicked first, then newest (pages by offset only: totals move).
+    MostClicked,
+}
+
 /// A listing query over one owner's live links.
 #[derive(Debug, Clone)]
 pub struct LinkQuery {
@@ -297,6 +307,8 @@ pub struct LinkQuery {
     pub tag: Option<String>,
     /// Only links whose url, title or code contains this text.
     pub q: Option<String>,
+    /// The order.
+    pub order: LinkOrder,
     /// Page size.
     pub limit: u32,
     /// Which page.
@@ -306,7 +318,7 @@ pub struct LinkQuery {
 /// One page of links.
 #[derive(Debug, Clone)]
 pub struct LinkPage {
-    /// The links, newest first.
+    /// The links, in the query's order.
     pub links: Vec<LinkRecord>,
     /// Whether more links follow.
     pub has_more: bool,

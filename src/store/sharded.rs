@@ -16,8 +16,9 @@ use super::postgres::PgStore;
 use super::ring::{Ring, RingMember};
 use super::{
     ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
-    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession, PageRequest, PoolUsage,
-    RedirectTarget, SessionRecord, StoreError, StoreResult, Taken, UserRecord, UserStore,
+    LinkOrder, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession, PageRequest,
+    PoolUsage, RedirectTarget, SessionRecord, StoreError, StoreResult, Taken, UserRecord,
+    UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
@@ -294,8 +295,12 @@ impl LinkStore for ShardedStore {
             all.extend(page.links);
         }
         all.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
+            let clicks = match query.order {
+                LinkOrder::Newest => std::cmp::Ordering::Equal,
+                LinkOrder::MostClicked => b.clicks.cmp(&a.clicks),
+            };
+            clicks
+                .then_with(|| b.created_at.cmp(&a.created_at))
                 .then_with(|| a.code.cmp(&b.code))
         });
         let limit = query.limit as usize;

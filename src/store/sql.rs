@@ -271,7 +271,7 @@ macro_rules! sql_store {
             use $crate::store::rows::on_unique;
             use $crate::store::{
                 ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave,
-                KeyRecord, LinkFields, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey,
+                KeyRecord, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey,
                 NewSession, PageRequest, PoolUsage, RedirectTarget, SessionRecord, StoreError,
                 StoreResult, Taken, UserRecord, UserStore, sql,
             };
@@ -376,6 +376,15 @@ macro_rules! sql_store {
                 let mut qb =
                     sqlx::QueryBuilder::<$db>::new(format!("{prefix}{}", sql::LINK_LISTING));
                 push_filters(&mut qb, query);
+                if query.order == LinkOrder::MostClicked {
+                    qb.push(" ORDER BY clicks DESC, created_at DESC, code ASC LIMIT ")
+                        .push_bind(i64::from(query.limit) + 1);
+                    if let PageRequest::Offset(offset) = query.page {
+                        qb.push(" OFFSET ")
+                            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+                    }
+                    return qb;
+                }
                 if let PageRequest::After(Some(cursor)) = &query.page {
                     // `created_at <= c` bounds the index range; the OR settles ties within it.
                     qb.push(" AND created_at <= ")

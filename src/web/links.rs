@@ -16,7 +16,7 @@ use crate::app::stats::{DIMENSIONS, Interval};
 use crate::app::{AppError, AppState};
 use crate::domain::FieldError;
 use crate::domain::link::{LinkInput, LinkPatch};
-use crate::store::{LinkCursor, LinkRecord, PageRequest, StoredResponse, Taken};
+use crate::store::{LinkCursor, LinkOrder, LinkRecord, PageRequest, StoredResponse, Taken};
 
 /// Links a page of the table shows.
 pub const PAGE_SIZE: u32 = 25;
@@ -38,18 +38,22 @@ struct LinksPage {
     page: Page,
     q: String,
     tag: String,
+    by_clicks: bool,
     rows: Vec<Row>,
     first_page: bool,
     first_href: String,
     next_href: Option<String>,
 }
 
-/// The table's query.
+/// The table's query: filters, order (`sort=clicks` for most clicked) and page (a cursor
+/// newest first, a page number most clicked first).
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     q: Option<String>,
     tag: Option<String>,
+    sort: Option<String>,
     cursor: Option<String>,
+    page: Option<u64>,
 }
 
 fn short_url(state: &AppState, code: &str) -> String {
@@ -60,7 +64,7 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
 }
 
-/// `GET /app/links`: the signed-in person's links, newest first.
+/// `GET /app/links`: the signed-in person's links, newest or most clicked first.
 pub async fn list(
     State(state): State<AppState>,
     session: Session,
@@ -68,8 +72,20 @@ pub async fn list(
 ) -> Response {
     let q = query.q.unwrap_or_default().trim().to_owned();
     let tag = query.tag.unwrap_or_default().trim().to_owned();
-    let cursor = query.cursor.as_deref().and_then(LinkCursor::decode);
-    let first_page = cursor.is_none();
+    let by_clicks = query.sort.as_deref() == Some("clicks");
+    let (order, page_request, first_page) = if by_clicks {
+        let page = query.page.unwrap_or(1).max(1);
+        let offset = (page - 1).saturating_mul(u64::from(PAGE_SIZE));
+        (
+            LinkOrder::MostClicked,
+            PageRequest::Offset(offset),
+            page == 1,
+        )
+    } else {
+        let cursor = query.cursor.as_deref().and_then(LinkCursor::decode);
+        let first = cursor.is_none();
+        (LinkOrder::Newest, PageRequest::After(cursor), first)
+    };
     let caller = &session.caller;
     let found = crate::app::links::list(
         &state,
@@ -77,21 +93,34 @@ pub async fn list(
         caller.user.id,
         (!tag.is_empty()).then(|| tag.clone()),
         (!q.is_empty()).then(|| q.clone()),
+        order,
         PAGE_SIZE,
-        PageRequest::After(cursor),
+        page_request,
     )
     .await;
     let found = match found {
         Ok(p) => p,
         Err(e) => return page::app_error(e),
     };
-    let filters = format!("q={}&tag={}", encode_component(&q), encode_component(&tag));
+    let sort = if by_clicks { "clicks" } else { "newest" };
+    let filters = format!(
+        "q={}&tag={}&sort={sort}",
+        encode_component(&q),
+        encode_component(&tag)
+    );
     let next_href = found.links.last().filter(|_| found.has_more).map(|l| {
-        let c = LinkCursor {
-            created_at: l.created_at.timestamp_millis(),
-            code: l.code.to_string(),
-        };
-        format!("/app/links?{filters}&cursor={}", c.encode())
+        if by_clicks {
+            format!(
+                "/app/links?{filters}&page={}",
+                query.page.unwrap_or(1).max(1) + 1
+            )
+        } else {
+            let c = LinkCursor {
+                created_at: l.created_at.timestamp_millis(),
+                code: l.code.to_string(),
+            };
+            format!("/app/links?{filters}&cursor={}", c.encode())
+        }
     });
     let rows = found
         .links
@@ -112,6 +141,7 @@ pub async fn list(
             page: Page::signed_in("Links", "links", &session),
             q,
             tag,
+            by_clicks,
             rows,
             first_page,
             first_href: format!("/app/links?{filters}"),

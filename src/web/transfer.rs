@@ -233,6 +233,7 @@ pub async fn export(State(state): State<AppState>, session: Session) -> Response
             caller.user.id,
             None,
             None,
+            crate::store::LinkOrder::Newest,
             EXPORT_PAGE,
             PageRequest::After(cursor.take()),
         )
