@@ -27,7 +27,7 @@ COOKIE=$(curl -s -o /dev/null -D - -X POST "$LINK" \
 
 # The second page of the table: follow the first page's "Next page" link.
 NEXT=$(curl -s -H "Cookie: $COOKIE" "http://127.0.0.1:$PORT/app/links" \
-    | grep -o 'href="/app/links?q=[^"]*cursor=[^"]*"' | head -n 1 | sed 's/href="//; s/"$//; s/&amp;/\&/g')
+    | grep -o 'href="/app/links?q=[^"]*cursor=[^"]*"' | head -n 1 | sed 's/href="//; s/"$//; s/&amp;/\&/g; s/&#38;/\&/g')
 
 page() {
     local path=$1
@@ -46,6 +46,8 @@ echo "|---|---|---|---|"
 page /app/links
 page "$NEXT"
 page "/app/links?q=example.com%2F5%2F&tag="
+page "/app/links?sort=clicks"
+page "/app/links?sort=clicks&page=40"
 page "/app/links/$CODE"
 page "/app/links/$CODE/edit"
 page "/app/links/$CODE/qr?format=png&size=512"
