@@ -201,3 +201,62 @@ async fn keys_create_admin_restores_access_when_no_admin_key_is_left() {
         assert_eq!(users.status(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_start_prints_a_sign_in_link_and_set_password_works_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/snip.db", dir.path().display());
+    let mut cmd = Snip::command(dir.path(), &db, "");
+    cmd.stderr(Stdio::piped());
+    let mut snip = Snip::spawn(cmd);
+    let stderr = snip.take_stderr().expect("stderr");
+    snip.terminate();
+    assert!(snip.wait().success());
+    let printed: Vec<String> = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(
+        printed.iter().any(|l| l.contains("/app/welcome/")),
+        "no sign-in link printed: {printed:?}"
+    );
+
+    let set_password = |email: &str, password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_snip"))
+            .args(["users", "set-password", "--email", email, "--database", &db])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = set_password("admin@localhost", "short");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 10 characters"));
+    let nobody = set_password("nobody@example.com", "long enough password");
+    assert!(!nobody.status.success());
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no user"));
+    let ok = set_password("admin@localhost", "long enough password");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let snip = Snip::spawn(Snip::command(dir.path(), &db, ""));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let sign_in = |password: &'static str| {
+        client
+            .post(snip.url("/app/sign-in"))
+            .form(&[("email", "admin@localhost"), ("password", password)])
+            .send()
+    };
+    assert_eq!(sign_in("long enough password").await.unwrap().status(), 303);
+    assert_eq!(sign_in("another password").await.unwrap().status(), 401);
+}

@@ -190,6 +190,14 @@ async fn a_person_signs_in_manages_a_link_and_sees_its_click() {
     b.assert_accessible("sign in").await;
     b.screenshots("sign-in").await;
 
+    // The landing page and an error page pass the same checks.
+    b.goto(&app.base).await;
+    b.assert_accessible("landing").await;
+    b.goto(&app.url("/app/nothing-here")).await;
+    assert!(b.text().await.contains("Not found"));
+    b.assert_accessible("not found").await;
+    b.goto(&app.url("/app/links")).await;
+
     // Signing in with the password set earlier goes back where the person was going.
     b.fill("#email", "admin@localhost").await;
     b.fill("#password", PASSWORD).await;
@@ -600,4 +608,29 @@ async fn the_links_table_sorts_by_most_clicked_with_page_numbers() {
         .await
         .unwrap();
     assert!(newest.contains("<caption class=\"hint\">Newest first"));
+}
+
+#[tokio::test]
+async fn a_session_made_on_one_node_is_good_on_another() {
+    let a = spawn_app().await;
+    let db = format!("sqlite://{}/snip.db", a.dir.path().display());
+    let b = spawn_app_with(move |c| c.database_url = db).await;
+    let cookie = use_link(&a).await;
+    let on_b = page(&b, "/app/links", &cookie).await;
+    assert_eq!(on_b.status(), StatusCode::OK);
+    // Signing out on one node ends the session on the other.
+    let token = form_token(&b, &cookie).await;
+    let out = b
+        .client
+        .post(b.url("/app/sign-out"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        page(&a, "/app/links", &cookie).await.status(),
+        StatusCode::SEE_OTHER
+    );
 }
