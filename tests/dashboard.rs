@@ -634,3 +634,20 @@ async fn a_session_made_on_one_node_is_good_on_another() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[tokio::test]
+async fn a_signed_in_person_has_a_budget_of_pages() {
+    let app = spawn_app_with(|c| c.rate_limits.reads.capacity = 3.0).await;
+    let cookie = use_link(&app).await;
+    for _ in 0..3 {
+        assert_eq!(
+            page(&app, "/app/links", &cookie).await.status(),
+            StatusCode::OK
+        );
+    }
+    let spent = page(&app, "/app/links", &cookie).await;
+    assert_eq!(spent.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(!header(&spent, "retry-after").is_empty());
+    // Their API keys keep budgets of their own.
+    expect_status(app.get("/api/v1/me", &app.admin_key).await, StatusCode::OK).await;
+}

@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 use crate::app::sessions::{self, Opened, Session};
+use crate::ratelimit::PolicyName;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "snip_session";
@@ -71,7 +72,11 @@ impl FromRequestParts<AppState> for Session {
     ) -> Result<Self, Self::Rejection> {
         if let Some(token) = session_token(&parts.headers) {
             match sessions::resume(state, token).await {
-                Ok(Some(session)) => return Ok(session),
+                Ok(Some(session)) => {
+                    return within_budget(state, &parts.method, &session)
+                        .await
+                        .map(|()| session);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(super::page::app_error(e)),
             }
@@ -84,6 +89,35 @@ impl FromRequestParts<AppState> for Session {
             .unwrap_or("/app/links");
         let to = format!("/app/sign-in?next={}", encode_component(back));
         Err(Redirect::to(&to).into_response())
+    }
+}
+
+/// Draws a signed-in person's request from their budget: the API's `reads` policy for
+/// pages, `writes` for forms, kept per person (apart from their keys' budgets).
+async fn within_budget(
+    state: &AppState,
+    method: &Method,
+    session: &Session,
+) -> Result<(), Response> {
+    let policy = if matches!(*method, Method::GET | Method::HEAD) {
+        PolicyName::Reads
+    } else {
+        PolicyName::Writes
+    };
+    let bucket = format!("u{}", session.caller.user.id);
+    let now = state.clock.now().timestamp_millis();
+    match state.limiter.check(policy, &bucket, now).await {
+        Some(d) if !d.allowed => {
+            let wait = d.retry_after.ceil().max(1.0) as u64;
+            let mut res = super::page::error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Slow down",
+                &format!("Too many requests at once. Try again in {wait} seconds."),
+            );
+            res.headers_mut().insert(header::RETRY_AFTER, wait.into());
+            Err(res)
+        }
+        _ => Ok(()),
     }
 }
 
