@@ -479,12 +479,17 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_alias_fails_even_when_the_link_is_good() {
-        let bad = LinkInput {
-            alias: Some("ab".into()),
+    fn an_alias_error_fails_the_request_even_when_the_link_is_good() {
+        let with_alias = |alias: &str| LinkInput {
+            alias: Some(alias.into()),
             ..input("https://example.com/")
         };
-        let errors = validate_create(bad, &UrlPolicy::default(), Utc::now()).unwrap_err();
+        let policy = UrlPolicy::default();
+        let errors = validate_create(with_alias("ab"), &policy, Utc::now()).unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "alias");
+        // A PUT cannot change the alias: refused, although every field is valid.
+        let errors = validate_replace(with_alias("fine-alias"), &policy, Utc::now()).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "alias");
     }
