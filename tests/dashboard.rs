@@ -75,6 +75,7 @@ async fn a_person_signs_in_manages_a_link_and_sees_its_click() {
     b.goto(&app.sign_in_link).await;
     assert!(b.text().await.contains("Welcome, admin@localhost"));
     b.assert_accessible("welcome").await;
+    b.screenshots("welcome").await;
     b.fill("#password", PASSWORD).await;
     b.fill("#confirm", PASSWORD).await;
     b.submit("button[type=submit]").await;
@@ -146,6 +147,7 @@ async fn a_person_signs_in_manages_a_link_and_sees_its_click() {
     // Edit.
     b.goto(&app.url(&format!("/app/links/{code}/edit"))).await;
     b.assert_accessible("edit").await;
+    b.screenshots("edit").await;
     b.fill("#title", "Launch notes, final").await;
     b.submit("form.panel button[type=submit]").await;
     assert!(b.url().await.contains("saved=1"));
@@ -170,6 +172,7 @@ async fn a_person_signs_in_manages_a_link_and_sees_its_click() {
     // Delete (after confirming): the short URL then answers 410.
     b.goto(&app.url(&format!("/app/links/{code}/delete"))).await;
     b.assert_accessible("delete").await;
+    b.screenshots("delete").await;
     b.submit("button.danger").await;
     assert!(b.url().await.contains("/app/links"));
     let (status, _) = b.fetch_bytes(&format!("/{code}")).await;
@@ -193,9 +196,11 @@ async fn a_person_signs_in_manages_a_link_and_sees_its_click() {
     // The landing page and an error page pass the same checks.
     b.goto(&app.base).await;
     b.assert_accessible("landing").await;
+    b.screenshots("landing").await;
     b.goto(&app.url("/app/nothing-here")).await;
     assert!(b.text().await.contains("Not found"));
     b.assert_accessible("not found").await;
+    b.screenshots("not-found").await;
     b.goto(&app.url("/app/links")).await;
 
     // Signing in with the password set earlier goes back where the person was going.
@@ -552,6 +557,11 @@ async fn an_admin_imports_links_manages_keys_and_adds_a_member() {
         .await;
     let invite = b.text_of("#invite-link").await;
     b.screenshots("users").await;
+    // Deleting a user asks first.
+    b.click_link("Delete").await;
+    b.wait_for_text_here("Delete member@example.com?").await;
+    b.assert_accessible("delete user").await;
+    b.screenshots("delete-user").await;
     b.submit("header form button[type=submit]").await;
 
     // The member signs in and sees none of the admin's links, nor the users page.
