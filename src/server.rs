@@ -48,11 +48,7 @@ async fn first_sign_in_link(state: &AppState) -> anyhow::Result<String> {
         .await?
         .context("the first admin vanished")?;
     let token = crate::app::sessions::sign_in_link(state, admin.id).await?;
-    Ok(format!(
-        "{}{}{token}",
-        state.settings.base_url,
-        crate::web::WELCOME_PATH
-    ))
+    Ok(crate::web::sign_in_url(&state.settings.base_url, &token))
 }
 
 /// `snip users set-password`: sets a user's dashboard password and ends their sessions.

@@ -255,6 +255,18 @@ async fn page(app: &TestApp, path: &str, cookie: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// Posts the sign-out form of the session `cookie` to `app`, with its form token.
+async fn sign_out(app: &TestApp, cookie: &str) -> reqwest::Response {
+    let token = form_token(app, cookie).await;
+    app.client
+        .post(app.url("/app/sign-out"))
+        .header("cookie", cookie)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The one-time link of a test app: sets `PASSWORD` and returns the session cookie.
 async fn use_link(app: &TestApp) -> String {
     let res = set_password_by_link(app, PASSWORD).await;
@@ -379,15 +391,7 @@ async fn a_session_never_authorizes_the_json_api_and_ends_at_sign_out() {
     let cookie = use_link(&app).await;
     let me = page(&app, "/api/v1/me", &cookie).await;
     expect_problem(me, StatusCode::UNAUTHORIZED).await;
-    let token = form_token(&app, &cookie).await;
-    let out = app
-        .client
-        .post(app.url("/app/sign-out"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = sign_out(&app, &cookie).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert!(header(&out, "set-cookie").contains("Max-Age=0"));
     let after = page(&app, "/app/links", &cookie).await;
@@ -629,15 +633,7 @@ async fn a_session_made_on_one_node_is_good_on_another() {
     let on_b = page(&b, "/app/links", &cookie).await;
     assert_eq!(on_b.status(), StatusCode::OK);
     // Signing out on one node ends the session on the other.
-    let token = form_token(&b, &cookie).await;
-    let out = b
-        .client
-        .post(b.url("/app/sign-out"))
-        .header("cookie", &cookie)
-        .form(&[("csrf", token.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = sign_out(&b, &cookie).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         page(&a, "/app/links", &cookie).await.status(),

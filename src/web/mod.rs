@@ -31,8 +31,13 @@ use crate::config::Landing;
 /// Where the dashboard lives.
 pub const PREFIX: &str = "/app";
 
-/// The start of a one-time sign-in link; the token follows.
+/// The start of a one-time sign-in link's path; the token follows.
 pub const WELCOME_PATH: &str = "/app/welcome/";
+
+/// The full one-time sign-in link of `token`, under snip's base URL.
+pub fn sign_in_url(base_url: &str, token: &str) -> String {
+    format!("{base_url}{WELCOME_PATH}{token}")
+}
 
 /// The dashboard's routes, and `GET /`.
 pub fn routes(state: &AppState) -> Router<AppState> {

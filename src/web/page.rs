@@ -96,12 +96,7 @@ impl FormErrors {
     pub fn of(&self, field: &str) -> String {
         self.0
             .iter()
-            .filter(|e| {
-                e.field == field
-                    || e.field
-                        .strip_prefix(field)
-                        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-            })
+            .filter(|e| is_about(e, field))
             .map(|e| e.message.as_str())
             .collect::<Vec<_>>()
             .join("; ")
@@ -116,11 +111,7 @@ impl FormErrors {
     pub fn others(&self, shown: &[&str]) -> String {
         self.0
             .iter()
-            .filter(|e| {
-                !shown
-                    .iter()
-                    .any(|f| !FormErrors(vec![(*e).clone()]).of(f).is_empty())
-            })
+            .filter(|e| !shown.iter().any(|f| is_about(e, f)))
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect::<Vec<_>>()
             .join("; ")
@@ -130,6 +121,13 @@ impl FormErrors {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// Whether `e` is about `field` or one of its parts (`tags.2`, `tags[2]`).
+fn is_about(e: &FieldError, field: &str) -> bool {
+    e.field
+        .strip_prefix(field)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// A rendered page with `status`.

@@ -125,7 +125,7 @@ pub struct NewUserForm {
 
 /// The sign-in link of a token.
 fn link(state: &AppState, token: &str) -> String {
-    format!("{}{}{token}", state.settings.base_url, super::WELCOME_PATH)
+    super::sign_in_url(&state.settings.base_url, token)
 }
 
 /// `POST /app/users`: creates a user and shows a sign-in link for them.
