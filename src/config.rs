@@ -91,6 +91,9 @@ pub struct Config {
     pub shards: Vec<ShardConfig>,
     /// The web dashboard under `/app`.
     pub dashboard: DashboardConfig,
+    /// Bounds on GraphQL requests (`[graphql]`: `max_depth`, `max_complexity`,
+    /// `max_query_bytes`).
+    pub graphql: crate::graphql::Limits,
 }
 
 /// The web dashboard.
@@ -285,6 +288,7 @@ impl Default for Config {
             click_spill_dir: "snip-spill".into(),
             click_spill_max_bytes: 1 << 30,
             dashboard: DashboardConfig::default(),
+            graphql: crate::graphql::Limits::default(),
         }
     }
 }
@@ -316,6 +320,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limits", &self.rate_limits)
             .field("shards", &self.shards)
             .field("dashboard", &self.dashboard)
+            .field("graphql", &self.graphql)
             .field("nats_url", &self.nats_url.as_deref().map(redact_url))
             .field("geoip", &self.geoip)
             .field("role", &self.role)

@@ -15,6 +15,7 @@ pub mod clicks;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod net;

@@ -228,6 +228,7 @@ fn settings(config: &Config) -> anyhow::Result<Settings> {
             absolute: chrono::TimeDelta::hours(config.dashboard.session_max_hours.max(1) as i64),
         },
         landing: config.landing()?,
+        graphql: config.graphql,
     })
 }
 

@@ -116,6 +116,22 @@ macro_rules! limiter_suite {
             }
 
             #[tokio::test]
+            async fn a_costly_request_takes_all_its_tokens_or_none() {
+                let Some(l) = super::$backend("cost", limits()) else {
+                    return;
+                };
+                let d = l.take(PolicyName::Reads, "k", T0, 7).await.unwrap();
+                assert!(d.allowed && (d.remaining - 3.0).abs() < 1e-6, "{d:?}");
+                // 3 left: a request of 4 is refused and takes nothing; it may retry once the
+                // missing token has come (1 s at 1 token/s).
+                let d = l.take(PolicyName::Reads, "k", T0, 4).await.unwrap();
+                assert!(!d.allowed && (d.remaining - 3.0).abs() < 1e-6, "{d:?}");
+                assert!((d.retry_after - 1.0).abs() < 1e-6, "{d:?}");
+                let d = l.take(PolicyName::Reads, "k", T0, 3).await.unwrap();
+                assert!(d.allowed && d.remaining.abs() < 1e-6, "{d:?}");
+            }
+
+            #[tokio::test]
             async fn remaining_and_reset_are_reported() {
                 let Some(l) = super::$backend("report", limits()) else {
                     return;

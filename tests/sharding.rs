@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use common::postgres::TestDb;
+use common::postgres::{TestDb, shard_configs};
 use common::proxy::{Mode, Proxy};
 use common::*;
 use rand::seq::IndexedRandom;
@@ -33,17 +33,6 @@ async fn sharded(dbs: &[TestDb]) -> ShardedStore {
         });
     }
     ShardedStore::new(shards).unwrap()
-}
-
-fn shard_configs(dbs: &[TestDb]) -> Vec<ShardConfig> {
-    dbs.iter()
-        .enumerate()
-        .map(|(i, db)| ShardConfig {
-            url: db.url.clone(),
-            name: Some(format!("shard-{i}")),
-            vnodes: None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

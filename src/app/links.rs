@@ -1,5 +1,7 @@
 //! Link use cases: create (single, bulk, idempotent), read, list, replace, patch, delete.
 
+use std::collections::HashMap;
+
 use chrono::TimeDelta;
 
 use super::{AppError, AppState, Caller};
@@ -12,7 +14,7 @@ use crate::domain::password;
 use crate::domain::user::UserId;
 use crate::store::{
     IdempotencyRecord, IdempotencySave, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord,
-    PageRequest, StoreError, StoredResponse, Taken,
+    PageRequest, StoreError, StoredResponse, TagCount, Taken,
 };
 
 /// Attempts at a free random code before giving up (each third one a character longer).
@@ -330,4 +332,45 @@ pub async fn list(
         page,
     };
     Ok(state.links.list_links(&query).await?)
+}
+
+/// The owners of `owners` whose links the caller may read: themself, or anyone for an
+/// admin.
+fn readable_owners(caller: &Caller, owners: &[UserId]) -> Result<Vec<UserId>, AppError> {
+    caller.require(Scope::LinksRead)?;
+    Ok(owners
+        .iter()
+        .copied()
+        .filter(|o| caller.may_access(*o))
+        .collect())
+}
+
+/// How many live links each of `owners` has, in one store call; owners the caller may
+/// not read are absent, owners without links count 0.
+pub async fn counts_of(
+    state: &AppState,
+    caller: &Caller,
+    owners: &[UserId],
+) -> Result<HashMap<UserId, u64>, AppError> {
+    let owners = readable_owners(caller, owners)?;
+    let mut counts = state.links.count_links(&owners).await?;
+    for o in owners {
+        counts.entry(o).or_insert(0);
+    }
+    Ok(counts)
+}
+
+/// The tags each of `owners` uses, with how many live links carry each, in one store
+/// call; owners the caller may not read are absent.
+pub async fn tags_of(
+    state: &AppState,
+    caller: &Caller,
+    owners: &[UserId],
+) -> Result<HashMap<UserId, Vec<TagCount>>, AppError> {
+    let owners = readable_owners(caller, owners)?;
+    let mut tags = state.links.owner_tags(&owners).await?;
+    for o in owners {
+        tags.entry(o).or_default();
+    }
+    Ok(tags)
 }

@@ -99,6 +99,8 @@ pub struct Settings {
     pub sessions: sessions::SessionPolicy,
     /// What `GET /` answers.
     pub landing: crate::config::Landing,
+    /// Bounds on GraphQL requests.
+    pub graphql: crate::graphql::Limits,
 }
 
 /// The authenticated caller of a request: an API key's owner, or a signed-in person.

@@ -1,5 +1,7 @@
 //! User and key use cases: bootstrap, admin CRUD, self-service, API keys.
 
+use std::collections::HashMap;
+
 use super::{AppError, AppState, Caller};
 use crate::domain::key::{ApiKey, Scope, Scopes};
 use crate::domain::user::{
@@ -107,6 +109,35 @@ pub async fn get(state: &AppState, caller: &Caller, id: UserId) -> Result<UserRe
         return Err(AppError::NotFound);
     }
     state.users.get_user(id).await?.ok_or(AppError::NotFound)
+}
+
+/// The users of `ids` the caller may see (themself, or anyone for an admin), in one store
+/// call; the others, and unknown ids, are absent.
+pub async fn get_many(
+    state: &AppState,
+    caller: &Caller,
+    ids: &[UserId],
+) -> Result<HashMap<UserId, UserRecord>, AppError> {
+    let mut out = HashMap::new();
+    let mut wanted = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if id == caller.user.id {
+            out.insert(id, caller.user.clone());
+        } else if caller.is_admin() {
+            wanted.push(id);
+        }
+    }
+    if !wanted.is_empty() {
+        out.extend(
+            state
+                .users
+                .get_users(&wanted)
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u)),
+        );
+    }
+    Ok(out)
 }
 
 /// Replaces a user's fields (PUT). Only admins may change a role.

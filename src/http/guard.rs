@@ -16,7 +16,8 @@ use crate::clock::to_millis;
 use crate::domain::key::ApiKey;
 use crate::ratelimit::{Decision, PolicyName, bucket_of};
 
-fn peer_ip(req: &Request) -> IpAddr {
+/// The address of the connection's peer (unspecified when unknown).
+pub fn peer_ip(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
@@ -52,19 +53,9 @@ pub async fn api(State(state): State<AppState>, mut req: Request, next: Next) ->
         req.headers(),
         &state.settings.trusted_proxies,
     );
-    let caller = match credentials(req.headers()) {
-        // Handlers answer 401 themselves; the anonymous bucket still applies.
-        Credentials::None => None,
-        Credentials::Malformed => {
-            return reject_anonymous(&state, ip, now, "invalid API key").await;
-        }
-        Credentials::Key(key) => match users::authenticate(&state, &key).await {
-            Ok(Some(caller)) => Some(caller),
-            Ok(None) => {
-                return reject_anonymous(&state, ip, now, "invalid or revoked API key").await;
-            }
-            Err(e) => return ApiError::from(e).into_response(),
-        },
+    let caller = match caller_of(&state, req.headers(), ip, now).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
     };
     let (policy, bucket) = match &caller {
         Some(c) => {
@@ -93,6 +84,27 @@ pub async fn api(State(state): State<AppState>, mut req: Request, next: Next) ->
         add_headers(&state, policy, &d, res.headers_mut());
     }
     res
+}
+
+/// The caller the `Authorization` header names: `Ok(None)` without the header (handlers
+/// answer 401 themselves; the anonymous bucket still applies), `Err` with the answer for a
+/// malformed, unknown or revoked key (401, or 429 once the client's anonymous bucket is
+/// empty).
+pub async fn caller_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    now: i64,
+) -> Result<Option<crate::app::Caller>, Response> {
+    match credentials(headers) {
+        Credentials::None => Ok(None),
+        Credentials::Malformed => Err(reject_anonymous(state, ip, now, "invalid API key").await),
+        Credentials::Key(key) => match users::authenticate(state, &key).await {
+            Ok(Some(caller)) => Ok(Some(caller)),
+            Ok(None) => Err(reject_anonymous(state, ip, now, "invalid or revoked API key").await),
+            Err(e) => Err(ApiError::from(e).into_response()),
+        },
+    }
 }
 
 /// A request with a bad key: charged to the client IP's anonymous bucket, then 401 (or 429
@@ -156,7 +168,8 @@ fn secs(x: f64) -> u64 {
     }
 }
 
-fn add_headers(state: &AppState, name: PolicyName, d: &Decision, headers: &mut HeaderMap) {
+/// The `RateLimit-Policy` and `RateLimit` headers of an admitted request.
+pub fn add_headers(state: &AppState, name: PolicyName, d: &Decision, headers: &mut HeaderMap) {
     let policy = state.limiter.limits().policy(name);
     let policy_value = format!(
         "\"{}\";q={};w={}",

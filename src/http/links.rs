@@ -87,7 +87,7 @@ fn location(code: &str) -> String {
 }
 
 /// The response for a created link, as sent and as stored for idempotent replay.
-fn created_response(link: &LinkRecord, base_url: &str) -> StoredResponse {
+pub fn created_response(link: &LinkRecord, base_url: &str) -> StoredResponse {
     StoredResponse {
         status: StatusCode::CREATED.as_u16(),
         location: Some(location(link.code.as_str())),

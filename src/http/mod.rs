@@ -106,9 +106,13 @@ pub fn router(state: AppState, role: NodeRole, pages: Router<AppState>) -> Route
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics));
     if role.serves_api() {
+        let graphql = crate::graphql::routes(state.settings.graphql).layer(middleware::from_fn(
+            move |req, next| deadline(timeout, req, next),
+        ));
         app = app
             .nest("/api/v1", api)
             .merge(openapi::routes())
+            .merge(graphql)
             .merge(pages);
     }
     if role.serves_redirects() {

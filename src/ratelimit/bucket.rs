@@ -85,18 +85,20 @@ impl Bucket {
         self.take_n(policy, now_ms, 1)
     }
 
-    /// Allowed while the bucket holds a token; then takes `cost` tokens (0 to only look).
+    /// Allowed while the bucket holds `cost` tokens (one, for a cost of 0: only looking);
+    /// then takes them. A refused request takes nothing.
     pub fn take_n(&mut self, policy: &Policy, now_ms: i64, cost: u32) -> Decision {
         let mut tokens = self.level(policy, now_ms);
-        let allowed = tokens >= 1.0;
+        let need = f64::from(cost.max(1));
+        let allowed = tokens >= need;
         if allowed {
-            tokens -= f64::from(cost.min(1));
+            tokens -= f64::from(cost);
         }
         *self = Self {
             tokens,
             at_ms: now_ms.max(self.at_ms),
         };
-        decision(policy, allowed, tokens)
+        decision(policy, allowed, tokens, need)
     }
 
     /// Whether the bucket would be full by `now_ms` (and can be forgotten).
@@ -105,8 +107,8 @@ impl Bucket {
     }
 }
 
-/// The decision for a bucket left with `tokens` after the request.
-pub fn decision(policy: &Policy, allowed: bool, tokens: f64) -> Decision {
+/// The decision for a bucket left with `tokens` after a request that needed `need` tokens.
+pub fn decision(policy: &Policy, allowed: bool, tokens: f64, need: f64) -> Decision {
     let rate = policy.refill_per_sec;
     let per = |missing: f64| {
         if missing <= 0.0 {
@@ -120,7 +122,7 @@ pub fn decision(policy: &Policy, allowed: bool, tokens: f64) -> Decision {
     Decision {
         allowed,
         remaining: tokens,
-        retry_after: if allowed { 0.0 } else { per(1.0 - tokens) },
+        retry_after: if allowed { 0.0 } else { per(need - tokens) },
         reset_after: per(policy.capacity - tokens),
     }
 }
@@ -197,8 +199,25 @@ mod tests {
     }
 
     #[test]
+    fn a_cost_of_several_tokens_is_taken_whole_or_not_at_all() {
+        let mut b = Bucket::full(&P, 0);
+        let d = b.take_n(&P, 0, 2);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 1.0);
+        let d = b.take_n(&P, 0, 2);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 1.0);
+        assert_eq!(d.retry_after, 0.5);
+        assert!(
+            b.take_n(&P, 0, 0).allowed,
+            "looking needs one token, and takes none"
+        );
+        assert!(b.take_n(&P, 0, 1).allowed);
+    }
+
+    #[test]
     fn reset_and_window() {
-        let d = decision(&P, true, 1.0);
+        let d = decision(&P, true, 1.0, 1.0);
         assert_eq!(d.reset_after, 1.0);
         assert_eq!(P.window_secs(), 1.5);
         assert_eq!(P.divided(2), Policy::new(1.5, 1.0));

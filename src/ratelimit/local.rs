@@ -29,8 +29,8 @@ impl Default for LocalLimiter {
 }
 
 impl LocalLimiter {
-    /// Takes `cost` tokens (0 or 1) from `key`'s bucket under `policy`: allowed while the
-    /// bucket holds a token.
+    /// Takes `cost` tokens from `key`'s bucket under `policy` (0 only looks): allowed while
+    /// the bucket holds them.
     pub fn check(&self, policy: &Policy, key: &str, now_ms: i64, cost: u32) -> Decision {
         let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());

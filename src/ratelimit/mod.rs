@@ -178,7 +178,9 @@ impl Limiter {
         self.take(name, key, now_ms, 0).await
     }
 
-    async fn take(
+    /// Takes `cost` tokens for `key` under the policy `name` (all or none); `None` when
+    /// limiting is off.
+    pub async fn take(
         &self,
         name: PolicyName,
         key: impl std::fmt::Display,

@@ -10,6 +10,7 @@ use super::local::LocalLimiter;
 use crate::redis_conn::RedisConn;
 
 /// KEYS[1] = bucket; ARGV = capacity, refill per second, now (ms), cost (0 to only look).
+/// Allowed while the bucket holds `cost` tokens (one for a look); a refusal takes nothing.
 /// Returns {allowed (0|1), tokens left (string, fractional)}.
 const TAKE: &str = r"
 local capacity = tonumber(ARGV[1])
@@ -26,7 +27,7 @@ end
 local elapsed = math.max(0, now - at) / 1000
 tokens = math.min(capacity, tokens + elapsed * rate)
 local allowed = 0
-if tokens >= 1 then
+if tokens >= math.max(cost, 1) then
   tokens = tokens - cost
   allowed = 1
 end
@@ -58,7 +59,7 @@ impl RedisLimiter {
         }
     }
 
-    /// Takes `cost` tokens (0 or 1) from `key`'s shared bucket.
+    /// Takes `cost` tokens from `key`'s shared bucket (0 only looks).
     pub async fn check(&self, policy: &Policy, key: &str, now_ms: i64, cost: u32) -> Decision {
         let redis_key = self.conn.key("rl", key);
         let script = &self.script;
@@ -70,13 +71,18 @@ impl RedisLimiter {
                     .arg(policy.capacity)
                     .arg(policy.refill_per_sec)
                     .arg(now_ms)
-                    .arg(cost.min(1))
+                    .arg(cost)
                     .invoke_async::<(i64, String)>(&mut c)
                     .await
             })
             .await;
         match res {
-            Ok((allowed, tokens)) => decision(policy, allowed == 1, tokens.parse().unwrap_or(0.0)),
+            Ok((allowed, tokens)) => decision(
+                policy,
+                allowed == 1,
+                tokens.parse().unwrap_or(0.0),
+                f64::from(cost.max(1)),
+            ),
             Err(()) => {
                 self.fallbacks.fetch_add(1, Ordering::Relaxed);
                 self.fallback

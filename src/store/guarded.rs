@@ -3,6 +3,7 @@
 //! the database is unreachable are retried with back-off (writes are not: they may have
 //! been applied).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,9 +12,9 @@ use chrono::{DateTime, Utc};
 use tracing::Instrument;
 
 use super::{
-    ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
-    LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession, PoolUsage, RedirectTarget,
-    SessionRecord, StoreError, StoreResult, UserRecord, UserStore,
+    ClickFact, ClickStats, ClickSums, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord,
+    LinkFields, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession, PoolUsage,
+    RedirectTarget, SessionRecord, StoreError, StoreResult, TagCount, UserRecord, UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
@@ -146,6 +147,14 @@ guarded!(LinkStore {
     write apply_click_totals(batch_id: &str, totals: &ClickTotals) -> bool;
     read click_stats(code: &Code, from: DateTime<Utc>, to: DateTime<Utc>, bucket_ms: i64)
         -> ClickStats;
+    read click_sums(codes: &[Code], from: DateTime<Utc>, to: DateTime<Utc>)
+        -> HashMap<Code, ClickSums>;
+    read click_series(codes: &[Code], from: DateTime<Utc>, to: DateTime<Utc>, bucket_ms: i64)
+        -> HashMap<Code, Vec<(i64, i64, i64)>>;
+    read click_dims(codes: &[Code], from: DateTime<Utc>, to: DateTime<Utc>)
+        -> HashMap<Code, Vec<(String, String, i64)>>;
+    read count_links(owners: &[UserId]) -> HashMap<UserId, u64>;
+    read owner_tags(owners: &[UserId]) -> HashMap<UserId, Vec<TagCount>>;
     read daily_salt(day_ms: i64, candidate: &str) -> String;
     write ping() -> ();
 }
@@ -158,6 +167,7 @@ guarded!(UserStore {
     write bootstrap_admin(admin: &UserDraft, key: &NewKey, now: DateTime<Utc>) -> bool;
     write create_user(user: &UserDraft, now: DateTime<Utc>) -> UserRecord;
     read get_user(id: UserId) -> Option<UserRecord>;
+    read get_users(ids: &[UserId]) -> Vec<UserRecord>;
     read find_user_by_email(email: &Email) -> Option<UserRecord>;
     read list_users(after: Option<UserId>, limit: u32) -> (Vec<UserRecord>, bool);
     read count_admins() -> u64;

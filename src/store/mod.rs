@@ -12,6 +12,7 @@ pub mod sharded;
 pub mod sql;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -436,6 +437,43 @@ pub trait LinkStore: Send + Sync + 'static {
         bucket_ms: i64,
     ) -> StoreResult<ClickStats>;
 
+    /// Click totals of many links over `[from, to)`, in one statement per database (the
+    /// series of [`LinkStore::click_stats`], summed). Links without clicks are absent.
+    async fn click_sums(
+        &self,
+        codes: &[Code],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<HashMap<Code, ClickSums>>;
+
+    /// The series of many links over `[from, to)` in buckets of `bucket_ms`, in one
+    /// statement per database: per link, `(bucket start ms, all clicks, bot clicks)`,
+    /// ascending, only non-empty buckets.
+    async fn click_series(
+        &self,
+        codes: &[Code],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_ms: i64,
+    ) -> StoreResult<HashMap<Code, Vec<(i64, i64, i64)>>>;
+
+    /// Clicks of people per dimension value of many links, over the days `[from, to)`
+    /// touches, in one statement per database: per link, `(dimension, value, clicks)`.
+    async fn click_dims(
+        &self,
+        codes: &[Code],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<HashMap<Code, Vec<(String, String, i64)>>>;
+
+    /// How many live links each owner has, in one statement per database. Owners without
+    /// links are absent.
+    async fn count_links(&self, owners: &[UserId]) -> StoreResult<HashMap<UserId, u64>>;
+
+    /// The tags of each owner's live links, with how many links carry each, sorted by tag,
+    /// in one statement per database. Owners without tags are absent.
+    async fn owner_tags(&self, owners: &[UserId]) -> StoreResult<HashMap<UserId, Vec<TagCount>>>;
+
     /// The salt of visitor hashes for the day starting at `day_ms`: the stored one, or
     /// `candidate` if there is none yet. Salts of earlier days are deleted, so no visitor
     /// can be followed from one day to the next.
@@ -485,6 +523,29 @@ pub struct ClickStats {
     /// Distinct visitors per day, summed over the days.
     pub unique_visitors: i64,
 }
+
+/// Click totals of one link over a time range.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClickSums {
+    /// People and bots.
+    pub total: i64,
+    /// Bots.
+    pub bots: i64,
+    /// Distinct visitors per day, summed over the days.
+    pub unique_visitors: i64,
+}
+
+/// A tag and how many of an owner's live links carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagCount {
+    /// The tag.
+    pub tag: String,
+    /// Live links with it.
+    pub links: u64,
+}
+
+/// Most keys in one statement of a batch read; longer lists take several statements.
+pub const BATCH_CHUNK: usize = 500;
 
 /// A live user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -619,6 +680,9 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// A live user.
     async fn get_user(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+
+    /// The live users of `ids` (unknown or deleted ones are absent), in one statement.
+    async fn get_users(&self, ids: &[UserId]) -> StoreResult<Vec<UserRecord>>;
 
     /// A live user by e-mail.
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;

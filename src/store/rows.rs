@@ -155,7 +155,8 @@ pub(crate) fn day_of(ms: i64) -> i64 {
     ms - ms.rem_euclid(86_400_000)
 }
 
-/// Defines `apply_click_batch`, `apply_click_totals_on`, `click_stats_on` and `daily_salt_on`: the analytics
+/// Defines `apply_click_batch`, `apply_click_totals_on`, `click_sums_on`, `click_series_on`,
+/// `click_dims_on` and `daily_salt_on`: the analytics
 /// statements, on one connection of the backend `$db`.
 macro_rules! click_statements {
     ($db:ty) => {
@@ -304,59 +305,93 @@ macro_rules! click_statements {
             Ok(true)
         }
 
-        /// The statistics of one link on `conn`.
-        async fn click_stats_on(
+        /// Adds ` code IN ($, $, …)` for `codes` to a statement.
+        fn push_codes(qb: &mut sqlx::QueryBuilder<$db>, codes: &[String]) {
+            qb.push(" code IN (");
+            let mut list = qb.separated(", ");
+            for c in codes {
+                list.push_bind(c.clone());
+            }
+            list.push_unseparated(")");
+        }
+
+        /// Click totals of `codes` over `[from, to)` on `conn`, in one statement: hours give
+        /// the clicks, the days the range touches give the visitors.
+        async fn click_sums_on(
             conn: &mut <$db as sqlx::Database>::Connection,
-            code: &$crate::domain::code::Code,
+            codes: &[String],
+            from: i64,
+            to: i64,
+        ) -> $crate::store::StoreResult<Vec<(String, $crate::store::ClickSums)>> {
+            use $crate::store::rows::day_of;
+            let (first_day, end_day) = (day_of(from), day_of(to - 1) + 86_400_000);
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "SELECT code, CAST(SUM(clicks) AS BIGINT), CAST(SUM(bots) AS BIGINT), \
+                 CAST(0 AS BIGINT) FROM clicks_by_hour WHERE",
+            );
+            push_codes(&mut qb, codes);
+            qb.push(" AND hour >= ").push_bind(from);
+            qb.push(" AND hour < ").push_bind(to);
+            qb.push(
+                " GROUP BY code UNION ALL SELECT code, CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
+                 CAST(COUNT(*) AS BIGINT) FROM visitors WHERE",
+            );
+            push_codes(&mut qb, codes);
+            qb.push(" AND day >= ").push_bind(first_day);
+            qb.push(" AND day < ").push_bind(end_day);
+            qb.push(" GROUP BY code");
+            let rows: Vec<(String, i64, i64, i64)> =
+                qb.build_query_as().fetch_all(&mut *conn).await?;
+            let mut sums: std::collections::HashMap<String, $crate::store::ClickSums> =
+                std::collections::HashMap::new();
+            for (code, clicks, bots, visitors) in rows {
+                let s = sums.entry(code).or_default();
+                s.total += clicks;
+                s.bots += bots;
+                s.unique_visitors += visitors;
+            }
+            Ok(sums.into_iter().collect())
+        }
+
+        /// The series of `codes` over `[from, to)` in buckets of `bucket_ms` on `conn`:
+        /// `(code, bucket start, clicks, bots)`, by code and bucket.
+        async fn click_series_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            codes: &[String],
             from: i64,
             to: i64,
             bucket_ms: i64,
-        ) -> $crate::store::StoreResult<$crate::store::ClickStats> {
+        ) -> $crate::store::StoreResult<Vec<(String, i64, i64, i64)>> {
+            let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT code, hour - (hour % ");
+            qb.push_bind(bucket_ms).push(
+                ") AS t, CAST(SUM(clicks) AS BIGINT) AS n, CAST(SUM(bots) AS BIGINT) AS b \
+                 FROM clicks_by_hour WHERE",
+            );
+            push_codes(&mut qb, codes);
+            qb.push(" AND hour >= ").push_bind(from);
+            qb.push(" AND hour < ").push_bind(to);
+            qb.push(" GROUP BY code, t ORDER BY code, t");
+            Ok(qb.build_query_as().fetch_all(&mut *conn).await?)
+        }
+
+        /// Clicks of people per dimension value of `codes`, over the days `[from, to)`
+        /// touches, on `conn`: `(code, dimension, value, clicks)`.
+        async fn click_dims_on(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            codes: &[String],
+            from: i64,
+            to: i64,
+        ) -> $crate::store::StoreResult<Vec<(String, String, String, i64)>> {
             use $crate::store::rows::day_of;
-            let series: Vec<(i64, i64, i64)> =
-                sqlx::QueryBuilder::<$db>::new("SELECT hour - (hour % ")
-                    .push_bind(bucket_ms)
-                    .push(
-                        ") AS t, CAST(SUM(clicks) AS BIGINT) AS n, CAST(SUM(bots) AS BIGINT) AS b \
-                     FROM clicks_by_hour WHERE code = ",
-                    )
-                    .push_bind(code.as_str().to_owned())
-                    .push(" AND hour >= ")
-                    .push_bind(from)
-                    .push(" AND hour < ")
-                    .push_bind(to)
-                    .push(" GROUP BY 1 ORDER BY 1")
-                    .build_query_as()
-                    .fetch_all(&mut *conn)
-                    .await?;
             let (first_day, end_day) = (day_of(from), day_of(to - 1) + 86_400_000);
-            let dims: Vec<(String, String, i64)> = sqlx::QueryBuilder::<$db>::new(
-                "SELECT dim, value, CAST(SUM(clicks) AS BIGINT) FROM clicks_by_dim WHERE code = ",
-            )
-            .push_bind(code.as_str().to_owned())
-            .push(" AND day >= ")
-            .push_bind(first_day)
-            .push(" AND day < ")
-            .push_bind(end_day)
-            .push(" GROUP BY dim, value")
-            .build_query_as()
-            .fetch_all(&mut *conn)
-            .await?;
-            let unique_visitors: i64 =
-                sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM visitors WHERE code = ")
-                    .push_bind(code.as_str().to_owned())
-                    .push(" AND day >= ")
-                    .push_bind(first_day)
-                    .push(" AND day < ")
-                    .push_bind(end_day)
-                    .build_query_scalar()
-                    .fetch_one(&mut *conn)
-                    .await?;
-            Ok($crate::store::ClickStats {
-                series,
-                dims,
-                unique_visitors,
-            })
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "SELECT code, dim, value, CAST(SUM(clicks) AS BIGINT) FROM clicks_by_dim WHERE",
+            );
+            push_codes(&mut qb, codes);
+            qb.push(" AND day >= ").push_bind(first_day);
+            qb.push(" AND day < ").push_bind(end_day);
+            qb.push(" GROUP BY code, dim, value");
+            Ok(qb.build_query_as().fetch_all(&mut *conn).await?)
         }
 
         /// The salt of one day (see `LinkStore::daily_salt`).

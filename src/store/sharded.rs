@@ -15,10 +15,10 @@ use chrono::{DateTime, Utc};
 use super::postgres::PgStore;
 use super::ring::{Ring, RingMember};
 use super::{
-    ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord, LinkFields,
-    LinkOrder, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession, PageRequest,
-    PoolUsage, RedirectTarget, SessionRecord, StoreError, StoreResult, Taken, UserRecord,
-    UserStore,
+    ClickFact, ClickStats, ClickSums, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord,
+    LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession,
+    PageRequest, PoolUsage, RedirectTarget, SessionRecord, StoreError, StoreResult, TagCount,
+    Taken, UserRecord, UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
@@ -82,6 +82,21 @@ impl ShardedStore {
     fn search_order(&self, code: &Code) -> impl Iterator<Item = usize> + '_ {
         let owner = self.owner(code);
         std::iter::once(owner).chain((0..self.shards.len()).filter(move |i| *i != owner))
+    }
+
+    /// `codes` grouped by the shard that owns them (clicks are counted there), one group
+    /// per shard that has any, so a batch read is one statement per shard.
+    fn by_owner(&self, codes: &[Code]) -> Vec<(Arc<PgStore>, Vec<Code>)> {
+        let mut groups: Vec<Vec<Code>> = vec![Vec::new(); self.shards.len()];
+        for c in codes {
+            groups[self.owner(c)].push(c.clone());
+        }
+        groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(i, g)| (self.shards[i].store.clone(), g))
+            .collect()
     }
 
     /// Runs `op` on the shard holding `code`: the owner, else the others. A link moving
@@ -375,6 +390,79 @@ impl LinkStore for ShardedStore {
         .await
     }
 
+    async fn click_sums(
+        &self,
+        codes: &[Code],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<HashMap<Code, ClickSums>> {
+        let mut out = HashMap::new();
+        for (shard, codes) in self.by_owner(codes) {
+            out.extend(shard.click_sums(&codes, from, to).await?);
+        }
+        Ok(out)
+    }
+
+    async fn click_series(
+        &self,
+        codes: &[Code],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        bucket_ms: i64,
+    ) -> StoreResult<HashMap<Code, Vec<(i64, i64, i64)>>> {
+        let mut out = HashMap::new();
+        for (shard, codes) in self.by_owner(codes) {
+            out.extend(shard.click_series(&codes, from, to, bucket_ms).await?);
+        }
+        Ok(out)
+    }
+
+    async fn click_dims(
+        &self,
+        codes: &[Code],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<HashMap<Code, Vec<(String, String, i64)>>> {
+        let mut out = HashMap::new();
+        for (shard, codes) in self.by_owner(codes) {
+            out.extend(shard.click_dims(&codes, from, to).await?);
+        }
+        Ok(out)
+    }
+
+    async fn count_links(&self, owners: &[UserId]) -> StoreResult<HashMap<UserId, u64>> {
+        // An owner's links are on every shard: each shard counts its own.
+        let mut out: HashMap<UserId, u64> = HashMap::new();
+        for s in &self.shards {
+            for (owner, n) in s.store.count_links(owners).await? {
+                *out.entry(owner).or_default() += n;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn owner_tags(&self, owners: &[UserId]) -> StoreResult<HashMap<UserId, Vec<TagCount>>> {
+        let mut merged: HashMap<UserId, std::collections::BTreeMap<String, u64>> = HashMap::new();
+        for s in &self.shards {
+            for (owner, tags) in s.store.owner_tags(owners).await? {
+                let mine = merged.entry(owner).or_default();
+                for t in tags {
+                    *mine.entry(t.tag).or_default() += t.links;
+                }
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(owner, tags)| {
+                let tags = tags
+                    .into_iter()
+                    .map(|(tag, links)| TagCount { tag, links })
+                    .collect();
+                (owner, tags)
+            })
+            .collect())
+    }
+
     async fn daily_salt(&self, day_ms: i64, candidate: &str) -> StoreResult<String> {
         self.directory().daily_salt(day_ms, candidate).await
     }
@@ -415,6 +503,9 @@ impl UserStore for ShardedStore {
     }
     async fn get_user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
         self.directory().get_user(id).await
+    }
+    async fn get_users(&self, ids: &[UserId]) -> StoreResult<Vec<UserRecord>> {
+        self.directory().get_users(ids).await
     }
     async fn find_user_by_email(&self, e: &Email) -> StoreResult<Option<UserRecord>> {
         self.directory().find_user_by_email(e).await

@@ -143,6 +143,13 @@ pub const USER_BY_EMAIL: &str = concat!(
     " FROM users WHERE email = $1 AND deleted_at IS NULL"
 );
 
+/// Live users by id; the ids and the closing parenthesis are added per query.
+pub const USERS_BY_IDS: &str = concat!(
+    "SELECT ",
+    user_columns!(),
+    " FROM users WHERE deleted_at IS NULL AND id IN ("
+);
+
 /// Live users after an id, ascending.
 pub const USERS_AFTER: &str = concat!(
     "SELECT ",
@@ -261,6 +268,8 @@ macro_rules! sql_store {
         /// `store::sql`).
         mod shared {
             use async_trait::async_trait;
+            use std::collections::HashMap;
+
             use chrono::{DateTime, Utc};
             use sqlx::$db;
 
@@ -270,10 +279,10 @@ macro_rules! sql_store {
             use $crate::domain::user::{Email, UserDraft, UserId};
             use $crate::store::rows::on_unique;
             use $crate::store::{
-                ClickFact, ClickStats, ClickTotals, IdempotencyRecord, IdempotencySave,
+                BATCH_CHUNK, ClickFact, ClickStats, ClickSums, ClickTotals, IdempotencyRecord, IdempotencySave,
                 KeyRecord, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey,
                 NewSession, PageRequest, PoolUsage, RedirectTarget, SessionRecord, StoreError,
-                StoreResult, Taken, UserRecord, UserStore, sql,
+                StoreResult, TagCount, Taken, UserRecord, UserStore, sql,
             };
 
             $crate::store::rows::row_mappers!($row);
@@ -342,6 +351,20 @@ macro_rules! sql_store {
                     return Err(StoreError::Conflict(Taken::Code));
                 }
                 insert_tags(&mut *conn, link.code.as_str(), &link.fields.tags).await
+            }
+
+            /// Adds `$, $, …)` for `ids` to a statement that ends with ` IN (`.
+            fn push_ids(qb: &mut sqlx::QueryBuilder<$db>, ids: &[UserId]) {
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                list.push_unseparated(")");
+            }
+
+            /// The texts of codes, for binding.
+            fn code_strings(codes: &[Code]) -> Vec<String> {
+                codes.iter().map(|c| c.as_str().to_owned()).collect()
             }
 
             /// Adds the filters of a listing query (owner, tag, text) to a statement.
@@ -624,7 +647,110 @@ macro_rules! sql_store {
                     bucket_ms: i64,
                 ) -> StoreResult<ClickStats> {
                     let mut conn = self.$read.acquire().await?;
-                    click_stats_on(&mut conn, code, to_millis(from), to_millis(to), bucket_ms).await
+                    let codes = [code.as_str().to_owned()];
+                    let (from, to) = (to_millis(from), to_millis(to));
+                    let series = click_series_on(&mut conn, &codes, from, to, bucket_ms).await?;
+                    let dims = click_dims_on(&mut conn, &codes, from, to).await?;
+                    let sums = click_sums_on(&mut conn, &codes, from, to).await?;
+                    Ok(ClickStats {
+                        series: series.into_iter().map(|(_, t, n, b)| (t, n, b)).collect(),
+                        dims: dims.into_iter().map(|(_, d, v, n)| (d, v, n)).collect(),
+                        unique_visitors: sums.first().map_or(0, |(_, s)| s.unique_visitors),
+                    })
+                }
+
+                async fn click_sums(
+                    &self,
+                    codes: &[Code],
+                    from: DateTime<Utc>,
+                    to: DateTime<Utc>,
+                ) -> StoreResult<HashMap<Code, ClickSums>> {
+                    let mut conn = self.$read.acquire().await?;
+                    let mut out = HashMap::new();
+                    for chunk in codes.chunks(BATCH_CHUNK) {
+                        let chunk = code_strings(chunk);
+                        let rows = click_sums_on(&mut conn, &chunk, to_millis(from), to_millis(to))
+                            .await?;
+                        out.extend(rows.into_iter().map(|(c, s)| (Code::from_trusted(c), s)));
+                    }
+                    Ok(out)
+                }
+
+                async fn click_series(
+                    &self,
+                    codes: &[Code],
+                    from: DateTime<Utc>,
+                    to: DateTime<Utc>,
+                    bucket_ms: i64,
+                ) -> StoreResult<HashMap<Code, Vec<(i64, i64, i64)>>> {
+                    let mut conn = self.$read.acquire().await?;
+                    let mut out: HashMap<Code, Vec<(i64, i64, i64)>> = HashMap::new();
+                    for chunk in codes.chunks(BATCH_CHUNK) {
+                        let chunk = code_strings(chunk);
+                        let (from, to) = (to_millis(from), to_millis(to));
+                        for (c, t, n, b) in click_series_on(&mut conn, &chunk, from, to, bucket_ms).await? {
+                            out.entry(Code::from_trusted(c)).or_default().push((t, n, b));
+                        }
+                    }
+                    Ok(out)
+                }
+
+                async fn click_dims(
+                    &self,
+                    codes: &[Code],
+                    from: DateTime<Utc>,
+                    to: DateTime<Utc>,
+                ) -> StoreResult<HashMap<Code, Vec<(String, String, i64)>>> {
+                    let mut conn = self.$read.acquire().await?;
+                    let mut out: HashMap<Code, Vec<(String, String, i64)>> = HashMap::new();
+                    for chunk in codes.chunks(BATCH_CHUNK) {
+                        let chunk = code_strings(chunk);
+                        for (c, d, v, n) in click_dims_on(&mut conn, &chunk, to_millis(from), to_millis(to)).await? {
+                            out.entry(Code::from_trusted(c)).or_default().push((d, v, n));
+                        }
+                    }
+                    Ok(out)
+                }
+
+                async fn count_links(&self, owners: &[UserId]) -> StoreResult<HashMap<UserId, u64>> {
+                    let mut out = HashMap::new();
+                    for chunk in owners.chunks(BATCH_CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT owner_id, CAST(COUNT(*) AS BIGINT) FROM links \
+                             WHERE deleted_at IS NULL AND owner_id IN (",
+                        );
+                        push_ids(&mut qb, chunk);
+                        qb.push(" GROUP BY owner_id");
+                        let rows: Vec<(UserId, i64)> =
+                            qb.build_query_as().fetch_all(&self.$read).await?;
+                        out.extend(rows.into_iter().map(|(o, n)| (o, u64::try_from(n).unwrap_or(0))));
+                    }
+                    Ok(out)
+                }
+
+                async fn owner_tags(
+                    &self,
+                    owners: &[UserId],
+                ) -> StoreResult<HashMap<UserId, Vec<TagCount>>> {
+                    let mut out: HashMap<UserId, Vec<TagCount>> = HashMap::new();
+                    for chunk in owners.chunks(BATCH_CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT l.owner_id, t.tag, CAST(COUNT(*) AS BIGINT) FROM link_tags t \
+                             JOIN links l ON l.code = t.code \
+                             WHERE l.deleted_at IS NULL AND l.owner_id IN (",
+                        );
+                        push_ids(&mut qb, chunk);
+                        qb.push(" GROUP BY l.owner_id, t.tag ORDER BY l.owner_id, t.tag");
+                        let rows: Vec<(UserId, String, i64)> =
+                            qb.build_query_as().fetch_all(&self.$read).await?;
+                        for (owner, tag, n) in rows {
+                            out.entry(owner).or_default().push(TagCount {
+                                tag,
+                                links: u64::try_from(n).unwrap_or(0),
+                            });
+                        }
+                    }
+                    Ok(out)
                 }
 
                 async fn daily_salt(&self, day_ms: i64, candidate: &str) -> StoreResult<String> {
@@ -691,6 +817,18 @@ macro_rules! sql_store {
                         .fetch_optional(&self.$read)
                         .await?;
                     Ok(row.as_ref().map(user_from_row).transpose()?)
+                }
+
+                async fn get_users(&self, ids: &[UserId]) -> StoreResult<Vec<UserRecord>> {
+                    let mut out = Vec::with_capacity(ids.len());
+                    for chunk in ids.chunks(BATCH_CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(sql::USERS_BY_IDS);
+                        push_ids(&mut qb, chunk);
+                        for row in qb.build().fetch_all(&self.$read).await? {
+                            out.push(user_from_row(&row)?);
+                        }
+                    }
+                    Ok(out)
                 }
 
                 async fn find_user_by_email(

@@ -68,3 +68,24 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// `n` fresh databases; `None` when PostgreSQL is not running and this is not CI.
+pub async fn create_many(n: usize) -> Option<Vec<TestDb>> {
+    let mut dbs = Vec::with_capacity(n);
+    for _ in 0..n {
+        dbs.push(TestDb::create().await?);
+    }
+    Some(dbs)
+}
+
+/// The configuration of `dbs` as shards `shard-0`, `shard-1`, … (the first holds users).
+pub fn shard_configs(dbs: &[TestDb]) -> Vec<snip::config::ShardConfig> {
+    dbs.iter()
+        .enumerate()
+        .map(|(i, db)| snip::config::ShardConfig {
+            url: db.url.clone(),
+            name: Some(format!("shard-{i}")),
+            vnodes: None,
+        })
+        .collect()
+}

@@ -1,0 +1,228 @@
+//! What a GraphQL request costs, and charging it to the caller's rate-limit bucket before
+//! any resolver runs. Validation has measured the query's complexity (list fields weigh
+//! their page size); the request takes one token per [`POINTS_PER_TOKEN`] points, at least
+//! one, from the reads bucket, or from the writes bucket for a mutation. A query that fails
+//! to parse or validate still takes one read token. A mutation sent with GET is refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
+};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::{
+    ErrorExtensionValues, Response, ServerError, ServerResult, ValidationResult, Variables,
+};
+
+use crate::app::AppState;
+use crate::ratelimit::{Decision, PolicyName};
+
+/// Complexity points per token.
+pub const POINTS_PER_TOKEN: usize = 100;
+
+/// The tokens a request of `complexity` takes, at most `capacity` (so a costly query is
+/// slow to repeat, never impossible).
+pub fn tokens(complexity: usize, capacity: f64) -> u32 {
+    let wanted = complexity.div_ceil(POINTS_PER_TOKEN).max(1);
+    let most = capacity.floor().max(1.0) as usize;
+    u32::try_from(wanted.min(most)).unwrap_or(u32::MAX)
+}
+
+/// The charge of one request: whose bucket, how it came, and what the limiter said.
+pub struct Charge {
+    /// The services (the limiter, the clock).
+    pub state: AppState,
+    /// The bucket: the key's, or the client address's for a request without a key.
+    pub bucket: String,
+    /// Whether the request has no API key (it is charged to the anonymous policy).
+    pub anonymous: bool,
+    /// Whether it came by GET (queries only).
+    pub via_get: bool,
+    /// The policy charged and the limiter's decision, once charged.
+    pub decision: Mutex<Option<(PolicyName, Decision)>>,
+    /// Set when a mutation came by GET.
+    pub refused_get_mutation: std::sync::atomic::AtomicBool,
+}
+
+impl Charge {
+    async fn take(&self, write: bool, tokens_wanted: usize) -> Option<(PolicyName, Decision)> {
+        let policy = if self.anonymous {
+            PolicyName::Anonymous
+        } else if write {
+            PolicyName::Writes
+        } else {
+            PolicyName::Reads
+        };
+        let limiter = &self.state.limiter;
+        let capacity = limiter.limits().policy(policy).capacity;
+        let now = crate::clock::to_millis(self.state.clock.now());
+        let d = limiter
+            .take(policy, &self.bucket, now, tokens(tokens_wanted, capacity))
+            .await?;
+        *self.decision.lock().unwrap_or_else(|e| e.into_inner()) = Some((policy, d));
+        Some((policy, d))
+    }
+}
+
+/// Makes one [`Costing`] per request.
+pub struct CostLimit;
+
+impl ExtensionFactory for CostLimit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Costing::default())
+    }
+}
+
+/// The per-request extension.
+#[derive(Default)]
+struct Costing {
+    /// The type of each operation of the document, by name (`None` for an anonymous one).
+    operations: Mutex<HashMap<Option<String>, OperationType>>,
+    /// The complexity validation measured.
+    complexity: Mutex<usize>,
+}
+
+/// A request-level error (no path, no location) with a code and a status.
+fn request_error(message: String, code: &str, status: u16) -> ServerError {
+    let mut e = ServerError::new(message, None);
+    let mut ext = ErrorExtensionValues::default();
+    ext.set("code", code);
+    ext.set("status", status);
+    e.extensions = Some(ext);
+    e
+}
+
+/// A parse or validation error with its code: `too-complex` for a query over the depth or
+/// complexity limit, `bad-request` for any other (REST would answer 400).
+fn with_code(mut e: ServerError) -> ServerError {
+    if e.extensions.is_some() {
+        return e;
+    }
+    let code = if e.message.contains("too complex") || e.message.contains("nested too deep") {
+        "too-complex"
+    } else {
+        "bad-request"
+    };
+    let mut ext = ErrorExtensionValues::default();
+    ext.set("code", code);
+    ext.set("status", 400);
+    e.extensions = Some(ext);
+    e
+}
+
+fn rate_limited(policy: PolicyName, d: &Decision) -> ServerError {
+    let retry = d.retry_after.ceil().max(1.0) as u64;
+    request_error(
+        format!(
+            "too many requests ({} policy); retry in {retry} s",
+            policy.as_str()
+        ),
+        "rate-limited",
+        429,
+    )
+}
+
+#[async_trait::async_trait]
+impl Extension for Costing {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        match next.run(ctx, query, variables).await {
+            Ok(doc) => {
+                let mut ops = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+                match &doc.operations {
+                    DocumentOperations::Single(op) => {
+                        ops.insert(None, op.node.ty);
+                    }
+                    DocumentOperations::Multiple(many) => {
+                        for (name, op) in many {
+                            ops.insert(Some(name.to_string()), op.node.ty);
+                        }
+                    }
+                }
+                Ok(doc)
+            }
+            Err(e) => {
+                if let Some(charge) = ctx.data_opt::<Arc<Charge>>() {
+                    charge.take(false, 1).await;
+                }
+                Err(with_code(e))
+            }
+        }
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        match next.run(ctx).await {
+            Ok(v) => {
+                *self.complexity.lock().unwrap_or_else(|e| e.into_inner()) = v.complexity;
+                Ok(v)
+            }
+            Err(errors) => {
+                if let Some(charge) = ctx.data_opt::<Arc<Charge>>() {
+                    charge.take(false, 1).await;
+                }
+                Err(errors.into_iter().map(with_code).collect())
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let Some(charge) = ctx.data_opt::<Arc<Charge>>() else {
+            return next.run(ctx, operation_name).await;
+        };
+        let ty = {
+            let ops = self.operations.lock().unwrap_or_else(|e| e.into_inner());
+            ops.get(&operation_name.map(str::to_owned))
+                .or_else(|| (ops.len() == 1).then(|| ops.values().next()).flatten())
+                .copied()
+                .unwrap_or(OperationType::Query)
+        };
+        let write = ty != OperationType::Query;
+        if write && charge.via_get {
+            charge
+                .refused_get_mutation
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Response::from_errors(vec![request_error(
+                "a mutation must be sent with POST".into(),
+                "method-not-allowed",
+                405,
+            )]);
+        }
+        let complexity = *self.complexity.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((policy, d)) = charge.take(write, complexity).await
+            && !d.allowed
+        {
+            return Response::from_errors(vec![rate_limited(policy, &d)]);
+        }
+        next.run(ctx, operation_name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_takes_a_token_per_hundred_points_within_the_capacity() {
+        assert_eq!(tokens(0, 200.0), 1);
+        assert_eq!(tokens(100, 200.0), 1);
+        assert_eq!(tokens(101, 200.0), 2);
+        assert_eq!(tokens(901, 200.0), 10);
+        assert_eq!(tokens(1_000_000, 5.0), 5);
+        assert_eq!(tokens(1_000, 0.5), 1);
+    }
+}

@@ -1,0 +1,204 @@
+//! Batch loading: the nested fields of a page of N links (owners, click totals, series,
+//! top values) and of a page of users (link counts, tags) cost one use-case call per kind
+//! of field, whatever N is. Each loader waits a moment for the keys of every resolver of
+//! the same level, then makes one call; on shards the store makes that one statement per
+//! shard. One `Batch` is made per request, with that request's caller: nothing is cached
+//! across requests or callers.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+
+use super::error::{gql, unauthorized};
+use crate::app::stats::Range;
+use crate::app::{AppState, Caller, links, stats, users};
+use crate::domain::code::Code;
+use crate::domain::user::UserId;
+use crate::store::{ClickSums, TagCount, UserRecord};
+
+/// Most keys in one batch.
+const MAX_BATCH: usize = 500;
+
+/// The loaders of one request.
+pub struct Batch {
+    state: AppState,
+    caller: Option<Caller>,
+}
+
+impl Batch {
+    /// The loaders of a request by `caller`.
+    pub fn loader(state: AppState, caller: Option<Caller>) -> DataLoader<Self> {
+        DataLoader::new(Self { state, caller }, tokio::spawn).max_batch_size(MAX_BATCH)
+    }
+
+    fn caller(&self) -> Result<&Caller, async_graphql::Error> {
+        self.caller.as_ref().ok_or_else(unauthorized)
+    }
+}
+
+/// A user, by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserKey(pub UserId);
+
+/// A link's statistics over a range: its code, its owner (as the caller read the link)
+/// and the range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatsKey {
+    /// The link.
+    pub code: Code,
+    /// Its owner.
+    pub owner: UserId,
+    /// The range.
+    pub range: Range,
+}
+
+/// A link's click totals over a range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SumsKey(pub StatsKey);
+
+/// A link's series over a range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey(pub StatsKey);
+
+/// A link's top values over a range.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopKey(pub StatsKey);
+
+/// The number of a user's live links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CountKey(pub UserId);
+
+/// The tags of a user's live links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TagsKey(pub UserId);
+
+/// The keys grouped by range (a request usually asks for one), as `(code, owner)` lists.
+fn by_range<'a>(keys: impl Iterator<Item = &'a StatsKey>) -> HashMap<Range, Vec<(Code, UserId)>> {
+    let mut groups: HashMap<Range, Vec<(Code, UserId)>> = HashMap::new();
+    for k in keys {
+        groups
+            .entry(k.range)
+            .or_default()
+            .push((k.code.clone(), k.owner));
+    }
+    groups
+}
+
+/// Runs `load` once per range of `keys` and keys each value by its `StatsKey` wrapper.
+async fn per_range<K, V, F, Fut>(
+    keys: &[K],
+    inner: impl Fn(&K) -> &StatsKey,
+    wrap: impl Fn(StatsKey) -> K,
+    load: F,
+) -> Result<HashMap<K, V>, async_graphql::Error>
+where
+    K: Eq + Hash,
+    F: Fn(Vec<(Code, UserId)>, Range) -> Fut,
+    Fut: Future<Output = Result<HashMap<Code, V>, crate::app::AppError>>,
+{
+    let mut out = HashMap::new();
+    for (range, links) in by_range(keys.iter().map(inner)) {
+        let owners: HashMap<Code, UserId> = links.iter().cloned().collect();
+        for (code, value) in load(links, range).await.map_err(|e| gql(e, ""))? {
+            if let Some(&owner) = owners.get(&code) {
+                out.insert(wrap(StatsKey { code, owner, range }), value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Loader<UserKey> for Batch {
+    type Value = UserRecord;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, UserRecord>, Self::Error> {
+        let ids: Vec<UserId> = keys.iter().map(|k| k.0).collect();
+        let found = users::get_many(&self.state, self.caller()?, &ids)
+            .await
+            .map_err(|e| gql(e, ""))?;
+        Ok(found.into_iter().map(|(id, u)| (UserKey(id), u)).collect())
+    }
+}
+
+impl Loader<SumsKey> for Batch {
+    type Value = ClickSums;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[SumsKey]) -> Result<HashMap<SumsKey, ClickSums>, Self::Error> {
+        let caller = self.caller()?;
+        let mut out = per_range(
+            keys,
+            |k| &k.0,
+            SumsKey,
+            |links, range| async move { stats::sums_of(&self.state, caller, &links, range).await },
+        )
+        .await?;
+        // A link without clicks in the range has no row: its totals are zero.
+        for k in keys {
+            if caller.may_access(k.0.owner) {
+                out.entry(k.clone()).or_default();
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Loader<SeriesKey> for Batch {
+    type Value = Vec<(chrono::DateTime<chrono::Utc>, i64)>;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        keys: &[SeriesKey],
+    ) -> Result<HashMap<SeriesKey, Self::Value>, Self::Error> {
+        let caller = self.caller()?;
+        per_range(keys, |k| &k.0, SeriesKey, |links, range| async move {
+            stats::series_of(&self.state, caller, &links, range).await
+        })
+        .await
+    }
+}
+
+impl Loader<TopKey> for Batch {
+    type Value = Vec<(String, Vec<(String, i64)>)>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[TopKey]) -> Result<HashMap<TopKey, Self::Value>, Self::Error> {
+        let caller = self.caller()?;
+        per_range(
+            keys,
+            |k| &k.0,
+            TopKey,
+            |links, range| async move { stats::top_of(&self.state, caller, &links, range).await },
+        )
+        .await
+    }
+}
+
+impl Loader<CountKey> for Batch {
+    type Value = u64;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[CountKey]) -> Result<HashMap<CountKey, u64>, Self::Error> {
+        let owners: Vec<UserId> = keys.iter().map(|k| k.0).collect();
+        let counts = links::counts_of(&self.state, self.caller()?, &owners)
+            .await
+            .map_err(|e| gql(e, ""))?;
+        Ok(counts.into_iter().map(|(o, n)| (CountKey(o), n)).collect())
+    }
+}
+
+impl Loader<TagsKey> for Batch {
+    type Value = Vec<TagCount>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[TagsKey]) -> Result<HashMap<TagsKey, Vec<TagCount>>, Self::Error> {
+        let owners: Vec<UserId> = keys.iter().map(|k| k.0).collect();
+        let tags = links::tags_of(&self.state, self.caller()?, &owners)
+            .await
+            .map_err(|e| gql(e, ""))?;
+        Ok(tags.into_iter().map(|(o, t)| (TagsKey(o), t)).collect())
+    }
+}

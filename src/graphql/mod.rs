@@ -1,0 +1,237 @@
+//! GraphQL at `/graphql`, beside the REST API: the same use cases (`crate::app`), API keys,
+//! scopes and error names, for clients that want nested data in one round trip. REST stays
+//! the primary, cacheable API.
+//!
+//! - `query.rs`, `mutation.rs`: the roots; `types.rs`: the objects; `loaders.rs`: batch
+//!   loading, so a page of N links costs a fixed number of store calls.
+//! - `cost.rs`: depth and complexity are checked before anything runs, and the request is
+//!   charged to the caller's bucket by its complexity.
+//! - `explorer.rs`: GraphiQL, served from the binary.
+
+pub mod cost;
+pub mod error;
+pub mod explorer;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use async_graphql::{EmptySubscription, Schema};
+use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::JsonBody;
+use crate::ratelimit::bucket_of;
+
+/// The schema type.
+pub type SnipSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+
+/// Where GraphQL is served.
+pub const PATH: &str = "/graphql";
+
+/// Bounds on what one request may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Deepest nesting of fields.
+    pub max_depth: usize,
+    /// Most complexity points (one per field; a list field weighs its page size times its
+    /// items).
+    pub max_complexity: usize,
+    /// Longest query text, in bytes.
+    pub max_query_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: 8,
+            max_complexity: 1_000,
+            max_query_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Builds the schema with `limits`. Introspection stays on: the schema is public.
+pub fn schema(limits: &Limits) -> SnipSchema {
+    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(cost::CostLimit)
+        .finish()
+}
+
+/// The schema in SDL, as `docs/schema.graphql` holds it.
+pub fn sdl() -> String {
+    schema(&Limits::default()).sdl()
+}
+
+/// The routes of GraphQL: the endpoint, the explorer and its files, and the schema.
+pub fn routes(limits: Limits) -> Router<AppState> {
+    let schema = Arc::new(schema(&limits));
+    Router::new()
+        .route(PATH, get(by_get).post(by_post))
+        .route("/graphql/schema.graphql", get(schema_sdl))
+        .route("/graphql/assets/{name}", get(explorer::asset))
+        .layer(Extension(schema))
+        .layer(Extension(limits))
+}
+
+/// `GET /graphql/schema.graphql`: the schema in SDL.
+async fn schema_sdl(Extension(schema): Extension<Arc<SnipSchema>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        schema.sdl(),
+    )
+        .into_response()
+}
+
+/// `GET /graphql`: a query in the query string, or the explorer when there is none.
+async fn by_get(
+    State(state): State<AppState>,
+    Extension(schema): Extension<Arc<SnipSchema>>,
+    Extension(limits): Extension<Limits>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return explorer::page();
+    };
+    let request = match async_graphql::http::parse_query_string(&query) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::bad_request(format!("not a GraphQL request: {e}")).into_response();
+        }
+    };
+    run(&state, &schema, &limits, peer, &headers, request, true).await
+}
+
+/// `POST /graphql`: a JSON body `{query, operationName?, variables?}`.
+async fn by_post(
+    State(state): State<AppState>,
+    Extension(schema): Extension<Arc<SnipSchema>>,
+    Extension(limits): Extension<Limits>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Response {
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::bad_request(format!(
+                "the body must be a JSON object {{\"query\": ..., \"variables\": ...}}: {e}"
+            ))
+            .into_response();
+        }
+    };
+    run(&state, &schema, &limits, peer, &headers, request, false).await
+}
+
+/// The address of the connection's peer (unspecified when unknown).
+struct Peer(IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// Authenticates, executes and answers one request.
+async fn run(
+    state: &AppState,
+    schema: &SnipSchema,
+    limits: &Limits,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    via_get: bool,
+) -> Response {
+    if request.query.len() > limits.max_query_bytes {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "",
+            format!("the query may be at most {} bytes", limits.max_query_bytes),
+        )
+        .into_response();
+    }
+    let ip = crate::http::client_ip::client_ip(peer, headers, &state.settings.trusted_proxies);
+    let now = crate::clock::to_millis(state.clock.now());
+    let caller = match crate::http::guard::caller_of(state, headers, ip, now).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let charge = Arc::new(cost::Charge {
+        state: state.clone(),
+        bucket: match &caller {
+            Some(c) => format!("k{}", c.key.as_ref().map_or(0, |k| k.id)),
+            None => bucket_of(ip).to_string(),
+        },
+        anonymous: caller.is_none(),
+        via_get,
+        decision: Default::default(),
+        refused_get_mutation: Default::default(),
+    });
+    let request = request
+        .data(loaders::Batch::loader(state.clone(), caller.clone()))
+        .data(types::RequestData {
+            state: state.clone(),
+            caller,
+        })
+        .data(charge.clone());
+    let response = schema.execute(request).await;
+
+    let decision = *charge.decision.lock().unwrap_or_else(|e| e.into_inner());
+    let status = if charge
+        .refused_get_mutation
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        StatusCode::METHOD_NOT_ALLOWED
+    } else if decision.is_some_and(|(_, d)| !d.allowed) {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        StatusCode::OK
+    };
+    let body = serde_json::to_vec(&response).unwrap_or_default();
+    let mut res = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    if let Some((policy, d)) = decision {
+        if !d.allowed {
+            let retry = d.retry_after.ceil().max(1.0) as u64;
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+        }
+        crate::http::guard::add_headers(state, policy, &d, res.headers_mut());
+    }
+    res
+}
