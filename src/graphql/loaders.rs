@@ -1,14 +1,23 @@
 //! Batch loading: the nested fields of a page of N links (owners, click totals, series,
 //! top values) and of a page of users (link counts, tags) cost one use-case call per kind
-//! of field, whatever N is. Each loader waits a moment for the keys of every resolver of
-//! the same level, then makes one call; on shards the store makes that one statement per
-//! shard. One `Batch` is made per request, with that request's caller: nothing is cached
-//! across requests or callers.
+//! of field, whatever N is. Each loader collects the keys of every resolver of one level,
+//! then makes one call ([`drive`] says how); on shards the store makes that one statement
+//! per shard. One `Batch` is made per request, with that request's caller: nothing is
+//! cached across requests or callers.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
 use async_graphql::dataloader::{DataLoader, Loader};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::mpsc;
 
 use super::error::{gql, unauthorized};
 use crate::app::stats::Range;
@@ -26,14 +35,80 @@ pub struct Batch {
     caller: Option<Caller>,
 }
 
+/// The loads a request's loaders have started, for [`drive`] to run.
+pub type Loads = mpsc::UnboundedReceiver<BoxFuture<'static, ()>>;
+
 impl Batch {
-    /// The loaders of a request by `caller`.
-    pub fn loader(state: AppState, caller: Option<Caller>) -> DataLoader<Self> {
-        DataLoader::new(Self { state, caller }, tokio::spawn).max_batch_size(MAX_BATCH)
+    /// The loaders of a request by `caller`, and the loads they start: run the request
+    /// with [`drive`].
+    pub fn loader(state: AppState, caller: Option<Caller>) -> (DataLoader<Self>, Loads) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let spawn = move |load: BoxFuture<'static, ()>| {
+            let _ = tx.send(load);
+        };
+        let loader = DataLoader::new(Self { state, caller }, spawn)
+            .delay(Duration::ZERO)
+            .max_batch_size(MAX_BATCH);
+        (loader, rx)
     }
 
     fn caller(&self) -> Result<&Caller, async_graphql::Error> {
         self.caller.as_ref().ok_or_else(unauthorized)
+    }
+}
+
+/// Runs `request` and, on the same task, the loads its loaders start. A load starts only
+/// when the request is waiting for something, not when it merely paused: a long list
+/// pauses its resolvers every few dozen items to be fair to other tasks, and starting a
+/// load then would split one level's keys into several batches. So each level of a query
+/// makes one batch per loader, whatever its size and whatever the timing.
+pub async fn drive<F: Future>(request: F, mut loads: Loads) -> F::Output {
+    let mut request = std::pin::pin!(request);
+    let mut running = FuturesUnordered::new();
+    std::future::poll_fn(move |cx| {
+        loop {
+            let paused = Arc::new(Paused {
+                woken: AtomicBool::new(false),
+                waker: cx.waker().clone(),
+            });
+            let waker = Waker::from(paused.clone());
+            if let Poll::Ready(out) = request.as_mut().poll(&mut Context::from_waker(&waker)) {
+                return Poll::Ready(out);
+            }
+            if paused.woken.load(Ordering::Acquire) {
+                // It paused and asked to go on: let it ask for its other keys first.
+                continue;
+            }
+            while let Poll::Ready(Some(load)) = loads.poll_recv(cx) {
+                running.push(load);
+            }
+            let mut finished = false;
+            while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
+                finished = true;
+            }
+            if !finished {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}
+
+/// The waker of one poll of the request: notes that the request asked to be polled again
+/// (and passes the call on).
+struct Paused {
+    woken: AtomicBool,
+    waker: Waker,
+}
+
+impl Wake for Paused {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake_by_ref();
     }
 }
 

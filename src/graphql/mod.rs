@@ -191,14 +191,15 @@ async fn run(
         decision: Default::default(),
         refused_get_mutation: Default::default(),
     });
+    let (loader, loads) = loaders::Batch::loader(state.clone(), caller.clone());
     let request = request
-        .data(loaders::Batch::loader(state.clone(), caller.clone()))
+        .data(loader)
         .data(types::RequestData {
             state: state.clone(),
             caller,
         })
         .data(charge.clone());
-    let response = schema.execute(request).await;
+    let response = loaders::drive(schema.execute(request), loads).await;
 
     let decision = *charge.decision.lock().unwrap_or_else(|e| e.into_inner());
     let status = if charge

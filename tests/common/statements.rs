@@ -44,6 +44,9 @@ impl<S: tracing::Subscriber> Layer<S> for CountStatements {
             .starts_with("PRAGMA")
         {
             STATEMENTS.fetch_add(1, Ordering::SeqCst);
+            if std::env::var_os("SNIP_SHOW_STATEMENTS").is_some() {
+                eprintln!("statement: {}", summary.0);
+            }
         }
     }
 }
