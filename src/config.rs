@@ -91,9 +91,31 @@ pub struct Config {
     pub shards: Vec<ShardConfig>,
     /// The web dashboard under `/app`.
     pub dashboard: DashboardConfig,
-    /// Bounds on GraphQL requests (`[graphql]`: `max_depth`, `max_complexity`,
-    /// `max_query_bytes`).
-    pub graphql: crate::graphql::Limits,
+    /// Bounds on GraphQL requests.
+    pub graphql: GraphqlLimits,
+}
+
+/// Bounds on what one GraphQL request may ask (`[graphql]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlLimits {
+    /// Deepest nesting of fields.
+    pub max_depth: usize,
+    /// Most complexity points (one per field; a list field weighs its page size times its
+    /// items).
+    pub max_complexity: usize,
+    /// Longest query text, in bytes.
+    pub max_query_bytes: usize,
+}
+
+impl Default for GraphqlLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 8,
+            max_complexity: 1_000,
+            max_query_bytes: 16 * 1024,
+        }
+    }
 }
 
 /// The web dashboard.
@@ -288,7 +310,7 @@ impl Default for Config {
             click_spill_dir: "snip-spill".into(),
             click_spill_max_bytes: 1 << 30,
             dashboard: DashboardConfig::default(),
-            graphql: crate::graphql::Limits::default(),
+            graphql: GraphqlLimits::default(),
         }
     }
 }

@@ -657,3 +657,46 @@ async fn a_signed_in_person_has_a_budget_of_pages() {
     // Their API keys keep budgets of their own.
     expect_status(app.get("/api/v1/me", &app.admin_key).await, StatusCode::OK).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graphql_explorer_runs_offline_under_its_content_security_policy() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.create_link(
+        &app.admin_key,
+        &serde_json::json!({"url": "https://example.com/explored", "alias": "explored"}),
+    )
+    .await;
+    // GraphiQL loads from snip alone, reads the schema by introspection (no key needed) and
+    // shows its default query.
+    b.goto(&app.url("/graphql")).await;
+    b.wait_for_text_here("pageInfo").await;
+    // Run the default query without a key: the answer comes back through GraphiQL's own
+    // fetcher (so the page's policy allows its requests), as an `unauthorized` error.
+    b.click(".graphiql-execute-button").await;
+    b.wait_for_text_here("unauthorized").await;
+    // With the key in the Headers tab, the same query shows the admin's link.
+    let headers = format!("{{\"Authorization\": \"Bearer {}\"}}", app.admin_key);
+    b.js(
+        "[...document.querySelectorAll('.graphiql-editor-tools button')]
+            .find(x => x.textContent.trim() === 'Headers').click();",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let set = b
+        .js(&format!(
+            "const editors = [...document.querySelectorAll('.graphiql-editor-tool .graphiql-editor')]
+               .filter(e => !e.classList.contains('hidden'));
+             const cm = editors.length === 1 && editors[0].querySelector('.CodeMirror');
+             if (!cm) return false;
+             cm.CodeMirror.setValue({headers:?});
+             return true;"
+        ))
+        .await;
+    assert_eq!(set, serde_json::json!(true), "no headers editor");
+    b.click(".graphiql-execute-button").await;
+    b.wait_for_text_here("https://example.com/explored").await;
+    b.screenshot("graphql-explorer").await;
+}

@@ -100,7 +100,7 @@ pub struct Settings {
     /// What `GET /` answers.
     pub landing: crate::config::Landing,
     /// Bounds on GraphQL requests.
-    pub graphql: crate::graphql::Limits,
+    pub graphql: crate::config::GraphqlLimits,
 }
 
 /// The authenticated caller of a request: an API key's owner, or a signed-in person.

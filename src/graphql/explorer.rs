@@ -2,6 +2,8 @@
 //! (nothing from a CDN), so it works offline. The third-party files are stored
 //! gzip-compressed and sent as they are to clients that accept gzip (every browser).
 
+use std::sync::LazyLock;
+
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -11,47 +13,63 @@ use crate::http::error::ApiError;
 /// Where the explorer's files are served.
 pub const ASSETS: &str = "/graphql/assets";
 
-/// One file: its name (with the version, so it may be cached for ever), type, body and
-/// whether the body is gzip-compressed.
+/// One file: its name (with a hash of its content, so it may be cached for ever), type,
+/// body and whether the body is gzip-compressed.
 struct Asset {
-    name: &'static str,
+    name: String,
     content_type: &'static str,
     body: &'static [u8],
     gzip: bool,
 }
 
-const FILES: &[Asset] = &[
-    Asset {
-        name: "graphiql-3.8.3.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("explorer/graphiql.min.js.gz"),
-        gzip: true,
-    },
-    Asset {
-        name: "graphiql-3.8.3.min.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("explorer/graphiql.min.css.gz"),
-        gzip: true,
-    },
-    Asset {
-        name: "react-18.3.1.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("explorer/react.production.min.js.gz"),
-        gzip: true,
-    },
-    Asset {
-        name: "react-dom-18.3.1.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("explorer/react-dom.production.min.js.gz"),
-        gzip: true,
-    },
-    Asset {
-        name: "explorer-1.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("explorer/explorer.js"),
-        gzip: false,
-    },
-];
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The files, in the order the page loads them (the stylesheet first).
+static FILES: LazyLock<Vec<Asset>> = LazyLock::new(|| {
+    let file = |stem: &str, ext: &str, content_type, body: &'static [u8], gzip| Asset {
+        name: format!("{stem}.{:016x}.{ext}", xxhash_rust::xxh3::xxh3_64(body)),
+        content_type,
+        body,
+        gzip,
+    };
+    vec![
+        file(
+            "graphiql",
+            "css",
+            "text/css; charset=utf-8",
+            include_bytes!("explorer/graphiql.min.css.gz"),
+            true,
+        ),
+        file(
+            "react",
+            "js",
+            JS,
+            include_bytes!("explorer/react.production.min.js.gz"),
+            true,
+        ),
+        file(
+            "react-dom",
+            "js",
+            JS,
+            include_bytes!("explorer/react-dom.production.min.js.gz"),
+            true,
+        ),
+        file(
+            "graphiql",
+            "js",
+            JS,
+            include_bytes!("explorer/graphiql.min.js.gz"),
+            true,
+        ),
+        file(
+            "explorer",
+            "js",
+            JS,
+            include_bytes!("explorer/explorer.js"),
+            false,
+        ),
+    ]
+});
 
 /// The page's `Content-Security-Policy`: scripts and styles from snip only (GraphiQL sets
 /// inline styles), requests to snip only, never framed.
@@ -61,18 +79,23 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
 
 /// The explorer's page.
 pub fn page() -> Response {
-    let html = format!(
+    let files = &*FILES;
+    let mut html = format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>snip: GraphQL explorer</title>\n\
-         <link rel=\"stylesheet\" href=\"{ASSETS}/graphiql-3.8.3.min.css\">\n\
+         <link rel=\"stylesheet\" href=\"{ASSETS}/{}\">\n\
          <style>body {{ margin: 0; height: 100vh; }} #graphiql {{ height: 100vh; }}</style>\n\
-         </head>\n<body>\n<div id=\"graphiql\">Loading the explorer…</div>\n\
-         <script src=\"{ASSETS}/react-18.3.1.min.js\"></script>\n\
-         <script src=\"{ASSETS}/react-dom-18.3.1.min.js\"></script>\n\
-         <script src=\"{ASSETS}/graphiql-3.8.3.min.js\"></script>\n\
-         <script src=\"{ASSETS}/explorer-1.js\"></script>\n</body>\n</html>\n"
+         </head>\n<body>\n<div id=\"graphiql\">Loading the explorer…</div>\n",
+        files[0].name
     );
+    for script in &files[1..] {
+        html.push_str(&format!(
+            "<script src=\"{ASSETS}/{}\"></script>\n",
+            script.name
+        ));
+    }
+    html.push_str("</body>\n</html>\n");
     let mut res = Html(html).into_response();
     res.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,

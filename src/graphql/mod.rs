@@ -38,28 +38,7 @@ pub type SnipSchema = Schema<query::Query, mutation::Mutation, EmptySubscription
 /// Where GraphQL is served.
 pub const PATH: &str = "/graphql";
 
-/// Bounds on what one request may ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    /// Deepest nesting of fields.
-    pub max_depth: usize,
-    /// Most complexity points (one per field; a list field weighs its page size times its
-    /// items).
-    pub max_complexity: usize,
-    /// Longest query text, in bytes.
-    pub max_query_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_depth: 8,
-            max_complexity: 1_000,
-            max_query_bytes: 16 * 1024,
-        }
-    }
-}
+pub use crate::config::GraphqlLimits as Limits;
 
 /// Builds the schema with `limits`. Introspection stays on: the schema is public.
 pub fn schema(limits: &Limits) -> SnipSchema {
@@ -75,8 +54,11 @@ pub fn sdl() -> String {
     schema(&Limits::default()).sdl()
 }
 
-/// The routes of GraphQL: the endpoint, the explorer and its files, and the schema.
-pub fn routes(limits: Limits) -> Router<AppState> {
+/// The routes of GraphQL: the endpoint, the explorer and its files, and the schema. A
+/// request that takes longer than the request timeout is answered 503, as in the API.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let limits = state.settings.graphql;
+    let timeout = state.settings.request_timeout;
     let schema = Arc::new(schema(&limits));
     Router::new()
         .route(PATH, get(by_get).post(by_post))
@@ -84,6 +66,9 @@ pub fn routes(limits: Limits) -> Router<AppState> {
         .route("/graphql/assets/{name}", get(explorer::asset))
         .layer(Extension(schema))
         .layer(Extension(limits))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::http::deadline(timeout, req, next)
+        }))
 }
 
 /// `GET /graphql/schema.graphql`: the schema in SDL.

@@ -46,8 +46,9 @@ pub fn bulk_body_limit(max_url_len: usize, body_limit: usize) -> usize {
     (crate::app::links::MAX_BULK * (max_url_len + BULK_ITEM_EXTRA)).max(body_limit)
 }
 
-/// Builds the whole application router. `pages` are the dashboard's routes (`crate::web`),
-/// served beside the API and sharing its layers.
+/// Builds the whole application router. `pages` are the routes of the other surfaces (the
+/// dashboard, `crate::web`, and GraphQL, `crate::graphql`), served beside the API and
+/// sharing its layers.
 pub fn router(state: AppState, role: NodeRole, pages: Router<AppState>) -> Router {
     let body_limit = state.settings.body_limit;
     let timeout = state.settings.request_timeout;
@@ -106,13 +107,9 @@ pub fn router(state: AppState, role: NodeRole, pages: Router<AppState>) -> Route
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics));
     if role.serves_api() {
-        let graphql = crate::graphql::routes(state.settings.graphql).layer(middleware::from_fn(
-            move |req, next| deadline(timeout, req, next),
-        ));
         app = app
             .nest("/api/v1", api)
             .merge(openapi::routes())
-            .merge(graphql)
             .merge(pages);
     }
     if role.serves_redirects() {
@@ -247,7 +244,7 @@ impl tower_http::request_id::MakeRequestId for MakeRequestId {
 
 /// A request that takes longer than `limit` is answered 503 (with `Retry-After`) and its
 /// work dropped, so a stuck dependency cannot hold connections forever.
-async fn deadline(
+pub async fn deadline(
     limit: std::time::Duration,
     req: axum::extract::Request,
     next: middleware::Next,

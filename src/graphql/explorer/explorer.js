@@ -1,5 +1,5 @@
 // Starts GraphiQL against this server's /graphql. The API key goes in the Headers tab:
-// {"Authorization": "Bearer snip_..."}. Introspection needs no key.
+// {"Authorization": "Bearer snip_..."}. Introspection (the schema, the docs) needs no key.
 (function () {
   var fetcher = GraphiQL.createFetcher({ url: "/graphql" });
   var root = ReactDOM.createRoot(document.getElementById("graphiql"));
@@ -8,9 +8,9 @@
       fetcher: fetcher,
       isHeadersEditorEnabled: true,
       shouldPersistHeaders: false,
-      defaultHeaders: '{"Authorization": "Bearer "}',
       defaultQuery:
-        "# Put your API key in the Headers tab below, then run this.\n" +
+        "# Your API key goes in Headers, below:\n" +
+        '# {"Authorization": "Bearer snip_..."}\n' +
         "{\n  me { email }\n  links(first: 10) {\n    edges { node { code url clicks } }\n" +
         "    pageInfo { hasNextPage endCursor }\n  }\n}\n",
     })
