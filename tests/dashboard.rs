@@ -673,6 +673,12 @@ async fn the_graphql_explorer_runs_offline_under_its_content_security_policy() {
     // shows its default query.
     b.goto(&app.url("/graphql")).await;
     b.wait_for_text_here("pageInfo").await;
+    // The documentation pane lists the schema's root types once introspection answered.
+    b.js("[...document.querySelectorAll('.graphiql-sidebar button')]
+            .find(x => (x.getAttribute('aria-label') || '').includes('Documentation')).click();")
+        .await;
+    let docs = b.wait_for_text_here("Root Types").await;
+    assert!(docs.contains("Mutation"), "{docs}");
     // Run the default query without a key: the answer comes back through GraphiQL's own
     // fetcher (so the page's policy allows its requests), as an `unauthorized` error.
     b.click(".graphiql-execute-button").await;

@@ -738,12 +738,44 @@ async fn the_explorer_and_its_files_come_from_snip_itself() {
     )
     .await;
 
-    // Introspection is public (it is how the explorer learns the schema), and the SDL is
-    // served as checked in.
-    let (status, body) = post(&app, None, "{ __schema { queryType { name } } }", json!({})).await;
+    // Introspection is public: it is how an explorer learns the schema. Its usual query
+    // nests `ofType` deeper than data queries may nest; schema reading has its own rule
+    // instead, which refuses lists of types nested in lists of types.
+    let (status, body) = post(&app, None, INTROSPECTION, json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+    assert!(body.get("errors").is_none(), "{body}");
+    let types: Vec<&str> = body["data"]["__schema"]["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"Link") && types.contains(&"LinkPatch"),
+        "{types:?}"
+    );
+    let bomb = "{ __schema { types { fields { type { fields { type { fields { type {
+        fields { name } } } } } } } } } }";
+    error(&app, None, bomb, json!({}), "too-complex").await;
+    // Mixed with data, the depth limit holds for the whole query.
+    let mixed = "{ __typename me { links(first: 1) { edges { node { owner { links(first: 1) {
+        edges { node { code } } } } } } } } }";
+    error(&app, Some(&app.admin_key), mixed, json!({}), "too-complex").await;
 }
+
+/// The introspection query of GraphiQL and most GraphQL tools.
+const INTROSPECTION: &str = "query IntrospectionQuery { __schema { queryType { name }
+  mutationType { name } subscriptionType { name } types { ...FullType }
+  directives { name description locations args { ...InputValue } } } }
+fragment FullType on __Type { kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue }
+    type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue } interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef } }
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind
+  name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
 
 #[tokio::test]
 async fn the_served_schema_is_the_one_checked_in() {

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
 };
-use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+};
 use async_graphql::{
     ErrorExtensionValues, Response, ServerError, ServerResult, ValidationResult, Variables,
 };
@@ -65,22 +67,111 @@ impl Charge {
     }
 }
 
-/// Makes one [`Costing`] per request.
-pub struct CostLimit;
+/// Makes one [`Costing`] per request, with the depth limit.
+pub struct CostLimit {
+    /// Deepest nesting of fields, but in introspection (see [`Shape`]).
+    pub max_depth: usize,
+}
 
 impl ExtensionFactory for CostLimit {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Costing::default())
+        Arc::new(Costing {
+            max_depth: self.max_depth,
+            ..Costing::default()
+        })
     }
 }
 
 /// The per-request extension.
 #[derive(Default)]
 struct Costing {
+    max_depth: usize,
     /// The type of each operation of the document, by name (`None` for an anonymous one).
     operations: Mutex<HashMap<Option<String>, OperationType>>,
+    /// What the document asks, for the depth rule.
+    shape: Mutex<Shape>,
     /// The complexity validation measured.
     complexity: Mutex<usize>,
+}
+
+/// The fields of `__Type` that lead to lists of more types (`ofType` leads to one).
+const FAN_OUT: [&str; 4] = ["fields", "inputFields", "interfaces", "possibleTypes"];
+
+/// Most fan-out fields nested in one another in introspection, as graphql-js's
+/// `MaxIntrospectionDepthRule` allows: enough for every explorer, while
+/// `fields { type { fields { type { fields … } } } }` would multiply its answer by the
+/// number of fields at each level.
+pub const MAX_INTROSPECTION_FAN_OUT: usize = 3;
+
+/// What the depth rule needs to know of a document. The usual introspection query of an
+/// explorer nests `ofType` deeper than any limit on data queries, so a document that only
+/// reads the schema is held to [`MAX_INTROSPECTION_FAN_OUT`] instead of the depth limit.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Whether every operation asks only `__schema`, `__type` or `__typename`.
+    pub introspection_only: bool,
+    /// The most fan-out fields nested in one another.
+    pub fan_out: usize,
+}
+
+/// Past this nesting (of selection sets and fragments) the walk stops: a document this
+/// deep fails validation anyway (fragment cycles, parser limits).
+const WALK_LIMIT: usize = 64;
+
+impl Shape {
+    /// The shape of `doc`.
+    pub fn of(doc: &ExecutableDocument) -> Self {
+        let mut shape = Shape {
+            introspection_only: true,
+            fan_out: 0,
+        };
+        for (_, op) in doc.operations.iter() {
+            let set = &op.node.selection_set.node;
+            shape.introspection_only &= only_introspection(doc, set, 0);
+            shape.fan_out = shape.fan_out.max(fan_out(doc, set, 0));
+        }
+        shape
+    }
+}
+
+fn only_introspection(doc: &ExecutableDocument, set: &SelectionSet, depth: usize) -> bool {
+    depth < WALK_LIMIT
+        && set.items.iter().all(|item| match &item.node {
+            Selection::Field(f) => f.node.name.node.starts_with("__"),
+            Selection::InlineFragment(i) => {
+                only_introspection(doc, &i.node.selection_set.node, depth + 1)
+            }
+            Selection::FragmentSpread(s) => doc
+                .fragments
+                .get(&s.node.fragment_name.node)
+                .is_some_and(|f| only_introspection(doc, &f.node.selection_set.node, depth + 1)),
+        })
+}
+
+fn fan_out(doc: &ExecutableDocument, set: &SelectionSet, depth: usize) -> usize {
+    if depth >= WALK_LIMIT {
+        return usize::MAX;
+    }
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(f) => {
+                let here = usize::from(FAN_OUT.contains(&f.node.name.node.as_str()));
+                here.saturating_add(fan_out(doc, &f.node.selection_set.node, depth + 1))
+            }
+            Selection::InlineFragment(i) => fan_out(doc, &i.node.selection_set.node, depth + 1),
+            Selection::FragmentSpread(s) => doc
+                .fragments
+                .get(&s.node.fragment_name.node)
+                .map_or(0, |f| fan_out(doc, &f.node.selection_set.node, depth + 1)),
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The error of a query nested too deep.
+fn too_deep() -> ServerError {
+    with_code(ServerError::new("Query is nested too deep.", None))
 }
 
 /// A request-level error (no path, no location) with a code and a status.
@@ -134,6 +225,7 @@ impl Extension for Costing {
     ) -> ServerResult<ExecutableDocument> {
         match next.run(ctx, query, variables).await {
             Ok(doc) => {
+                *self.shape.lock().unwrap_or_else(|e| e.into_inner()) = Shape::of(&doc);
                 let mut ops = self.operations.lock().unwrap_or_else(|e| e.into_inner());
                 match &doc.operations {
                     DocumentOperations::Single(op) => {
@@ -161,7 +253,16 @@ impl Extension for Costing {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        match next.run(ctx).await {
+        let shape = *self.shape.lock().unwrap_or_else(|e| e.into_inner());
+        let result = next.run(ctx).await.and_then(|v| {
+            let deep = if shape.introspection_only {
+                shape.fan_out > MAX_INTROSPECTION_FAN_OUT
+            } else {
+                v.depth > self.max_depth
+            };
+            if deep { Err(vec![too_deep()]) } else { Ok(v) }
+        });
+        match result {
             Ok(v) => {
                 *self.complexity.lock().unwrap_or_else(|e| e.into_inner()) = v.complexity;
                 Ok(v)
@@ -215,6 +316,30 @@ impl Extension for Costing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shape(query: &str) -> Shape {
+        Shape::of(&async_graphql::parser::parse_query(query).unwrap())
+    }
+
+    #[test]
+    fn only_schema_reading_documents_count_as_introspection() {
+        assert!(shape("{ __schema { types { name } } }").introspection_only);
+        assert!(shape("query { ...F } fragment F on Query { __typename }").introspection_only);
+        assert!(!shape("{ __typename me { email } }").introspection_only);
+        assert!(!shape("query { ...F } fragment F on Query { me { email } }").introspection_only);
+        assert!(!shape("query A { __typename } query B { me { id } }").introspection_only);
+    }
+
+    #[test]
+    fn fan_out_counts_nested_type_lists_through_fragments() {
+        let explorer = "{ __schema { types { ...T } } }
+            fragment T on __Type { fields { type { ...R } } inputFields { name } }
+            fragment R on __Type { ofType { ofType { ofType { ofType { name } } } } }";
+        assert_eq!(shape(explorer).fan_out, 1);
+        let bomb = "{ __schema { types { fields { type { fields { type { interfaces {
+            possibleTypes { name } } } } } } } } }";
+        assert_eq!(shape(bomb).fan_out, 4);
+    }
 
     #[test]
     fn a_request_takes_a_token_per_hundred_points_within_the_capacity() {

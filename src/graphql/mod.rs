@@ -42,10 +42,13 @@ pub use crate::config::GraphqlLimits as Limits;
 
 /// Builds the schema with `limits`. Introspection stays on: the schema is public.
 pub fn schema(limits: &Limits) -> SnipSchema {
+    // The depth limit is the cost extension's: it holds schema reading to a rule of its
+    // own, which explorers' introspection queries need.
     Schema::build(query::Query, mutation::Mutation, EmptySubscription)
-        .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
-        .extension(cost::CostLimit)
+        .extension(cost::CostLimit {
+            max_depth: limits.max_depth,
+        })
         .finish()
 }
 
