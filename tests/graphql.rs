@@ -186,6 +186,18 @@ async fn whole_api(app: &TestApp) {
         "{qr}"
     );
 
+    // A range that ends before it starts is a validation error, as in REST.
+    let err = error(
+        app,
+        Some(&alice),
+        "query($c: String!) { link(code: $c) { stats(from: \"2026-01-02T00:00:00Z\",
+            to: \"2026-01-01T00:00:00Z\") { total } } }",
+        json!({"c": b_code}),
+        "validation",
+    )
+    .await;
+    assert_eq!(err["extensions"]["fields"][0]["field"], "from", "{err}");
+
     // updateLink: merge patch; explicit null clears, absent stays.
     let patched = data(
         app,
@@ -704,6 +716,20 @@ async fn depth_and_complexity_are_bounded_and_the_cost_is_charged() {
     // A cheap query still fits in what is left.
     let (status, body) = post(&app, Some(&key), "{ me { email } }", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // A mutation is charged to the writes bucket, one token at least.
+    let res = app
+        .client
+        .post(app.url("/graphql"))
+        .bearer_auth(&key)
+        .json(&json!({"query": "mutation { deleteLink(code: \"none-such\") }"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        header(&res, "ratelimit").starts_with("\"writes\";"),
+        "{:?}",
+        res.headers()
+    );
 }
 
 #[tokio::test]

@@ -62,9 +62,33 @@ async fn count(app: &TestApp, key: Option<&str>, query: &str, links: Option<usiz
     fewest
 }
 
+/// The statements of the same dashboard loaded by REST, as a client would: the list, the
+/// owner, and each link's statistics (the fewest of three tries).
+async fn rest_count(app: &TestApp, key: &str) -> usize {
+    let mut fewest = usize::MAX;
+    for _ in 0..3 {
+        let (n, ()) = statements_of(async {
+            let list = expect_json(
+                app.get("/api/v1/links?limit=100", key).await,
+                StatusCode::OK,
+            )
+            .await;
+            expect_json(app.get("/api/v1/me", key).await, StatusCode::OK).await;
+            for code in codes(&items(&list)) {
+                let path = format!("/api/v1/links/{code}/stats");
+                expect_json(app.get(&path, key).await, StatusCode::OK).await;
+            }
+        })
+        .await;
+        fewest = fewest.min(n);
+    }
+    fewest
+}
+
 /// The statements of [`PAGE`] (by the member) and of [`admin_page`] at 1, 10 and 100
-/// links, after a few clicks on the first link.
-async fn counts_at_sizes(app: &TestApp) -> Vec<(usize, usize)> {
+/// links, after a few clicks on the first link; at 100 links, the REST calls of the same
+/// dashboard must be `rest` statements.
+async fn counts_at_sizes(app: &TestApp, rest: usize) -> Vec<(usize, usize)> {
     let (member, key) = app.create_user("pages@example.com").await;
     let mut made = 0;
     let mut out = Vec::new();
@@ -81,6 +105,9 @@ async fn counts_at_sizes(app: &TestApp) -> Vec<(usize, usize)> {
             }
         }
         made = size;
+        if size == 100 {
+            assert_eq!(rest_count(app, &key).await, rest, "REST");
+        }
         let mine = count(app, Some(&key), PAGE, Some(size)).await;
         let admin = count(app, Some(&app.admin_key), &admin_page(member), Some(size)).await;
         out.push((mine, admin));
@@ -94,8 +121,10 @@ async fn a_page_of_links_costs_the_same_statements_at_any_size() {
 
     // SQLite. The member's page: the key, the page, the click totals. The admin's page of
     // the member's links adds the user, the owners, the link count and the tags.
+    // REST: the list and its key (2), the owner (1), and per link the key, the link, its
+    // series, dimensions and totals (5).
     let app = spawn_app().await;
-    let counts = counts_at_sizes(&app).await;
+    let counts = counts_at_sizes(&app, 2 + 1 + 100 * 5).await;
     eprintln!("SQLite statements (member's page, admin's page) at 1, 10, 100 links: {counts:?}");
     assert_eq!(counts, vec![(3, 7); 3], "SQLite: {counts:?}");
 
@@ -117,7 +146,7 @@ async fn a_page_of_links_costs_the_same_statements_at_any_size() {
         return;
     };
     let app = spawn_app_with(|c| c.database_url = dbs[0].url.clone()).await;
-    let counts = counts_at_sizes(&app).await;
+    let counts = counts_at_sizes(&app, 2 + 1 + 100 * 5).await;
     eprintln!("PostgreSQL statements at 1, 10, 100 links: {counts:?}");
     assert_eq!(counts, vec![(3, 7); 3], "PostgreSQL: {counts:?}");
     drop(app);
@@ -129,7 +158,9 @@ async fn a_page_of_links_costs_the_same_statements_at_any_size() {
         return;
     };
     let app = spawn_app_with(|c| c.shards = shard_configs(&dbs)).await;
-    let counts = counts_at_sizes(&app).await;
+    // REST on shards: the list asks each shard, and a link's statistics first find the
+    // shard that holds it (one more statement a link).
+    let counts = counts_at_sizes(&app, 4 + 1 + 100 * 6).await;
     eprintln!("3-shard statements at 1, 10, 100 links: {counts:?}");
     // Member: key 1 + listing 3 + totals (one per shard holding links of the page).
     // Admin: key 1 + user 1 + listing 3 + owners 1 + totals + link counts 3 + tags 3.

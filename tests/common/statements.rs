@@ -37,12 +37,9 @@ impl<S: tracing::Subscriber> Layer<S> for CountStatements {
         let mut summary = Summary::default();
         event.record(&mut summary);
         // A connection the pool opens runs its own PRAGMAs: pool overhead, not the query's.
-        if !summary
-            .0
-            .trim_start_matches('"')
-            .to_ascii_uppercase()
-            .starts_with("PRAGMA")
-        {
+        // `SELECT 1` is the health check's ping, which runs in the background every second.
+        let text = summary.0.trim_start_matches('"').to_ascii_uppercase();
+        if !text.starts_with("PRAGMA") && text.trim_end_matches('"') != "SELECT 1" {
             STATEMENTS.fetch_add(1, Ordering::SeqCst);
             if std::env::var_os("SNIP_SHOW_STATEMENTS").is_some() {
                 eprintln!("statement: {}", summary.0);
