@@ -75,7 +75,7 @@ async fn listing_links_with_tags_is_a_fixed_number_of_statements() {
     store.apply_clicks("b1", &clicks).await.unwrap();
 
     // Make sure the counter sees statements at all, or every count below would be 0.
-    let (n, _) = statements_of(store.ping()).await;
+    let (n, _) = statements_of(store.get_link(&links[0].code)).await;
     assert_eq!(n, 1, "the statement counter does not see sqlx's statements");
 
     let query = |limit, page| LinkQuery {

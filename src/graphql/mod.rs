@@ -52,23 +52,16 @@ pub fn schema(limits: &Limits) -> SnipSchema {
         .finish()
 }
 
-/// The schema in SDL, as `docs/schema.graphql` holds it.
-pub fn sdl() -> String {
-    schema(&Limits::default()).sdl()
-}
-
 /// The routes of GraphQL: the endpoint, the explorer and its files, and the schema. A
 /// request that takes longer than the request timeout is answered 503, as in the API.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let limits = state.settings.graphql;
     let timeout = state.settings.request_timeout;
-    let schema = Arc::new(schema(&limits));
+    let schema = Arc::new(schema(&state.settings.graphql));
     Router::new()
         .route(PATH, get(by_get).post(by_post))
         .route("/graphql/schema.graphql", get(schema_sdl))
         .route("/graphql/assets/{name}", get(explorer::asset))
         .layer(Extension(schema))
-        .layer(Extension(limits))
         .layer(axum::middleware::from_fn(move |req, next| {
             crate::http::deadline(timeout, req, next)
         }))
@@ -90,7 +83,6 @@ async fn schema_sdl(Extension(schema): Extension<Arc<SnipSchema>>) -> Response {
 async fn by_get(
     State(state): State<AppState>,
     Extension(schema): Extension<Arc<SnipSchema>>,
-    Extension(limits): Extension<Limits>,
     Peer(peer): Peer,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -104,14 +96,13 @@ async fn by_get(
             return ApiError::bad_request(format!("not a GraphQL request: {e}")).into_response();
         }
     };
-    run(&state, &schema, &limits, peer, &headers, request, true).await
+    run(&state, &schema, peer, &headers, request, true).await
 }
 
 /// `POST /graphql`: a JSON body `{query, operationName?, variables?}`.
 async fn by_post(
     State(state): State<AppState>,
     Extension(schema): Extension<Arc<SnipSchema>>,
-    Extension(limits): Extension<Limits>,
     Peer(peer): Peer,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
@@ -125,7 +116,7 @@ async fn by_post(
             .into_response();
         }
     };
-    run(&state, &schema, &limits, peer, &headers, request, false).await
+    run(&state, &schema, peer, &headers, request, false).await
 }
 
 /// The address of the connection's peer (unspecified when unknown).
@@ -148,12 +139,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 async fn run(
     state: &AppState,
     schema: &SnipSchema,
-    limits: &Limits,
     peer: IpAddr,
     headers: &HeaderMap,
     request: async_graphql::Request,
     via_get: bool,
 ) -> Response {
+    let limits = &state.settings.graphql;
     if request.query.len() > limits.max_query_bytes {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
