@@ -690,17 +690,27 @@ async fn the_graphql_explorer_runs_offline_under_its_content_security_policy() {
             .find(x => x.textContent.trim() === 'Headers').click();",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let set = b
-        .js(&format!(
-            "const editors = [...document.querySelectorAll('.graphiql-editor-tool .graphiql-editor')]
-               .filter(e => !e.classList.contains('hidden'));
-             const cm = editors.length === 1 && editors[0].querySelector('.CodeMirror');
-             if (!cm) return false;
-             cm.CodeMirror.setValue({headers:?});
-             return true;"
-        ))
-        .await;
+    // The tab opens once React has rendered it: then the one visible editor of the tools
+    // section is the headers editor.
+    let mut set = serde_json::json!(false);
+    for _ in 0..100 {
+        set = b
+            .js(&format!(
+                "const tools = document.querySelector('.graphiql-editor-tool');
+                 if (!tools || tools.getAttribute('aria-label') !== 'Headers') return false;
+                 const editors = [...tools.querySelectorAll('.graphiql-editor')]
+                   .filter(e => !e.classList.contains('hidden'));
+                 const cm = editors.length === 1 && editors[0].querySelector('.CodeMirror');
+                 if (!cm) return false;
+                 cm.CodeMirror.setValue({headers:?});
+                 return true;"
+            ))
+            .await;
+        if set == serde_json::json!(true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(set, serde_json::json!(true), "no headers editor");
     b.click(".graphiql-execute-button").await;
     b.wait_for_text_here("https://example.com/explored").await;

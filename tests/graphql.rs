@@ -134,7 +134,16 @@ async fn whole_api(app: &TestApp) {
         expect_status(app.redirect(&b_code).await, StatusCode::FOUND).await;
     }
     app.clock.advance(chrono::Duration::seconds(1));
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // Clicks are written in batches: wait until REST sees all three.
+    let stats_path = format!("/api/v1/links/{b_code}/stats");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let rest_stats = loop {
+        let s = expect_json(app.get(&stats_path, &alice).await, StatusCode::OK).await;
+        if s["total"] == 3 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let one = data(
         app,
         &alice,
@@ -147,12 +156,6 @@ async fn whole_api(app: &TestApp) {
     )
     .await["link"]
         .clone();
-    let rest_stats = expect_json(
-        app.get(&format!("/api/v1/links/{b_code}/stats"), &alice)
-            .await,
-        StatusCode::OK,
-    )
-    .await;
     let stats = &one["stats"];
     assert_eq!(stats["total"], 3, "{one}");
     for (gql, rest) in [
@@ -548,19 +551,21 @@ async fn cursor_walk(app: &TestApp) {
     walked.sort();
     assert_eq!(walked, sorted);
 
-    let tagged = data(
+    // A search: "/" is in no code, so only the URLs w1 and w10–w19 match.
+    let found = data(
         app,
         &key,
-        "{ links(filter: {q: \"w1\"}) { nodes { url } } }",
+        "{ links(filter: {q: \"/w1\"}) { nodes { url } } }",
         json!({}),
     )
     .await;
-    let urls = tagged["links"]["nodes"].as_array().unwrap();
+    let urls = found["links"]["nodes"].as_array().unwrap();
+    assert_eq!(urls.len(), 11, "{found}");
     assert!(
         !urls.is_empty()
             && urls
                 .iter()
-                .all(|u| u["url"].as_str().unwrap().contains("w1"))
+                .all(|u| u["url"].as_str().unwrap().contains("/w1"))
     );
 }
 
