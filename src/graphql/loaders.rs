@@ -1,23 +1,29 @@
 //! Batch loading: the nested fields of a page of N links (owners, click totals, series,
 //! top values) and of a page of users (link counts, tags) cost one use-case call per kind
-//! of field, whatever N is. Each loader collects the keys of every resolver of one level,
-//! then makes one call ([`drive`] says how); on shards the store makes that one statement
-//! per shard. One `Batch` is made per request, with that request's caller: nothing is
-//! cached across requests or callers.
+//! of field, whatever N is; on shards the store makes that one statement per shard.
+//!
+//! A resolver asks [`Batch::load_one`] for its key and waits. The keys of one kind queue
+//! up until the request has nothing left to do but wait; then [`drive`] takes every queue
+//! and makes one load per kind. One `Batch` is made per request, with that request's
+//! caller: nothing is cached across requests or callers.
+//!
+//! (async-graphql's `DataLoader` does the same on a timer: it waits a moment, at least a
+//! tick of tokio's millisecond clock, for more keys. On this machine that was about half
+//! of a 100-link page's time, and a busy machine could split a level into several
+//! batches. The comparison is in `docs/benchmarks.md`.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::hash::Hash;
-
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::Error;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use super::error::{gql, unauthorized};
 use crate::app::stats::Range;
@@ -26,43 +32,116 @@ use crate::domain::code::Code;
 use crate::domain::user::UserId;
 use crate::store::{ClickSums, TagCount, UserRecord};
 
-/// Most keys in one batch.
-const MAX_BATCH: usize = 500;
+/// Where a waiting resolver gets its value.
+type Reply<V> = oneshot::Sender<Result<Option<V>, Error>>;
 
-/// The loaders of one request.
-pub struct Batch {
+/// The keys each kind of load has queued, with their resolvers' replies.
+#[derive(Default)]
+pub struct Queues {
+    users: Vec<(UserKey, Reply<UserRecord>)>,
+    sums: Vec<(SumsKey, Reply<ClickSums>)>,
+    series: Vec<(SeriesKey, Reply<Series>)>,
+    top: Vec<(TopKey, Reply<Top>)>,
+    counts: Vec<(CountKey, Reply<u64>)>,
+    tags: Vec<(TagsKey, Reply<Vec<TagCount>>)>,
+}
+
+/// A link's series: every bucket's start and clicks.
+pub type Series = Vec<(chrono::DateTime<chrono::Utc>, i64)>;
+
+/// A link's top values: per dimension, `(value, clicks)`, most first.
+pub type Top = Vec<(String, Vec<(String, i64)>)>;
+
+/// What a request's loads need: the services and the caller.
+pub struct Loader {
     state: AppState,
     caller: Option<Caller>,
 }
 
-/// The loads a request's loaders have started, for [`drive`] to run.
-pub type Loads = mpsc::UnboundedReceiver<BoxFuture<'static, ()>>;
-
-impl Batch {
-    /// The loaders of a request by `caller`, and the loads they start: run the request
-    /// with [`drive`].
-    pub fn loader(state: AppState, caller: Option<Caller>) -> (DataLoader<Self>, Loads) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let spawn = move |load: BoxFuture<'static, ()>| {
-            let _ = tx.send(load);
-        };
-        let loader = DataLoader::new(Self { state, caller }, spawn)
-            .delay(Duration::ZERO)
-            .max_batch_size(MAX_BATCH);
-        (loader, rx)
-    }
-
-    fn caller(&self) -> Result<&Caller, async_graphql::Error> {
+impl Loader {
+    fn caller(&self) -> Result<&Caller, Error> {
         self.caller.as_ref().ok_or_else(unauthorized)
     }
 }
 
-/// Runs `request` and, on the same task, the loads its loaders start. A load starts only
+/// One kind of key that is loaded in batches.
+pub trait Load: Clone + Eq + Hash + Send + Sync + 'static {
+    /// What a key loads.
+    type Value: Clone + Send + 'static;
+
+    /// The queue of this kind.
+    fn queue(queues: &mut Queues) -> &mut Vec<(Self, Reply<Self::Value>)>;
+
+    /// Loads `keys` (no two alike) in one call; keys without a value are absent.
+    fn load(
+        loader: &Loader,
+        keys: Vec<Self>,
+    ) -> impl Future<Output = Result<HashMap<Self, Self::Value>, Error>> + Send;
+}
+
+/// The batch loads of one request.
+pub struct Batch {
+    loader: Arc<Loader>,
+    queues: Mutex<Queues>,
+}
+
+impl Batch {
+    /// The loads of a request by `caller`; run the request with [`drive`].
+    pub fn new(state: AppState, caller: Option<Caller>) -> Self {
+        Self {
+            loader: Arc::new(Loader { state, caller }),
+            queues: Mutex::default(),
+        }
+    }
+
+    /// The value of `key`, loaded in one batch with every key of its kind that the
+    /// request's other resolvers ask for meanwhile.
+    pub async fn load_one<K: Load>(&self, key: K) -> Result<Option<K::Value>, Error> {
+        let (reply, value) = oneshot::channel();
+        K::queue(&mut self.queues.lock().unwrap_or_else(|e| e.into_inner())).push((key, reply));
+        value
+            .await
+            .unwrap_or_else(|_| Err(Error::new("a batch load was dropped")))
+    }
+
+    /// One load per kind with queued keys, taking the queues.
+    fn take(&self) -> Vec<BoxFuture<'static, ()>> {
+        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loads = Vec::new();
+        self.push::<UserKey>(&mut queues, &mut loads);
+        self.push::<SumsKey>(&mut queues, &mut loads);
+        self.push::<SeriesKey>(&mut queues, &mut loads);
+        self.push::<TopKey>(&mut queues, &mut loads);
+        self.push::<CountKey>(&mut queues, &mut loads);
+        self.push::<TagsKey>(&mut queues, &mut loads);
+        loads
+    }
+
+    fn push<K: Load>(&self, queues: &mut Queues, loads: &mut Vec<BoxFuture<'static, ()>>) {
+        let waiting = std::mem::take(K::queue(queues));
+        if waiting.is_empty() {
+            return;
+        }
+        let loader = self.loader.clone();
+        loads.push(Box::pin(async move {
+            let keys: HashSet<K> = waiting.iter().map(|(k, _)| k.clone()).collect();
+            let loaded = K::load(&loader, keys.into_iter().collect()).await;
+            for (key, reply) in waiting {
+                let _ = reply.send(match &loaded {
+                    Ok(values) => Ok(values.get(&key).cloned()),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+        }));
+    }
+}
+
+/// Runs `request` and, on the same task, the loads of `batch`. The loads start only
 /// when the request is waiting for something, not when it merely paused: a long list
-/// pauses its resolvers every few dozen items to be fair to other tasks, and starting a
-/// load then would split one level's keys into several batches. So each level of a query
-/// makes one batch per loader, whatever its size and whatever the timing.
-pub async fn drive<F: Future>(request: F, mut loads: Loads) -> F::Output {
+/// pauses its resolvers every few dozen items to be fair to other tasks, and loading then
+/// would split one level's keys into several batches. So each level of a query makes one
+/// batch per kind, whatever its size and whatever the timing.
+pub async fn drive<F: Future>(request: F, batch: &Batch) -> F::Output {
     let mut request = std::pin::pin!(request);
     let mut running = FuturesUnordered::new();
     std::future::poll_fn(move |cx| {
@@ -79,9 +158,7 @@ pub async fn drive<F: Future>(request: F, mut loads: Loads) -> F::Output {
                 // It paused and asked to go on: let it ask for its other keys first.
                 continue;
             }
-            while let Poll::Ready(Some(load)) = loads.poll_recv(cx) {
-                running.push(load);
-            }
+            running.extend(batch.take());
             let mut finished = false;
             while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
                 finished = true;
@@ -166,7 +243,7 @@ async fn per_range<K, V, F, Fut>(
     inner: impl Fn(&K) -> &StatsKey,
     wrap: impl Fn(StatsKey) -> K,
     load: F,
-) -> Result<HashMap<K, V>, async_graphql::Error>
+) -> Result<HashMap<K, V>, Error>
 where
     K: Eq + Hash,
     F: Fn(Vec<(Code, UserId)>, Range) -> Fut,
@@ -184,34 +261,40 @@ where
     Ok(out)
 }
 
-impl Loader<UserKey> for Batch {
+impl Load for UserKey {
     type Value = UserRecord;
-    type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[UserKey]) -> Result<HashMap<UserKey, UserRecord>, Self::Error> {
+    fn queue(queues: &mut Queues) -> &mut Vec<(Self, Reply<Self::Value>)> {
+        &mut queues.users
+    }
+
+    async fn load(loader: &Loader, keys: Vec<Self>) -> Result<HashMap<Self, UserRecord>, Error> {
         let ids: Vec<UserId> = keys.iter().map(|k| k.0).collect();
-        let found = users::get_many(&self.state, self.caller()?, &ids)
+        let found = users::get_many(&loader.state, loader.caller()?, &ids)
             .await
             .map_err(|e| gql(e, ""))?;
         Ok(found.into_iter().map(|(id, u)| (UserKey(id), u)).collect())
     }
 }
 
-impl Loader<SumsKey> for Batch {
+impl Load for SumsKey {
     type Value = ClickSums;
-    type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[SumsKey]) -> Result<HashMap<SumsKey, ClickSums>, Self::Error> {
-        let caller = self.caller()?;
+    fn queue(queues: &mut Queues) -> &mut Vec<(Self, Reply<Self::Value>)> {
+        &mut queues.sums
+    }
+
+    async fn load(loader: &Loader, keys: Vec<Self>) -> Result<HashMap<Self, ClickSums>, Error> {
+        let caller = loader.caller()?;
         let mut out = per_range(
-            keys,
+            &keys,
             |k| &k.0,
             SumsKey,
-            |links, range| async move { stats::sums_of(&self.state, caller, &links, range).await },
+            |links, range| async move { stats::sums_of(&loader.state, caller, &links, range).await },
         )
         .await?;
         // A link without clicks in the range has no row: its totals are zero.
-        for k in keys {
+        for k in &keys {
             if caller.may_access(k.0.owner) {
                 out.entry(k.clone()).or_default();
             }
@@ -220,58 +303,67 @@ impl Loader<SumsKey> for Batch {
     }
 }
 
-impl Loader<SeriesKey> for Batch {
-    type Value = Vec<(chrono::DateTime<chrono::Utc>, i64)>;
-    type Error = async_graphql::Error;
+impl Load for SeriesKey {
+    type Value = Series;
 
-    async fn load(
-        &self,
-        keys: &[SeriesKey],
-    ) -> Result<HashMap<SeriesKey, Self::Value>, Self::Error> {
-        let caller = self.caller()?;
-        per_range(keys, |k| &k.0, SeriesKey, |links, range| async move {
-            stats::series_of(&self.state, caller, &links, range).await
+    fn queue(queues: &mut Queues) -> &mut Vec<(Self, Reply<Self::Value>)> {
+        &mut queues.series
+    }
+
+    async fn load(loader: &Loader, keys: Vec<Self>) -> Result<HashMap<Self, Series>, Error> {
+        let caller = loader.caller()?;
+        per_range(&keys, |k| &k.0, SeriesKey, |links, range| async move {
+            stats::series_of(&loader.state, caller, &links, range).await
         })
         .await
     }
 }
 
-impl Loader<TopKey> for Batch {
-    type Value = Vec<(String, Vec<(String, i64)>)>;
-    type Error = async_graphql::Error;
+impl Load for TopKey {
+    type Value = Top;
 
-    async fn load(&self, keys: &[TopKey]) -> Result<HashMap<TopKey, Self::Value>, Self::Error> {
-        let caller = self.caller()?;
+    fn queue(queues: &mut Queues) -> &mut Vec<(Self, Reply<Self::Value>)> {
+        &mut queues.top
+    }
+
+    async fn load(loader: &Loader, keys: Vec<Self>) -> Result<HashMap<Self, Top>, Error> {
+        let caller = loader.caller()?;
         per_range(
-            keys,
+            &keys,
             |k| &k.0,
             TopKey,
-            |links, range| async move { stats::top_of(&self.state, caller, &links, range).await },
+            |links, range| async move { stats::top_of(&loader.state, caller, &links, range).await },
         )
         .await
     }
 }
 
-impl Loader<CountKey> for Batch {
+impl Load for CountKey {
     type Value = u64;
-    type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[CountKey]) -> Result<HashMap<CountKey, u64>, Self::Error> {
+    fn queue(queues: &mut Queues) -> &mut Vec<(Self, Reply<Self::Value>)> {
+        &mut queues.counts
+    }
+
+    async fn load(loader: &Loader, keys: Vec<Self>) -> Result<HashMap<Self, u64>, Error> {
         let owners: Vec<UserId> = keys.iter().map(|k| k.0).collect();
-        let counts = links::counts_of(&self.state, self.caller()?, &owners)
+        let counts = links::counts_of(&loader.state, loader.caller()?, &owners)
             .await
             .map_err(|e| gql(e, ""))?;
         Ok(counts.into_iter().map(|(o, n)| (CountKey(o), n)).collect())
     }
 }
 
-impl Loader<TagsKey> for Batch {
+impl Load for TagsKey {
     type Value = Vec<TagCount>;
-    type Error = async_graphql::Error;
 
-    async fn load(&self, keys: &[TagsKey]) -> Result<HashMap<TagsKey, Vec<TagCount>>, Self::Error> {
+    fn queue(queues: &mut Queues) -> &mut Vec<(Self, Reply<Self::Value>)> {
+        &mut queues.tags
+    }
+
+    async fn load(loader: &Loader, keys: Vec<Self>) -> Result<HashMap<Self, Vec<TagCount>>, Error> {
         let owners: Vec<UserId> = keys.iter().map(|k| k.0).collect();
-        let tags = links::tags_of(&self.state, self.caller()?, &owners)
+        let tags = links::tags_of(&loader.state, loader.caller()?, &owners)
             .await
             .map_err(|e| gql(e, ""))?;
         Ok(tags.into_iter().map(|(o, t)| (TagsKey(o), t)).collect())

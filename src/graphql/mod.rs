@@ -170,15 +170,15 @@ async fn run(
         decision: Default::default(),
         refused_get_mutation: Default::default(),
     });
-    let (loader, loads) = loaders::Batch::loader(state.clone(), caller.clone());
+    let batch = Arc::new(loaders::Batch::new(state.clone(), caller.clone()));
     let request = request
-        .data(loader)
+        .data(batch.clone())
         .data(types::RequestData {
             state: state.clone(),
             caller,
         })
         .data(charge.clone());
-    let response = loaders::drive(schema.execute(request), loads).await;
+    let response = loaders::drive(schema.execute(request), &batch).await;
 
     let decision = *charge.decision.lock().unwrap_or_else(|e| e.into_inner());
     let status = if charge

@@ -1,7 +1,6 @@
 //! The object types of the schema. Each wraps a record of the use cases; nested fields
 //! call a use case (through a loader, when many objects of a page ask at once).
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     Context, Enum, ID, InputObject, MaybeUndefined, Object, Result, Scalar, ScalarType,
     SimpleObject, Value,
@@ -37,9 +36,9 @@ pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller> {
         .ok_or_else(unauthorized)
 }
 
-/// The loaders of the request.
-pub fn batch<'a>(ctx: &Context<'a>) -> &'a DataLoader<Batch> {
-    ctx.data_unchecked::<DataLoader<Batch>>()
+/// The batch loads of the request.
+pub fn batch<'a>(ctx: &Context<'a>) -> &'a Batch {
+    ctx.data_unchecked::<std::sync::Arc<Batch>>()
 }
 
 /// An instant: RFC 3339, UTC, milliseconds, as the REST API writes times.
