@@ -1,5 +1,6 @@
 //! What the logs hold: a request id on the lines of a request, and never a secret — no API
-//! key, no link password, no client address — even at the most verbose level.
+//! key, no link password, no sign-in token, no client address — even at the most verbose
+//! level.
 
 mod common;
 
@@ -10,6 +11,7 @@ use common::process::Snip;
 const KEY: &str = "snip_LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL";
 const PASSWORD: &str = "correct-horse-battery-staple";
 const CLIENT_IP: &str = "203.0.113.77";
+const SIGN_IN_TOKEN: &str = "5e1f0b6c2d9a4e7f8a3b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_carry_request_ids_and_no_secrets() {
@@ -55,6 +57,13 @@ async fn logs_carry_request_ids_and_no_secrets() {
         .await
         .unwrap();
     assert_eq!(denied.status(), 401);
+    // A sign-in link's path holds its token (here one that was never made).
+    let welcome = client
+        .get(snip.url(&format!("/app/welcome/{SIGN_IN_TOKEN}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(welcome.status().is_client_error());
 
     snip.terminate();
     // The last line a clean shutdown logs: after it, the log is complete.
@@ -77,6 +86,7 @@ async fn logs_carry_request_ids_and_no_secrets() {
         ("the wrong API key", "snip_WRONGWRONGWRONGWRONGWRONGWRONGWR"),
         ("the link password", PASSWORD),
         ("the client's address", CLIENT_IP),
+        ("a sign-in link's token", SIGN_IN_TOKEN),
     ] {
         assert!(!log.contains(secret), "{what} is in the logs");
     }

@@ -114,6 +114,10 @@ pub fn validate_password(field: &'static str, password: &str) -> Result<(), Fiel
     }
 }
 
+/// The path of a one-time sign-in link, before its token. The token is a secret until it
+/// is used: logs show such a path without it.
+pub const SIGN_IN_PATH: &str = "/app/welcome/";
+
 /// Makes a one-time sign-in link for a user, valid for [`LINK_TTL`]; returns its token.
 /// Following it lets the user set a password.
 pub async fn sign_in_link(state: &AppState, user_id: UserId) -> Result<String, AppError> {

@@ -147,7 +147,7 @@ pub fn router(state: AppState, role: NodeRole, pages: Router<AppState>) -> Route
                             .get("x-request-id")
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
-                        let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id);
+                        let span = tracing::info_span!("request", method = %req.method(), path = %logged_path(req.uri().path()), request_id = %id);
                         crate::telemetry::continue_trace(&span, req.headers());
                         span
                     }),
@@ -197,6 +197,16 @@ pub fn add_security_headers(res: &mut Response, docs: bool) {
         headers
             .entry(axum::http::header::REFERRER_POLICY)
             .or_insert(HeaderValue::from_static("no-referrer"));
+    }
+}
+
+/// A request's path as logs show it: a sign-in link's token (a secret until it is used)
+/// is left out.
+pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    use crate::app::sessions::SIGN_IN_PATH;
+    match path.strip_prefix(SIGN_IN_PATH) {
+        Some(token) if !token.is_empty() => format!("{SIGN_IN_PATH}…").into(),
+        _ => path.into(),
     }
 }
 

@@ -32,7 +32,7 @@ use crate::config::Landing;
 pub const PREFIX: &str = "/app";
 
 /// The start of a one-time sign-in link's path; the token follows.
-pub const WELCOME_PATH: &str = "/app/welcome/";
+pub const WELCOME_PATH: &str = crate::app::sessions::SIGN_IN_PATH;
 
 /// The full one-time sign-in link of `token`, under snip's base URL.
 pub fn sign_in_url(base_url: &str, token: &str) -> String {
