@@ -60,7 +60,7 @@ const LINK_FIELDS: &str = "code shortUrl url title tags ownerId redirectStatus e
 async fn whole_api(app: &TestApp) {
     let admin = app.admin_key.clone();
     let (alice_id, alice) = app.create_user("alice@example.com").await;
-    let (bob_id, bob) = app.create_user("bob@example.com").await;
+    let (_, bob) = app.create_user("bob@example.com").await;
 
     // me
     let me = data(app, &alice, "{ me { id email name role } }", json!({})).await;
@@ -455,7 +455,6 @@ async fn whole_api(app: &TestApp) {
         "validation",
     )
     .await;
-    let _ = bob_id;
 }
 
 /// Creating with an idempotency key: the same request twice is one link; another request

@@ -203,7 +203,7 @@ fn with_code(mut e: ServerError) -> ServerError {
 }
 
 fn rate_limited(policy: PolicyName, d: &Decision) -> ServerError {
-    let retry = d.retry_after.ceil().max(1.0) as u64;
+    let retry = crate::http::guard::retry_after_secs(d);
     request_error(
         format!(
             "too many requests ({} policy); retry in {retry} s",

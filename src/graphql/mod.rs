@@ -16,12 +16,11 @@ pub mod mutation;
 pub mod query;
 pub mod types;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use async_graphql::{EmptySubscription, Schema};
-use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
-use axum::http::request::Parts;
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -30,7 +29,6 @@ use axum::{Extension, Router};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::extract::JsonBody;
-use crate::ratelimit::bucket_of;
 
 /// The schema type.
 pub type SnipSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
@@ -83,7 +81,7 @@ async fn schema_sdl(Extension(schema): Extension<Arc<SnipSchema>>) -> Response {
 async fn by_get(
     State(state): State<AppState>,
     Extension(schema): Extension<Arc<SnipSchema>>,
-    Peer(peer): Peer,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -96,14 +94,14 @@ async fn by_get(
             return ApiError::bad_request(format!("not a GraphQL request: {e}")).into_response();
         }
     };
-    run(&state, &schema, peer, &headers, request, true).await
+    run(&state, &schema, peer.ip(), &headers, request, true).await
 }
 
 /// `POST /graphql`: a JSON body `{query, operationName?, variables?}`.
 async fn by_post(
     State(state): State<AppState>,
     Extension(schema): Extension<Arc<SnipSchema>>,
-    Peer(peer): Peer,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
@@ -116,23 +114,7 @@ async fn by_post(
             .into_response();
         }
     };
-    run(&state, &schema, peer, &headers, request, false).await
-}
-
-/// The address of the connection's peer (unspecified when unknown).
-struct Peer(IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
-        ))
-    }
+    run(&state, &schema, peer.ip(), &headers, request, false).await
 }
 
 /// Authenticates, executes and answers one request.
@@ -161,10 +143,7 @@ async fn run(
     };
     let charge = Arc::new(cost::Charge {
         state: state.clone(),
-        bucket: match &caller {
-            Some(c) => format!("k{}", c.key.as_ref().map_or(0, |k| k.id)),
-            None => bucket_of(ip).to_string(),
-        },
+        bucket: crate::http::guard::bucket_key(caller.as_ref(), ip),
         anonymous: caller.is_none(),
         via_get,
         decision: Default::default(),
@@ -207,7 +186,7 @@ async fn run(
     }
     if let Some((policy, d)) = decision {
         if !d.allowed {
-            let retry = d.retry_after.ceil().max(1.0) as u64;
+            let retry = crate::http::guard::retry_after_secs(&d);
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry));
         }

@@ -16,8 +16,7 @@ use crate::clock::to_millis;
 use crate::domain::key::ApiKey;
 use crate::ratelimit::{Decision, PolicyName, bucket_of};
 
-/// The address of the connection's peer (unspecified when unknown).
-pub fn peer_ip(req: &Request) -> IpAddr {
+fn peer_ip(req: &Request) -> IpAddr {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
@@ -57,19 +56,13 @@ pub async fn api(State(state): State<AppState>, mut req: Request, next: Next) ->
         Ok(caller) => caller,
         Err(refused) => return refused,
     };
-    let (policy, bucket) = match &caller {
-        Some(c) => {
-            let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-            let policy = if write {
-                PolicyName::Writes
-            } else {
-                PolicyName::Reads
-            };
-            let id = c.key.as_ref().map_or(0, |k| k.id);
-            (policy, format!("k{id}"))
-        }
-        None => (PolicyName::Anonymous, bucket_of(ip).to_string()),
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let policy = match (&caller, write) {
+        (None, _) => PolicyName::Anonymous,
+        (Some(_), true) => PolicyName::Writes,
+        (Some(_), false) => PolicyName::Reads,
     };
+    let bucket = bucket_key(caller.as_ref(), ip);
     let decision = state.limiter.check(policy, &bucket, now).await;
     if let Some(d) = decision
         && !d.allowed
@@ -105,6 +98,20 @@ pub async fn caller_of(
             Err(e) => Err(ApiError::from(e).into_response()),
         },
     }
+}
+
+/// Whose rate-limit bucket a request draws from: its API key's, or without a key its
+/// client's address (a /64 for IPv6). REST and GraphQL share these buckets.
+pub fn bucket_key(caller: Option<&crate::app::Caller>, ip: IpAddr) -> String {
+    match caller {
+        Some(c) => format!("k{}", c.key.as_ref().map_or(0, |k| k.id)),
+        None => bucket_of(ip).to_string(),
+    }
+}
+
+/// Whole seconds a refused client should wait, at least one (`Retry-After`).
+pub fn retry_after_secs(d: &Decision) -> u64 {
+    secs(d.retry_after).max(1)
 }
 
 /// A request with a bad key: charged to the client IP's anonymous bucket, then 401 (or 429
@@ -194,7 +201,7 @@ pub fn add_headers(state: &AppState, name: PolicyName, d: &Decision, headers: &m
 
 /// The 429 answer of a spent budget, with `Retry-After` and the rate-limit headers.
 pub fn too_many(state: &AppState, name: PolicyName, d: &Decision) -> Response {
-    let retry = secs(d.retry_after).max(1);
+    let retry = retry_after_secs(d);
     let mut res = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate-limited",
