@@ -8,7 +8,7 @@
 //! caller: nothing is cached across requests or callers.
 //!
 //! (async-graphql's `DataLoader` does the same on a timer: it waits a moment, at least a
-//! tick of tokio's millisecond clock, for more keys. On this machine that was about half
+//! tick of tokio's millisecond clock, for more keys. On this machine that was about 40 %
 //! of a 100-link page's time, and a busy machine could split a level into several
 //! batches. The comparison is in `docs/benchmarks.md`.)
 
