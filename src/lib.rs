@@ -13,6 +13,7 @@ pub mod app;
 pub mod cache;
 pub mod clicks;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod domain;
 pub mod graphql;

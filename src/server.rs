@@ -161,7 +161,9 @@ impl App {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let pages = crate::web::routes(&self.state).merge(crate::graphql::routes(&self.state));
+        let pages = crate::web::routes(&self.state)
+            .merge(crate::graphql::routes(&self.state))
+            .merge(crate::compat::routes(&self.state));
         let router = crate::http::router(self.state.clone(), self.config.role, pages);
         let grace = Duration::from_secs(self.config.shutdown_grace_secs);
         let drain = Duration::from_secs(self.config.shutdown_drain_secs);

@@ -38,6 +38,7 @@ async fn a_users_pages_are_read_by_index() {
         owner_id: 7,
         tag: None,
         q: None,
+        url: None,
         order: LinkOrder::Newest,
         limit: 20,
         page: PageRequest::After(None),

@@ -82,6 +82,7 @@ async fn listing_links_with_tags_is_a_fixed_number_of_statements() {
         owner_id: owner.id,
         tag: None,
         q: None,
+        url: None,
         order: LinkOrder::Newest,
         limit,
         page,
@@ -112,6 +113,7 @@ async fn listing_links_with_tags_is_a_fixed_number_of_statements() {
     let (n, page) = statements_of(store.list_links(&LinkQuery {
         tag: Some("n4".into()),
         q: Some("LINK 1".into()),
+        url: None,
         ..query(100, PageRequest::After(None))
     }))
     .await;

@@ -151,6 +151,7 @@ fn query(owner: i64, limit: u32, page: PageRequest) -> LinkQuery {
         owner_id: owner,
         tag: None,
         q: None,
+        url: None,
         order: LinkOrder::Newest,
         limit,
         page,

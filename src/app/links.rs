@@ -13,7 +13,7 @@ use crate::domain::link::{
 use crate::domain::password;
 use crate::domain::user::UserId;
 use crate::store::{
-    IdempotencyRecord, IdempotencySave, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord,
+    IdempotencyRecord, IdempotencySave, LinkCursor, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord,
     PageRequest, StoreError, StoredResponse, TagCount, Taken,
 };
 
@@ -296,8 +296,8 @@ pub async fn delete(state: &AppState, caller: &Caller, code: &str) -> Result<(),
     Ok(())
 }
 
-/// Lists `owner`'s links; the caller must be the owner or an admin. Most clicked first
-/// pages by offset only (a cursor from the start reads as offset 0).
+/// Lists `owner`'s links; the caller must be the owner or an admin. Orders other than
+/// newest first page by offset only (a cursor from the start reads as offset 0).
 #[allow(clippy::too_many_arguments)]
 pub async fn list(
     state: &AppState,
@@ -314,8 +314,9 @@ pub async fn list(
         return Err(AppError::NotFound);
     }
     let page = match (order, page) {
-        (LinkOrder::MostClicked, PageRequest::After(None)) => PageRequest::Offset(0),
-        (LinkOrder::MostClicked, PageRequest::After(Some(_))) => {
+        (LinkOrder::Newest, page) => page,
+        (_, PageRequest::After(None)) => PageRequest::Offset(0),
+        (_, PageRequest::After(Some(_))) => {
             return Err(AppError::Validation(vec![crate::domain::FieldError::new(
                 "cursor",
                 "pages newest-first listings only; use page with this order",
@@ -327,11 +328,81 @@ pub async fn list(
         owner_id: owner,
         tag,
         q,
+        url: None,
         order,
         limit,
         page,
     };
     Ok(state.links.list_links(&query).await?)
+}
+
+/// The caller's newest live link to `url` (compared as stored, after normalisation), if
+/// any: what compatible APIs answer when a client shortens a URL it has shortened before.
+pub async fn find_by_url(
+    state: &AppState,
+    caller: &Caller,
+    url: &str,
+) -> Result<Option<LinkRecord>, AppError> {
+    caller.require(Scope::LinksRead)?;
+    let Ok(url) = crate::domain::target_url::TargetUrl::parse(url, &state.settings.url_policy)
+    else {
+        return Ok(None);
+    };
+    let query = LinkQuery {
+        owner_id: caller.user.id,
+        tag: None,
+        q: None,
+        url: Some(url.as_str().to_owned()),
+        order: LinkOrder::Newest,
+        limit: 1,
+        page: PageRequest::After(None),
+    };
+    Ok(state.links.list_links(&query).await?.links.pop())
+}
+
+/// The clicks counted on all of the caller's live links.
+pub async fn click_total(state: &AppState, caller: &Caller) -> Result<i64, AppError> {
+    caller.require(Scope::LinksRead)?;
+    Ok(state.links.owner_clicks(caller.user.id).await?)
+}
+
+/// Links read per store call while exporting.
+pub const EXPORT_PAGE: u32 = 500;
+
+/// Every live link of `owner`, newest first, one page of [`EXPORT_PAGE`] links at a time.
+/// Memory stays bounded by one page whatever the number of links.
+pub fn export(
+    state: AppState,
+    caller: Caller,
+    owner: UserId,
+) -> impl futures_util::Stream<Item = Result<Vec<LinkRecord>, AppError>> + Send + 'static {
+    futures_util::stream::try_unfold(Some(PageRequest::After(None)), move |next| {
+        let (state, caller) = (state.clone(), caller.clone());
+        async move {
+            let Some(page) = next else {
+                return Ok(None);
+            };
+            let found = list(
+                &state,
+                &caller,
+                owner,
+                None,
+                None,
+                LinkOrder::Newest,
+                EXPORT_PAGE,
+                page,
+            )
+            .await?;
+            let next = match found.links.last() {
+                Some(last) if found.has_more => Some(PageRequest::After(Some(LinkCursor {
+                    created_at: crate::clock::to_millis(last.created_at),
+                    code: last.code.to_string(),
+                }))),
+                _ => None,
+            };
+            Ok((!found.links.is_empty()).then_some((found.links, next)))
+        }
+    })
 }
 
 /// The owners of `owners` whose links the caller may read: themself, or anyone for an

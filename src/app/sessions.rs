@@ -184,6 +184,19 @@ pub async fn sign_in(
     given: &str,
     client_bucket: &str,
 ) -> Result<Opened, SignInError> {
+    let user = check_password(state, email, given, client_bucket).await?;
+    Ok(open_session(state, user.id).await?)
+}
+
+/// The user whose e-mail and password these are, under the same budgets as a sign-in
+/// (per client and per account). Compatible APIs that take a user name and password on
+/// each request check them here.
+pub async fn check_password(
+    state: &AppState,
+    email: &str,
+    given: &str,
+    client_bucket: &str,
+) -> Result<UserRecord, SignInError> {
     let now_ms = state.clock.now().timestamp_millis();
     let email = email.trim().to_ascii_lowercase();
     let per_client = format!("{client_bucket}/sign-in");
@@ -223,7 +236,7 @@ pub async fn sign_in(
         .check(move || password::verify(&given, &hash))
         .await?;
     match user {
-        Some(u) if known && matches => Ok(open_session(state, u.id).await?),
+        Some(u) if known && matches => Ok(u),
         _ => Err(SignInError::Wrong),
     }
 }

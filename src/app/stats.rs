@@ -294,3 +294,22 @@ pub async fn top_of(
         })
         .collect())
 }
+
+/// The non-empty buckets of one link over `range`, oldest first: `(start ms, all clicks,
+/// bot clicks)`. Fails with `NotFound` when the caller may not see the link.
+pub async fn buckets(
+    state: &AppState,
+    caller: &Caller,
+    link: (Code, UserId),
+    range: Range,
+) -> Result<Vec<(i64, i64, i64)>, AppError> {
+    let codes = visible(caller, std::slice::from_ref(&link))?;
+    let Some(code) = codes.into_iter().next() else {
+        return Err(AppError::NotFound);
+    };
+    let mut raw = state
+        .links
+        .click_series(std::slice::from_ref(&code), range.from, range.to, range.step())
+        .await?;
+    Ok(raw.remove(&code).unwrap_or_default())
+}

@@ -47,6 +47,7 @@ pub const API_ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/links", WRITE),
     route(Method::GET, "/api/v1/links", READ),
     route(Method::POST, "/api/v1/links/bulk", WRITE),
+    route(Method::GET, "/api/v1/links/export", READ),
     route(Method::GET, "/api/v1/links/{code}", READ),
     route(Method::PUT, "/api/v1/links/{code}", WRITE),
     route(Method::PATCH, "/api/v1/links/{code}", WRITE),

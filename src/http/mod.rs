@@ -8,6 +8,7 @@ pub mod access;
 pub mod client_ip;
 pub mod conn;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod guard;
 pub mod health;
@@ -62,6 +63,7 @@ pub fn router(state: AppState, role: NodeRole, pages: Router<AppState>) -> Route
                 body_limit,
             ))),
         )
+        .route("/links/export", get(export::export))
         .route(
             "/links/{code}",
             get(links::get)

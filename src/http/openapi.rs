@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{error, health, links, qr, stats, users};
+use super::{error, export, health, links, qr, stats, users};
 use crate::app::AppState;
 
 /// The API description.
@@ -15,7 +15,7 @@ use crate::app::AppState;
     info(title = "snip", description = "A self-hosted URL-shortening service."),
     paths(
         links::create, links::create_bulk, links::list, links::get, links::replace,
-        links::patch, links::delete, stats::stats, qr::qr,
+        links::patch, links::delete, export::export, stats::stats, qr::qr,
         users::create, users::list, users::get, users::replace, users::patch, users::delete,
         users::links, users::create_key, users::list_keys, users::revoke_key, users::me,
         health::healthz, health::readyz,

@@ -155,6 +155,7 @@ guarded!(LinkStore {
         -> HashMap<Code, Vec<(String, String, i64)>>;
     read count_links(owners: &[UserId]) -> HashMap<UserId, u64>;
     read owner_tags(owners: &[UserId]) -> HashMap<UserId, Vec<TagCount>>;
+    read owner_clicks(owner: UserId) -> i64;
     read daily_salt(day_ms: i64, candidate: &str) -> String;
     write ping() -> ();
 }

@@ -297,6 +297,37 @@ pub enum LinkOrder {
     Newest,
     /// Most clicked first, then newest (pages by offset only: totals move).
     MostClicked,
+    /// Least clicked first, then oldest (pages by offset only).
+    LeastClicked,
+    /// Oldest first (pages by offset only).
+    Oldest,
+}
+
+impl LinkOrder {
+    /// The SQL `ORDER BY` of this order; ties always end on the code, so pages are stable.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Newest => " ORDER BY created_at DESC, code ASC",
+            Self::MostClicked => " ORDER BY clicks DESC, created_at DESC, code ASC",
+            Self::LeastClicked => " ORDER BY clicks ASC, created_at ASC, code DESC",
+            Self::Oldest => " ORDER BY created_at ASC, code DESC",
+        }
+    }
+
+    /// Compares two links in this order (for merging pages from several shards).
+    pub fn compare(self, a: &LinkRecord, b: &LinkRecord) -> std::cmp::Ordering {
+        let newest = || {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.code.cmp(&b.code))
+        };
+        match self {
+            Self::Newest => newest(),
+            Self::MostClicked => b.clicks.cmp(&a.clicks).then_with(newest),
+            Self::LeastClicked => a.clicks.cmp(&b.clicks).then_with(|| newest().reverse()),
+            Self::Oldest => newest().reverse(),
+        }
+    }
 }
 
 /// A listing query over one owner's live links.
@@ -308,6 +339,8 @@ pub struct LinkQuery {
     pub tag: Option<String>,
     /// Only links whose url, title or code contains this text.
     pub q: Option<String>,
+    /// Only links to exactly this URL (as stored: normalised).
+    pub url: Option<String>,
     /// The order.
     pub order: LinkOrder,
     /// Page size.
@@ -473,6 +506,9 @@ pub trait LinkStore: Send + Sync + 'static {
     /// The tags of each owner's live links, with how many links carry each, sorted by tag,
     /// in one statement per database. Owners without tags are absent.
     async fn owner_tags(&self, owners: &[UserId]) -> StoreResult<HashMap<UserId, Vec<TagCount>>>;
+
+    /// The clicks counted on all of `owner`'s live links.
+    async fn owner_clicks(&self, owner: UserId) -> StoreResult<i64>;
 
     /// The salt of visitor hashes for the day starting at `day_ms`: the stored one, or
     /// `candidate` if there is none yet. Salts of earlier days are deleted, so no visitor

@@ -16,7 +16,7 @@ use super::postgres::PgStore;
 use super::ring::{Ring, RingMember};
 use super::{
     ClickFact, ClickStats, ClickSums, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord,
-    LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession,
+    LinkFields, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession,
     PageRequest, PoolUsage, RedirectTarget, SessionRecord, StoreError, StoreResult, TagCount,
     Taken, UserRecord, UserStore,
 };
@@ -309,15 +309,7 @@ impl LinkStore for ShardedStore {
             total += page.total.unwrap_or(0);
             all.extend(page.links);
         }
-        all.sort_by(|a, b| {
-            let clicks = match query.order {
-                LinkOrder::Newest => std::cmp::Ordering::Equal,
-                LinkOrder::MostClicked => b.clicks.cmp(&a.clicks),
-            };
-            clicks
-                .then_with(|| b.created_at.cmp(&a.created_at))
-                .then_with(|| a.code.cmp(&b.code))
-        });
+        all.sort_by(|a, b| query.order.compare(a, b));
         let limit = query.limit as usize;
         let mut links: Vec<LinkRecord> = all.into_iter().skip(skip).collect();
         let has_more = more || links.len() > limit;
@@ -439,6 +431,14 @@ impl LinkStore for ShardedStore {
             }
         }
         Ok(out)
+    }
+
+    async fn owner_clicks(&self, owner: UserId) -> StoreResult<i64> {
+        let mut total = 0;
+        for s in &self.shards {
+            total += s.store.owner_clicks(owner).await?;
+        }
+        Ok(total)
     }
 
     async fn owner_tags(&self, owners: &[UserId]) -> StoreResult<HashMap<UserId, Vec<TagCount>>> {

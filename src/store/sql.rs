@@ -72,6 +72,11 @@ pub const REDIRECTS_BY_CODES: &str = concat!(
     " FROM links WHERE code IN ("
 );
 
+/// The clicks counted on one owner's live links.
+pub const OWNER_CLICKS: &str = "SELECT CAST(COALESCE(SUM(c.clicks), 0) AS BIGINT) \
+     FROM clicks_by_hour c JOIN links l ON l.code = c.code \
+     WHERE l.owner_id = $1 AND l.deleted_at IS NULL";
+
 /// A new link row; nothing when the code is taken (even by a deleted link).
 pub const INSERT_LINK: &str = "INSERT INTO links (code, url, owner_id, title, redirect_status, \
      password_hash, expires_at, max_clicks, created_at, updated_at) \
@@ -380,6 +385,9 @@ macro_rules! sql_store {
                     .push_bind(tag.clone())
                     .push(")");
                 }
+                if let Some(url) = &query.url {
+                    qb.push(" AND url = ").push_bind(url.clone());
+                }
                 if let Some(q) = &query.q {
                     let q = q.to_ascii_lowercase();
                     qb.push(concat!(" AND (", $contains, "(lower(url), "))
@@ -399,8 +407,9 @@ macro_rules! sql_store {
                 let mut qb =
                     sqlx::QueryBuilder::<$db>::new(format!("{prefix}{}", sql::LINK_LISTING));
                 push_filters(&mut qb, query);
-                if query.order == LinkOrder::MostClicked {
-                    qb.push(" ORDER BY clicks DESC, created_at DESC, code ASC LIMIT ")
+                if query.order != LinkOrder::Newest {
+                    qb.push(query.order.sql())
+                        .push(" LIMIT ")
                         .push_bind(i64::from(query.limit) + 1);
                     if let PageRequest::Offset(offset) = query.page {
                         qb.push(" OFFSET ")
@@ -418,7 +427,8 @@ macro_rules! sql_store {
                         .push_bind(cursor.code.clone())
                         .push(")");
                 }
-                qb.push(" ORDER BY created_at DESC, code ASC LIMIT ")
+                qb.push(query.order.sql())
+                    .push(" LIMIT ")
                     .push_bind(i64::from(query.limit) + 1);
                 if let PageRequest::Offset(offset) = query.page {
                     qb.push(" OFFSET ")
@@ -751,6 +761,13 @@ macro_rules! sql_store {
                         }
                     }
                     Ok(out)
+                }
+
+                async fn owner_clicks(&self, owner: UserId) -> StoreResult<i64> {
+                    Ok(sqlx::query_scalar(sql::OWNER_CLICKS)
+                        .bind(owner)
+                        .fetch_one(&self.$read)
+                        .await?)
                 }
 
                 async fn daily_salt(&self, day_ms: i64, candidate: &str) -> StoreResult<String> {

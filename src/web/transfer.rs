@@ -4,8 +4,8 @@
 
 use askama::Template;
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 
 use super::auth::{self, form_token_ok};
 use super::page::{self, FormErrors, Page, html};
@@ -13,7 +13,7 @@ use crate::app::links::MAX_BULK;
 use crate::app::sessions::Session;
 use crate::app::{AppError, AppState};
 use crate::domain::link::LinkInput;
-use crate::store::{LinkCursor, PageRequest, Taken};
+use crate::store::Taken;
 
 /// The outcome of one row.
 pub struct RowResult {
@@ -207,92 +207,15 @@ pub async fn import(
     import_page(&session, String::new(), results)
 }
 
-/// Links read per statement while exporting.
-const EXPORT_PAGE: u32 = 500;
-
-/// `GET /app/export.csv`: every live link of the signed-in person, newest first.
+/// `GET /app/export.csv`: every live link of the signed-in person, newest first, in the
+/// API's export format.
 pub async fn export(State(state): State<AppState>, session: Session) -> Response {
-    let caller = &session.caller;
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let header = [
-        "code",
-        "short_url",
-        "url",
-        "title",
-        "tags",
-        "clicks",
-        "created_at",
-        "expires_at",
-    ];
-    let mut failed = out.write_record(header).is_err();
-    let mut cursor = None;
-    loop {
-        let page = crate::app::links::list(
-            &state,
-            caller,
-            caller.user.id,
-            None,
-            None,
-            crate::store::LinkOrder::Newest,
-            EXPORT_PAGE,
-            PageRequest::After(cursor.take()),
-        )
-        .await;
-        let page = match page {
-            Ok(p) => p,
-            Err(e) => return page::app_error(e),
-        };
-        for l in &page.links {
-            let f = &l.fields;
-            failed |= out
-                .write_record([
-                    l.code.as_str(),
-                    &format!("{}/{}", state.settings.base_url, l.code),
-                    f.url.as_str(),
-                    f.title.as_deref().unwrap_or(""),
-                    &f.tags.join(" "),
-                    &l.clicks.to_string(),
-                    &crate::http::links::rfc3339(l.created_at),
-                    &f.expires_at
-                        .map(crate::http::links::rfc3339)
-                        .unwrap_or_default(),
-                ])
-                .is_err();
-        }
-        match page.links.last() {
-            Some(last) if page.has_more => {
-                cursor = Some(LinkCursor {
-                    created_at: last.created_at.timestamp_millis(),
-                    code: last.code.to_string(),
-                });
-            }
-            _ => break,
-        }
-    }
-    let body = match out.into_inner() {
-        Ok(b) if !failed => b,
-        _ => {
-            return page::app_error(AppError::Internal(anyhow::anyhow!(
-                "writing the CSV failed"
-            )));
-        }
-    };
-    (
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"snip-links.csv\""),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        body,
+    crate::http::export::stream(
+        &state,
+        &session.caller,
+        crate::http::export::Format::Csv,
+        "snip-links.csv",
     )
-        .into_response()
 }
 
 #[cfg(test)]
