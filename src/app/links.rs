@@ -13,8 +13,8 @@ use crate::domain::link::{
 use crate::domain::password;
 use crate::domain::user::UserId;
 use crate::store::{
-    IdempotencyRecord, IdempotencySave, LinkCursor, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord,
-    PageRequest, StoreError, StoredResponse, TagCount, Taken,
+    IdempotencyRecord, IdempotencySave, LinkCursor, LinkFields, LinkOrder, LinkPage, LinkQuery,
+    LinkRecord, PageRequest, StoreError, StoredResponse, TagCount, Taken,
 };
 
 /// Attempts at a free random code before giving up (each third one a character longer).

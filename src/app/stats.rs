@@ -309,7 +309,12 @@ pub async fn buckets(
     };
     let mut raw = state
         .links
-        .click_series(std::slice::from_ref(&code), range.from, range.to, range.step())
+        .click_series(
+            std::slice::from_ref(&code),
+            range.from,
+            range.to,
+            range.step(),
+        )
         .await?;
     Ok(raw.remove(&code).unwrap_or_default())
 }

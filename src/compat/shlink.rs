@@ -66,13 +66,19 @@ async fn cors(req: axum::extract::Request, next: axum::middleware::Next) -> Resp
         return (
             StatusCode::NO_CONTENT,
             [
-                (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
+                (
+                    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    HeaderValue::from_static("*"),
+                ),
                 (
                     header::ACCESS_CONTROL_ALLOW_METHODS,
                     HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
                 ),
                 (header::ACCESS_CONTROL_ALLOW_HEADERS, asked),
-                (header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("1000")),
+                (
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("1000"),
+                ),
             ],
         )
             .into_response();
@@ -200,7 +206,7 @@ async fn admit(
     peer: SocketAddr,
     headers: &HeaderMap,
     write: bool,
-) -> Result<(Caller, Charged), Response> {
+) -> Result<(Caller, Charged), Refused> {
     let ip = crate::http::client_ip::client_ip(peer.ip(), headers, &state.settings.trusted_proxies);
     let given = headers
         .get("x-api-key")
@@ -210,7 +216,7 @@ async fn admit(
     let caller = match given.map(ApiKey::parse) {
         Some(Some(key)) => users::authenticate(state, &key)
             .await
-            .map_err(|e| failure(e, ""))?,
+            .map_err(|e| Box::new(failure(e, "")))?,
         _ => None,
     };
     let charged = charge(state, caller.as_ref(), ip, write).await;
@@ -253,7 +259,7 @@ async fn admit(
             res
         }
     };
-    Err(refused)
+    Err(Box::new(refused))
 }
 
 /// Sends `body` as JSON with the rate-limit headers.
@@ -365,10 +371,10 @@ async fn unknown() -> Response {
 }
 
 /// A JSON body, or the Shlink answer for one that is not an object.
-fn body_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
+fn body_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, Refused> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(problem(
+        _ => refuse(problem(
             StatusCode::BAD_REQUEST,
             "malformed-request-body",
             "Malformed request body",
@@ -395,36 +401,46 @@ struct CreateBody {
 }
 
 /// Reads a typed body, naming the field at fault when a value has the wrong type.
-fn typed<T: serde::de::DeserializeOwned>(map: serde_json::Map<String, Value>) -> Result<T, Response> {
+fn typed<T: serde::de::DeserializeOwned>(
+    map: serde_json::Map<String, Value>,
+) -> Result<T, Refused> {
     serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
-        let field = e.path().iter().next().map(|s| s.to_string()).unwrap_or_default();
-        invalid(&[field.as_str()], &format!("Provided data is not valid: {}", e.inner()))
+        let field = e
+            .path()
+            .iter()
+            .next()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        Box::new(invalid(
+            &[field.as_str()],
+            &format!("Provided data is not valid: {}", e.inner()),
+        ))
     })
 }
 
 /// Checks `validSince`: snip links are live from their creation, so only a past (or
 /// present) start can be honoured.
-fn check_valid_since(state: &AppState, since: Option<&str>) -> Result<(), Response> {
+fn check_valid_since(state: &AppState, since: Option<&str>) -> Result<(), Refused> {
     match since {
         None => Ok(()),
         Some(s) => match parse_date(s) {
             Some(t) if t <= state.clock.now() => Ok(()),
-            Some(_) => Err(invalid(
+            Some(_) => refuse(invalid(
                 &["validSince"],
                 "Provided data is not valid: snip cannot delay a short URL (validSince in the future)",
             )),
-            None => Err(invalid(&["validSince"], "Provided data is not valid")),
+            None => refuse(invalid(&["validSince"], "Provided data is not valid")),
         },
     }
 }
 
 /// Turns a Shlink date into the RFC 3339 text the use cases read.
-fn until_of(until: Option<&str>) -> Result<Option<String>, Response> {
+fn until_of(until: Option<&str>) -> Result<Option<String>, Refused> {
     match until {
         None => Ok(None),
         Some(s) => parse_date(s)
             .map(|t| Some(crate::http::links::rfc3339(t)))
-            .ok_or_else(|| invalid(&["validUntil"], "Provided data is not valid")),
+            .ok_or_else(|| Box::new(invalid(&["validUntil"], "Provided data is not valid"))),
     }
 }
 
@@ -438,30 +454,35 @@ async fn create(
 ) -> Response {
     let (caller, charged) = match admit(&state, peer, &headers, true).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     match create_link(&state, &caller, &body).await {
         Ok(v) => answer(&state, StatusCode::OK, v, charged),
-        Err(res) => res,
+        Err(res) => *res,
     }
 }
 
-async fn create_link(state: &AppState, caller: &Caller, body: &Bytes) -> Result<Value, Response> {
+async fn create_link(state: &AppState, caller: &Caller, body: &Bytes) -> Result<Value, Refused> {
     let b: CreateBody = typed(body_object(body)?)?;
     let slug = b.custom_slug.clone().unwrap_or_default();
     let Some(long_url) = b.long_url.filter(|u| !u.trim().is_empty()) else {
-        return Err(invalid(&["longUrl"], "Provided data is not valid"));
+        return refuse(invalid(&["longUrl"], "Provided data is not valid"));
     };
     if b.domain.as_deref().is_some_and(|d| !own_domain(state, d)) {
-        return Err(invalid(&["domain"], "Provided data is not valid: snip serves one domain"));
+        return refuse(invalid(
+            &["domain"],
+            "Provided data is not valid: snip serves one domain",
+        ));
     }
     check_valid_since(state, b.valid_since.as_deref())?;
     if b.find_if_exists {
         let found = links::find_by_url(state, caller, &long_url)
             .await
-            .map_err(|e| failure(e, &slug))?;
+            .map_err(|e| Box::new(failure(e, &slug)))?;
         if let Some(link) = found.filter(|l| slug.is_empty() || l.code.as_str() == slug) {
-            return view(state, caller, link).await.map_err(|e| failure(e, &slug));
+            return view(state, caller, link)
+                .await
+                .map_err(|e| Box::new(failure(e, &slug)));
         }
     }
     let input = LinkInput {
@@ -483,22 +504,37 @@ async fn create_link(state: &AppState, caller: &Caller, body: &Bytes) -> Result<
         }
     })
     .await
-    .map_err(|e| failure(e, &slug))?;
+    .map_err(|e| Box::new(failure(e, &slug)))?;
     let link = made.into_inner().unwrap_or_else(|e| e.into_inner());
     match link {
-        Some(link) => view(state, caller, link).await.map_err(|e| failure(e, &slug)),
-        None => Err(failure(
+        Some(link) => view(state, caller, link)
+            .await
+            .map_err(|e| Box::new(failure(e, &slug))),
+        None => refuse(failure(
             AppError::Internal(anyhow::anyhow!("a created link was not rendered")),
             &slug,
         )),
     }
 }
 
+/// A Shlink error answer, boxed: it travels in `Err` through several helpers.
+type Refused = Box<Response>;
+
+fn refuse<T>(res: Response) -> Result<T, Refused> {
+    Err(Box::new(res))
+}
+
+/// What a `GET /short-urls` asks for.
+struct ListQuery {
+    tag: Option<String>,
+    q: Option<String>,
+    order: LinkOrder,
+    per_page: u32,
+    page: u64,
+}
+
 /// The query of `GET /short-urls`, decoded as a form (`tags[]` repeats).
-fn list_query(
-    state: &AppState,
-    raw: Option<&str>,
-) -> Result<(Option<String>, Option<String>, LinkOrder, u32, u64), Response> {
+fn list_query(state: &AppState, raw: Option<&str>) -> Result<ListQuery, Refused> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
         .map_err(|_| invalid(&["query"], "Provided data is not valid"))?;
     let mut page = 1u64;
@@ -533,14 +569,14 @@ fn list_query(
                     "visits-ASC" | "nonBotVisits-ASC" => LinkOrder::LeastClicked,
                     "dateCreated-DESC" | "longUrl-ASC" | "longUrl-DESC" | "shortCode-ASC"
                     | "shortCode-DESC" | "title-ASC" | "title-DESC" => LinkOrder::Newest,
-                    _ => return Err(invalid(&["orderBy"], "Provided data is not valid")),
+                    _ => return refuse(invalid(&["orderBy"], "Provided data is not valid")),
                 };
             }
             "domain" if own_domain(state, &v) => {}
             "excludeMaxVisitsReached" | "excludePastValidUntil" if v == "false" => {}
             other => {
                 let field = other.trim_end_matches("[]").to_owned();
-                return Err(invalid(
+                return refuse(invalid(
                     &[field.as_str()],
                     &format!("Provided data is not valid: snip cannot filter by {field}"),
                 ));
@@ -548,12 +584,18 @@ fn list_query(
         }
     }
     if tags.len() > 1 {
-        return Err(invalid(
+        return refuse(invalid(
             &["tags"],
             "Provided data is not valid: snip filters by one tag at a time",
         ));
     }
-    Ok((tags.pop(), q, order, per_page, page))
+    Ok(ListQuery {
+        tag: tags.pop(),
+        q,
+        order,
+        per_page,
+        page,
+    })
 }
 
 /// `GET /rest/v3/short-urls`.
@@ -565,11 +607,17 @@ async fn list(
 ) -> Response {
     let (caller, charged) = match admit(&state, peer, &headers, false).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
-    let (tag, q, order, per_page, page) = match list_query(&state, raw.as_deref()) {
+    let ListQuery {
+        tag,
+        q,
+        order,
+        per_page,
+        page,
+    } = match list_query(&state, raw.as_deref()) {
         Ok(x) => x,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let offset = (page - 1).saturating_mul(u64::from(per_page));
     let found = links::list(
@@ -619,7 +667,7 @@ async fn read(
 ) -> Response {
     let (caller, charged) = match admit(&state, peer, &headers, false).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let found = match links::get(&state, &caller, &code).await {
         Ok(l) => view(&state, &caller, l).await,
@@ -637,10 +685,10 @@ fn edit_field(map: &serde_json::Map<String, Value>, key: &str) -> Option<Option<
 }
 
 /// The merge patch of a Shlink edit body: present fields change, `null` clears.
-fn patch_of(state: &AppState, map: serde_json::Map<String, Value>) -> Result<LinkPatch, Response> {
+fn patch_of(state: &AppState, map: serde_json::Map<String, Value>) -> Result<LinkPatch, Refused> {
     let text = |v: Value, field: &str| match v {
         Value::String(s) => Ok(s),
-        _ => Err(invalid(&[field], "Provided data is not valid")),
+        _ => refuse(invalid(&[field], "Provided data is not valid")),
     };
     let mut patch = LinkPatch::default();
     if let Some(Some(url)) = edit_field(&map, "longUrl") {
@@ -662,7 +710,10 @@ fn patch_of(state: &AppState, map: serde_json::Map<String, Value>) -> Result<Lin
     }
     if let Some(max) = edit_field(&map, "maxVisits") {
         let max = max
-            .map(|m| m.as_i64().ok_or_else(|| invalid(&["maxVisits"], "Provided data is not valid")))
+            .map(|m| {
+                m.as_i64()
+                    .ok_or_else(|| Box::new(invalid(&["maxVisits"], "Provided data is not valid")))
+            })
             .transpose()?;
         patch.max_clicks = Some(max);
     }
@@ -682,11 +733,11 @@ async fn edit(
 ) -> Response {
     let (caller, charged) = match admit(&state, peer, &headers, true).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let patch = match body_object(&body).and_then(|m| patch_of(&state, m)) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let changed = match links::patch(&state, &caller, &code, patch).await {
         Ok(l) => view(&state, &caller, l).await,
@@ -707,7 +758,7 @@ async fn remove(
 ) -> Response {
     let (caller, charged) = match admit(&state, peer, &headers, true).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     match links::delete(&state, &caller, &code).await {
         Ok(()) => {
@@ -742,7 +793,7 @@ async fn visits(
 ) -> Response {
     let (caller, charged) = match admit(&state, peer, &headers, false).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let q: VisitsQuery = match serde_urlencoded::from_str(raw.as_deref().unwrap_or("")) {
         Ok(q) => q,
@@ -750,7 +801,7 @@ async fn visits(
     };
     match visit_page(&state, &caller, &code, q).await {
         Ok(v) => answer(&state, StatusCode::OK, v, charged),
-        Err(res) => res,
+        Err(res) => *res,
     }
 }
 
@@ -759,21 +810,23 @@ async fn visit_page(
     caller: &Caller,
     code: &str,
     q: VisitsQuery,
-) -> Result<Value, Response> {
+) -> Result<Value, Refused> {
     if q.domain.as_deref().is_some_and(|d| !own_domain(state, d)) {
-        return Err(not_found(code));
+        return refuse(not_found(code));
     }
     let link = links::get(state, caller, code)
         .await
-        .map_err(|e| failure(e, code))?;
+        .map_err(|e| Box::new(failure(e, code)))?;
     let date = |s: Option<&String>, field: &str| match s {
         None => Ok(None),
         Some(s) => parse_date(s)
             .map(Some)
-            .ok_or_else(|| invalid(&[field], "Provided data is not valid")),
+            .ok_or_else(|| Box::new(invalid(&[field], "Provided data is not valid"))),
     };
     let now = state.clock.now();
-    let to = date(q.end_date.as_ref(), "endDate")?.unwrap_or(now).min(now + TimeDelta::hours(1));
+    let to = date(q.end_date.as_ref(), "endDate")?
+        .unwrap_or(now)
+        .min(now + TimeDelta::hours(1));
     let from = date(q.start_date.as_ref(), "startDate")?
         .unwrap_or(link.created_at)
         .max(to - TimeDelta::days(stats::MAX_DAYS));
@@ -783,10 +836,11 @@ async fn visit_page(
     } else {
         Interval::Day
     };
-    let range = Range::new(now, Some(from), Some(to), Some(interval)).map_err(|e| failure(e, code))?;
+    let range = Range::new(now, Some(from), Some(to), Some(interval))
+        .map_err(|e| Box::new(failure(e, code)))?;
     let buckets = stats::buckets(state, caller, (link.code.clone(), link.owner_id), range)
         .await
-        .map_err(|e| failure(e, code))?;
+        .map_err(|e| Box::new(failure(e, code)))?;
     // Shlink reads the mere presence of `excludeBots` as true; an explicit false is false.
     let humans_only = q
         .exclude_bots
@@ -799,10 +853,20 @@ async fn visit_page(
     };
     let counts = |b: &(i64, i64, i64)| {
         let humans = u64::try_from(b.1 - b.2).unwrap_or(0);
-        let bots = if humans_only { 0 } else { u64::try_from(b.2).unwrap_or(0) };
+        let bots = if humans_only {
+            0
+        } else {
+            u64::try_from(b.2).unwrap_or(0)
+        };
         (humans, bots)
     };
-    let total: u64 = buckets.iter().map(|b| { let (h, r) = counts(b); h + r }).sum();
+    let total: u64 = buckets
+        .iter()
+        .map(|b| {
+            let (h, r) = counts(b);
+            h + r
+        })
+        .sum();
     let per_page_shown = if q.items_per_page.is_some_and(|n| n > 0) {
         per_page
     } else {
@@ -847,7 +911,7 @@ async fn tags(
 ) -> Response {
     let (caller, charged) = match admit(&state, peer, &headers, false).await {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let found = match links::tags_of(&state, &caller, &[caller.user.id]).await {
         Ok(t) => t,
@@ -882,7 +946,10 @@ mod tests {
     fn times_have_an_offset_and_no_fraction() {
         let t = crate::clock::from_millis(1_700_000_000_123);
         assert_eq!(atom(t), "2023-11-14T22:13:20+00:00");
-        assert_eq!(parse_date("2023-11-14T23:13:20+01:00"), Some(crate::clock::from_millis(1_700_000_000_000)));
+        assert_eq!(
+            parse_date("2023-11-14T23:13:20+01:00"),
+            Some(crate::clock::from_millis(1_700_000_000_000))
+        );
     }
 
     #[test]

@@ -303,7 +303,10 @@ fn internal(e: AppError) -> Answer {
         AppError::Busy(why) => Answer::error(StatusCode::SERVICE_UNAVAILABLE, why),
         e => {
             tracing::error!(error = ?e, "YOURLS API call failed");
-            Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "Error saving url to database")
+            Answer::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Error saving url to database",
+            )
         }
     }
 }
@@ -364,10 +367,29 @@ async fn act(
 ) -> Answer {
     let param = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
     let done = match param("action") {
-        "shorturl" => shorten(state, caller, param("url"), param("keyword"), param("title"), ip).await,
+        "shorturl" => {
+            shorten(
+                state,
+                caller,
+                param("url"),
+                param("keyword"),
+                param("title"),
+                ip,
+            )
+            .await
+        }
         "expand" => expand(state, caller, param("shorturl")).await,
         "url-stats" => url_stats(state, caller, param("shorturl")).await,
-        "stats" => stats(state, caller, param("filter"), param("limit"), param("start")).await,
+        "stats" => {
+            stats(
+                state,
+                caller,
+                param("filter"),
+                param("limit"),
+                param("start"),
+            )
+            .await
+        }
         "db-stats" => db_stats(state, caller).await,
         "version" => Ok(version(param("db") == "1")),
         _ => Ok(Answer::error(
@@ -758,7 +780,10 @@ mod tests {
             "",
         );
         let res = render(answer, "xml", None);
-        assert_eq!(res.headers()[header::CONTENT_TYPE], "application/xml; charset=utf-8");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/xml; charset=utf-8"
+        );
         let mut xml = String::new();
         write_xml(
             &[

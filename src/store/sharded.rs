@@ -16,9 +16,9 @@ use super::postgres::PgStore;
 use super::ring::{Ring, RingMember};
 use super::{
     ClickFact, ClickStats, ClickSums, ClickTotals, IdempotencyRecord, IdempotencySave, KeyRecord,
-    LinkFields, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession,
-    PageRequest, PoolUsage, RedirectTarget, SessionRecord, StoreError, StoreResult, TagCount,
-    Taken, UserRecord, UserStore,
+    LinkFields, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey, NewSession, PageRequest,
+    PoolUsage, RedirectTarget, SessionRecord, StoreError, StoreResult, TagCount, Taken, UserRecord,
+    UserStore,
 };
 use crate::domain::code::Code;
 use crate::domain::user::{Email, UserDraft, UserId};
