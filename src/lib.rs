@@ -27,6 +27,7 @@ pub mod resilience;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
 pub mod web;
 
 pub use config::Config;

@@ -80,6 +80,61 @@ enum Command {
         #[command(subcommand)]
         command: ShardsCommand,
     },
+    /// Import links from another service's export file or running API. Links already
+    /// here are skipped, so running it twice imports nothing twice.
+    Import {
+        /// The source's kind.
+        #[arg(long, value_enum)]
+        from: ImportFrom,
+        /// A file, or for yourls and shlink the address of a running server (its
+        /// yourls-api.php, or the Shlink address before /rest).
+        source: String,
+        /// The YOURLS API's signature token (for a running YOURLS).
+        #[arg(long, hide_env_values = true, env = "SNIP_IMPORT_SIGNATURE")]
+        signature: Option<String>,
+        /// The Shlink API key (for a running Shlink).
+        #[arg(long, hide_env_values = true, env = "SNIP_IMPORT_API_KEY")]
+        api_key: Option<String>,
+        /// Whose links they become (default: the first admin).
+        #[arg(long, default_value = snip::app::users::BOOTSTRAP_EMAIL)]
+        user: String,
+        /// Check everything and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a user's links as CSV or JSON (to standard output, or a file).
+    Export {
+        /// csv or json.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Whose links (default: the first admin).
+        #[arg(long, default_value = snip::app::users::BOOTSTRAP_EMAIL)]
+        user: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// The kinds of sources `snip import` reads.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ImportFrom {
+    /// A CSV with a header row: url, and optionally alias (or code), tags, title,
+    /// created_at, clicks. snip's own export is one.
+    Csv,
+    /// Bitly's CSV export.
+    BitlyCsv,
+    /// A SQL dump of YOURLS's yourls_url table, or a running YOURLS.
+    Yourls,
+    /// Shlink's CSV export, or a running Shlink.
+    Shlink,
+}
+
+/// The formats `snip export` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +243,47 @@ async fn main() -> anyhow::Result<()> {
             let password = line.trim_end_matches(['\r', '\n']);
             snip::server::set_password(&config, &email, password).await?;
             eprintln!("password set for {email}; their sessions are ended");
+            Ok(())
+        }
+        Command::Import {
+            from,
+            source,
+            signature,
+            api_key,
+            user,
+            dry_run,
+        } => {
+            let from = match from {
+                ImportFrom::Csv => snip::transfer::From::Csv,
+                ImportFrom::BitlyCsv => snip::transfer::From::BitlyCsv,
+                ImportFrom::Yourls => snip::transfer::From::Yourls,
+                ImportFrom::Shlink => snip::transfer::From::Shlink,
+            };
+            let secret = signature.or(api_key);
+            let summary =
+                snip::server::import(&config, from, &source, secret.as_deref(), &user, dry_run)
+                    .await?;
+            if dry_run {
+                print!("dry run, nothing written: ");
+            }
+            print!("{summary}");
+            Ok(())
+        }
+        Command::Export {
+            format,
+            user,
+            output,
+        } => {
+            let json = matches!(format, ExportFormat::Json);
+            let mut out: Box<dyn std::io::Write + Send> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let n = snip::server::export(&config, &user, json, &mut *out).await?;
+            eprintln!("exported {n} links");
             Ok(())
         }
         Command::Shards {

@@ -68,6 +68,45 @@ pub async fn set_password(config: &Config, email: &str, password: &str) -> anyho
     }
 }
 
+/// `snip import`: imports the links of `source` for the user with `email`.
+pub async fn import(
+    config: &Config,
+    from: crate::transfer::From,
+    source: &str,
+    secret: Option<&str>,
+    email: &str,
+    dry_run: bool,
+) -> anyhow::Result<crate::transfer::Summary> {
+    let items = crate::transfer::open(from, source, secret)?;
+    let store = AnyStore::from_config(config).await?;
+    let state = command_line_state(config, &store)?;
+    let done = async {
+        let caller = crate::transfer::caller_for(&state, email).await?;
+        crate::transfer::import(&state, &caller, items, dry_run).await
+    }
+    .await;
+    store.close().await;
+    done
+}
+
+/// `snip export`: writes the links of the user with `email` to `out`; returns how many.
+pub async fn export(
+    config: &Config,
+    email: &str,
+    json: bool,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<u64> {
+    let store = AnyStore::from_config(config).await?;
+    let state = command_line_state(config, &store)?;
+    let done = async {
+        let caller = crate::transfer::caller_for(&state, email).await?;
+        crate::transfer::export(&state, &caller, json, out).await
+    }
+    .await;
+    store.close().await;
+    done
+}
+
 /// `snip shards rebalance`: moves every link to the shard the ring now names.
 pub async fn rebalance(config: &Config) -> anyhow::Result<u64> {
     match AnyStore::from_config(config).await? {

@@ -2,6 +2,7 @@
 //! functions and render the results.
 
 pub mod health;
+pub mod import;
 pub mod links;
 pub mod password_gate;
 pub mod redirect;

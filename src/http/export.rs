@@ -77,7 +77,7 @@ pub fn csv_rows(links: &[LinkRecord], base_url: &str, header: bool) -> std::io::
 }
 
 /// The JSON array elements of `links`, each after a comma but the very first.
-fn json_items(links: &[LinkRecord], base_url: &str, first: bool) -> Bytes {
+pub fn json_items(links: &[LinkRecord], base_url: &str, first: bool) -> Bytes {
     let mut out = Vec::with_capacity(links.len() * 256);
     for (i, l) in links.iter().enumerate() {
         if !(first && i == 0) {
