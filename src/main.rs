@@ -33,6 +33,9 @@ struct Cli {
     /// A PostgreSQL shard for links; repeat for each (the first also holds users).
     #[arg(long = "shard", global = true)]
     shards: Vec<String>,
+    /// Public base of short URLs (default http://LISTEN).
+    #[arg(long, global = true, env = "SNIP_BASE_URL")]
+    base_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,9 +47,6 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long, env = "SNIP_LISTEN")]
         listen: Option<String>,
-        /// Public base of short URLs (default http://LISTEN).
-        #[arg(long, env = "SNIP_BASE_URL")]
-        base_url: Option<String>,
         /// Redis for the shared cache and rate limits, e.g. redis://127.0.0.1:6379.
         #[arg(long = "redis", env = "SNIP_REDIS_URL", hide_env_values = true)]
         redis_url: Option<String>,
@@ -181,11 +181,11 @@ async fn main() -> anyhow::Result<()> {
         database_url: cli.database_url.clone(),
         bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
         shards: cli.shards.clone(),
+        base_url: cli.base_url.clone(),
         ..Overrides::default()
     };
     if let Command::Serve {
         listen,
-        base_url,
         redis_url,
         nats_url,
         geoip,
@@ -195,7 +195,6 @@ async fn main() -> anyhow::Result<()> {
     {
         overrides.otlp_endpoint = otlp_endpoint.clone();
         overrides.listen = listen.clone();
-        overrides.base_url = base_url.clone();
         overrides.redis_url = redis_url.clone();
         overrides.nats_url = nats_url.clone();
         overrides.geoip = geoip.clone();

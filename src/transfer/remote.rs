@@ -11,21 +11,71 @@ use crate::app::import::Incoming;
 const PAGE: usize = 500;
 /// Seconds a request may take.
 const TIMEOUT_SECS: u64 = 60;
+/// The largest answer read (a page of links is far smaller).
+const MAX_ANSWER_BYTES: usize = 64 << 20;
 
-/// An HTTP client for the source's API (HTTPS through rustls with the ring provider).
-pub fn client() -> anyhow::Result<reqwest::Client> {
-    // A provider may be installed already (a second import in one process): that is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(TIMEOUT_SECS))
-        .user_agent(concat!("snip-import/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// An HTTP client for the source's API: HTTPS through rustls (the ring provider, the
+/// system's root certificates) or plain HTTP.
+#[derive(Clone)]
+pub struct Client(
+    hyper_util::client::legacy::Client<Connector, http_body_util::Empty<axum::body::Bytes>>,
+);
+
+impl Client {
+    /// A new client.
+    pub fn new() -> anyhow::Result<Self> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .context("reading the system's root certificates")?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https),
+        ))
+    }
+
+    /// `GET url` with `headers`: the status and the JSON answer.
+    async fn get_json(
+        &self,
+        url: &url::Url,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = hyper::Request::get(url.as_str()).header(
+            "user-agent",
+            concat!("snip-import/", env!("CARGO_PKG_VERSION")),
+        );
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(http_body_util::Empty::new())?;
+        let limit = std::time::Duration::from_secs(TIMEOUT_SECS);
+        let read = async {
+            let res = self.0.request(req).await?;
+            let status = res.status().as_u16();
+            let body = http_body_util::Limited::new(res.into_body(), MAX_ANSWER_BYTES);
+            let bytes = http_body_util::BodyExt::collect(body)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+                .to_bytes();
+            let json = serde_json::from_slice(&bytes)
+                .with_context(|| format!("the answer ({status}) is not JSON"))?;
+            anyhow::Ok((status, json))
+        };
+        tokio::time::timeout(limit, read)
+            .await
+            .with_context(|| format!("no answer within {TIMEOUT_SECS} s"))?
+    }
 }
 
 /// The links of a running source, read a page at a time.
 pub struct Remote {
-    client: reqwest::Client,
+    client: Client,
     kind: Kind,
     /// Links read and not yet handed out.
     ready: VecDeque<Incoming>,
@@ -43,7 +93,7 @@ impl Remote {
     /// The YOURLS API at `api` (its `yourls-api.php`), with a signature token or key.
     pub fn yourls(api: &str, signature: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: client()?,
+            client: Client::new()?,
             kind: Kind::Yourls {
                 api: api.to_owned(),
                 signature: signature.to_owned(),
@@ -56,7 +106,7 @@ impl Remote {
     /// The Shlink server at `base` (the address before `/rest`), with an API key.
     pub fn shlink(base: &str, key: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: client()?,
+            client: Client::new()?,
             kind: Kind::Shlink {
                 base: base.trim_end_matches('/').to_owned(),
                 key: key.to_owned(),
@@ -89,18 +139,18 @@ impl Remote {
     }
 }
 
-/// Sends a request and reads its JSON answer, failing with the source's own message.
-async fn fetch(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
-    let res = req
-        .send()
+/// Reads `url`'s JSON answer, failing with the source's own message.
+async fn fetch(
+    client: &Client,
+    url: &url::Url,
+    headers: &[(&str, &str)],
+    what: &str,
+) -> anyhow::Result<Value> {
+    let (status, body) = client
+        .get_json(url, headers)
         .await
-        .with_context(|| format!("reaching {what}"))?;
-    let status = res.status();
-    let body: Value = res
-        .json()
-        .await
-        .with_context(|| format!("{what} answered {status} without JSON"))?;
-    if !status.is_success() {
+        .with_context(|| format!("asking {what}"))?;
+    if !(200..300).contains(&status) {
         let why = body["message"]
             .as_str()
             .or(body["detail"].as_str())
@@ -108,6 +158,13 @@ async fn fetch(req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value
         bail!("{what} answered {status}: {why}");
     }
     Ok(body)
+}
+
+/// `base` with `query` added.
+fn with_query(base: &str, query: &[(&str, &str)]) -> anyhow::Result<url::Url> {
+    let mut url = url::Url::parse(base).with_context(|| format!("{base} is not a URL"))?;
+    url.query_pairs_mut().extend_pairs(query);
+    Ok(url)
 }
 
 /// A YOURLS date (`YYYY-MM-DD HH:MM:SS`, taken as UTC).
@@ -125,22 +182,25 @@ fn number(v: &Value) -> Option<i64> {
 
 /// One page of a YOURLS server's links (`action=stats`, newest first, from `start`).
 async fn yourls_page(
-    client: &reqwest::Client,
+    client: &Client,
     api: &str,
     signature: &str,
     start: usize,
 ) -> anyhow::Result<(Vec<Incoming>, bool)> {
     let limit = PAGE.to_string();
     let start_text = start.to_string();
-    let req = client.get(api).query(&[
-        ("action", "stats"),
-        ("filter", "last"),
-        ("limit", limit.as_str()),
-        ("start", start_text.as_str()),
-        ("format", "json"),
-        ("signature", signature),
-    ]);
-    let body = fetch(req, "the YOURLS API").await?;
+    let url = with_query(
+        api,
+        &[
+            ("action", "stats"),
+            ("filter", "last"),
+            ("limit", limit.as_str()),
+            ("start", start_text.as_str()),
+            ("format", "json"),
+            ("signature", signature),
+        ],
+    )?;
+    let body = fetch(client, &url, &[], "the YOURLS API").await?;
     let Some(list) = body["links"].as_object() else {
         return Ok((Vec::new(), false));
     };
@@ -174,20 +234,21 @@ async fn yourls_page(
 
 /// One page of a Shlink server's links (`GET /rest/v3/short-urls`, oldest first).
 async fn shlink_page(
-    client: &reqwest::Client,
+    client: &Client,
     base: &str,
     key: &str,
     page: usize,
 ) -> anyhow::Result<(Vec<Incoming>, bool)> {
-    let req = client
-        .get(format!("{base}/rest/v3/short-urls"))
-        .header("x-api-key", key)
-        .query(&[
-            ("page", page.to_string()),
-            ("itemsPerPage", PAGE.to_string()),
-            ("orderBy", "dateCreated-ASC".to_owned()),
-        ]);
-    let body = fetch(req, "the Shlink API").await?;
+    let (page_text, per_page) = (page.to_string(), PAGE.to_string());
+    let url = with_query(
+        &format!("{base}/rest/v3/short-urls"),
+        &[
+            ("page", page_text.as_str()),
+            ("itemsPerPage", per_page.as_str()),
+            ("orderBy", "dateCreated-ASC"),
+        ],
+    )?;
+    let body = fetch(client, &url, &[("x-api-key", key)], "the Shlink API").await?;
     let list = &body["shortUrls"];
     let date = |v: &Value| {
         v.as_str()
