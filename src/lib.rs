@@ -20,6 +20,7 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod outgoing;
 pub mod qr;
 pub mod ratelimit;
 pub mod redis_conn;

@@ -102,6 +102,14 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Ask a running node whether it is ready (`/readyz`): exit 0 when it is, 1 when not.
+    /// For container health checks, so an image needs no curl.
+    Healthcheck {
+        /// The address to ask (default: http://LISTEN/readyz, with 127.0.0.1 for an
+        /// address that listens on every interface).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Write a user's links as CSV or JSON (to standard output, or a file).
     Export {
         /// csv or json.
@@ -285,6 +293,18 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("exported {n} links");
             Ok(())
         }
+        Command::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| readyz_url(&config.listen));
+            let status = snip::outgoing::Client::new()?
+                .get_status(&url)
+                .await
+                .with_context(|| format!("asking {url}"))?;
+            println!("{url}: {status}");
+            if status != 200 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Shards {
             command: ShardsCommand::Rebalance,
         } => {
@@ -293,6 +313,16 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The readiness address of a node listening on `listen`.
+fn readyz_url(listen: &str) -> String {
+    let local = match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_owned(),
+    };
+    format!("http://{local}/readyz")
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
