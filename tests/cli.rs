@@ -260,3 +260,31 @@ async fn the_first_start_prints_a_sign_in_link_and_set_password_works_from_the_s
     assert_eq!(sign_in("long enough password").await.unwrap().status(), 303);
     assert_eq!(sign_in("another password").await.unwrap().status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_zero_only_for_a_ready_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/snip.db", dir.path().display());
+    let snip = Snip::spawn(Snip::command(dir.path(), &db, ""));
+    let check = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_snip"))
+            .args(args)
+            .env_remove("SNIP_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let ready = check(&["healthcheck", "--url", &snip.url("/readyz")]);
+    assert!(ready.status.success(), "{ready:?}");
+    assert!(String::from_utf8_lossy(&ready.stdout).ends_with(": 200\n"));
+    // Without --url it asks the configured listen address (0.0.0.0 becomes 127.0.0.1).
+    let port = snip.url("").rsplit(':').next().unwrap().to_owned();
+    let config = dir.path().join("listen.toml");
+    std::fs::write(&config, format!("listen = \"0.0.0.0:{port}\"\n")).unwrap();
+    let by_config = check(&["--config", config.to_str().unwrap(), "healthcheck"]);
+    assert!(by_config.status.success(), "{by_config:?}");
+    // A node that is not there, or a page that is not 200.
+    let gone = check(&["healthcheck", "--url", "http://127.0.0.1:1/readyz"]);
+    assert!(!gone.status.success());
+    let missing = check(&["healthcheck", "--url", &snip.url("/no-such-page")]);
+    assert!(!missing.status.success());
+}
