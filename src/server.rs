@@ -68,6 +68,28 @@ pub async fn set_password(config: &Config, email: &str, password: &str) -> anyho
     }
 }
 
+/// The store, state and caller of a command that acts for the user with `email`; close
+/// the store when done.
+async fn acting_for(
+    config: &Config,
+    email: &str,
+) -> anyhow::Result<(AnyStore, AppState, crate::app::Caller)> {
+    let store = AnyStore::from_config(config).await?;
+    let found = match command_line_state(config, &store) {
+        Ok(state) => crate::transfer::caller_for(&state, email)
+            .await
+            .map(|caller| (state, caller)),
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok((state, caller)) => Ok((store, state, caller)),
+        Err(e) => {
+            store.close().await;
+            Err(e)
+        }
+    }
+}
+
 /// `snip import`: imports the links of `source` for the user with `email`.
 pub async fn import(
     config: &Config,
@@ -78,13 +100,8 @@ pub async fn import(
     dry_run: bool,
 ) -> anyhow::Result<crate::transfer::Summary> {
     let items = crate::transfer::open(from, source, secret)?;
-    let store = AnyStore::from_config(config).await?;
-    let state = command_line_state(config, &store)?;
-    let done = async {
-        let caller = crate::transfer::caller_for(&state, email).await?;
-        crate::transfer::import(&state, &caller, items, dry_run).await
-    }
-    .await;
+    let (store, state, caller) = acting_for(config, email).await?;
+    let done = crate::transfer::import(&state, &caller, items, dry_run).await;
     store.close().await;
     done
 }
@@ -96,13 +113,8 @@ pub async fn export(
     json: bool,
     out: &mut (dyn std::io::Write + Send),
 ) -> anyhow::Result<u64> {
-    let store = AnyStore::from_config(config).await?;
-    let state = command_line_state(config, &store)?;
-    let done = async {
-        let caller = crate::transfer::caller_for(&state, email).await?;
-        crate::transfer::export(&state, &caller, json, out).await
-    }
-    .await;
+    let (store, state, caller) = acting_for(config, email).await?;
+    let done = crate::transfer::export(&state, &caller, json, out).await;
     store.close().await;
     done
 }

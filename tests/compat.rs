@@ -481,16 +481,7 @@ async fn shlink_answers_with_its_shapes_and_errors() {
     )
     .await;
     assert_eq!(oldest["shortUrls"]["data"][0]["shortCode"], "sh-1");
-    let person = app
-        .client
-        .get(app.url("/sh-1"))
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
-        )
-        .send()
-        .await
-        .unwrap();
+    let person = app.visit_as_person("sh-1").await;
     assert_eq!(person.status(), StatusCode::FOUND);
     let bot = app
         .client

@@ -530,7 +530,9 @@ async fn an_admin_imports_links_manages_keys_and_adds_a_member() {
     let (status, body) = b.fetch_bytes("/app/export.csv").await;
     assert_eq!(status, 200);
     let body = String::from_utf8(body).unwrap();
-    assert!(body.starts_with("code,short_url,url,title,tags,clicks,created_at,expires_at\n"));
+    assert!(body.starts_with(
+        "code,short_url,url,title,tags,clicks,created_at,expires_at,max_clicks,redirect_status\n"
+    ));
     assert_eq!(body.lines().count(), 50);
     assert!(body.contains("imp-7,"), "{body}");
 

@@ -215,6 +215,7 @@ fn documented_need(route: &Route) -> Need {
         (
             "GET",
             "/api/v1/links"
+            | "/api/v1/links/export"
             | "/api/v1/links/{code}"
             | "/api/v1/links/{code}/stats"
             | "/api/v1/links/{code}/qr",

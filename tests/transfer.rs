@@ -228,16 +228,7 @@ async fn a_running_yourls_or_shlink_is_read_through_its_api() {
             .await;
     }
     for _ in 0..2 {
-        let res = source
-            .client
-            .get(source.url("/src-1"))
-            .header(
-                "user-agent",
-                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
-            )
-            .send()
-            .await
-            .unwrap();
+        let res = source.visit_as_person("src-1").await;
         assert_eq!(res.status(), 302);
     }
     // Wait until the source has counted the clicks.

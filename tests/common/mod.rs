@@ -23,6 +23,9 @@ pub const UNKNOWN_KEY: &str = "snip_ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZ";
 
 /// The id of the bootstrap admin.
 pub const ADMIN_ID: i64 = 1;
+/// A desktop browser's user agent: clicks with it count as people's.
+pub const BROWSER_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
 
 /// A running app and what a test needs to talk to it. Stops the server on drop.
 pub struct TestApp {
@@ -271,6 +274,17 @@ impl TestApp {
     }
 
     /// `GET /{code}` without a key, as a browser would.
+    /// `GET /{code}` as a person's browser (a desktop Firefox), so the click counts as a
+    /// person's, not a bot's.
+    pub async fn visit_as_person(&self, code: &str) -> Response {
+        self.client
+            .get(self.url(&format!("/{code}")))
+            .header("user-agent", BROWSER_UA)
+            .send()
+            .await
+            .expect("send request")
+    }
+
     pub async fn redirect(&self, code: &str) -> Response {
         self.get_anon(&format!("/{code}")).await
     }
