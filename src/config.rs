@@ -40,6 +40,9 @@ pub struct Config {
     pub password_check_queue: usize,
     /// When the store has no user: the key the first admin gets (instead of a random one).
     pub bootstrap_admin_key: Option<String>,
+    /// The server's secret for YOURLS time-limited signatures (at least 32 characters).
+    /// Without it those signatures are refused; keys work as `signature` either way.
+    pub yourls_signature_secret: Option<String>,
     /// How long in-flight requests may take to finish at shutdown, in seconds.
     pub shutdown_grace_secs: u64,
     /// How long, at shutdown, the node keeps serving while `/readyz` answers 503, so that
@@ -286,6 +289,7 @@ impl Default for Config {
             password_checks: None,
             password_check_queue: 8,
             bootstrap_admin_key: None,
+            yourls_signature_secret: None,
             shutdown_grace_secs: 10,
             shutdown_drain_secs: 0,
             redis_url: None,
@@ -332,6 +336,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "bootstrap_admin_key",
                 &self.bootstrap_admin_key.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "yourls_signature_secret",
+                &self.yourls_signature_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("shutdown_grace_secs", &self.shutdown_grace_secs)
             .field("shutdown_drain_secs", &self.shutdown_drain_secs)
@@ -384,6 +392,8 @@ pub struct Overrides {
     pub base_url: Option<String>,
     /// `SNIP_BOOTSTRAP_ADMIN_KEY`.
     pub bootstrap_admin_key: Option<String>,
+    /// `SNIP_YOURLS_SIGNATURE_SECRET`.
+    pub yourls_signature_secret: Option<String>,
     /// `--redis` / `SNIP_REDIS_URL`.
     pub redis_url: Option<String>,
     /// `--shard` (repeated); replaces the file's shards when given.
@@ -415,6 +425,7 @@ impl Config {
             database_url,
             base_url,
             bootstrap_admin_key,
+            yourls_signature_secret,
             redis_url,
             shards,
             nats_url,
@@ -426,6 +437,7 @@ impl Config {
         config.database_url = database_url.unwrap_or(config.database_url);
         config.base_url = base_url.or(config.base_url);
         config.bootstrap_admin_key = bootstrap_admin_key.or(config.bootstrap_admin_key);
+        config.yourls_signature_secret = yourls_signature_secret.or(config.yourls_signature_secret);
         config.redis_url = redis_url.or(config.redis_url);
         config.nats_url = nats_url.or(config.nats_url);
         config.geoip = geoip.or(config.geoip);
@@ -442,6 +454,7 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.public_base_url()?;
         self.bootstrap_key()?;
+        self.signature_secret()?;
         self.trusted_proxies()?;
         self.landing()?;
         if self.role == NodeRole::Worker && self.nats_url.is_none() {
@@ -477,6 +490,17 @@ impl Config {
                     "dashboard.landing: must be \"page\", \"none\" or an absolute http(s) URL"
                 ),
             },
+        }
+    }
+
+    /// The YOURLS signature secret, when one is set; fails when it is too short to keep
+    /// tokens from being guessed.
+    pub fn signature_secret(&self) -> anyhow::Result<Option<String>> {
+        match &self.yourls_signature_secret {
+            Some(s) if s.chars().count() < 32 => {
+                anyhow::bail!("yourls_signature_secret: must be at least 32 characters")
+            }
+            other => Ok(other.clone()),
         }
     }
 
@@ -602,6 +626,15 @@ mod tests {
             "{}",
             refusal(&c)
         );
+    }
+
+    #[test]
+    fn a_yourls_signature_secret_must_be_long_and_is_never_shown() {
+        let short = config_with(|c| c.yourls_signature_secret = Some("too short".into()));
+        assert!(refusal(&short).contains("yourls_signature_secret"));
+        let long = config_with(|c| c.yourls_signature_secret = Some("s".repeat(32)));
+        assert!(long.validate().is_ok());
+        assert!(!format!("{long:?}").contains(&"s".repeat(32)));
     }
 
     #[test]

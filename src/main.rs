@@ -188,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
     let mut overrides = Overrides {
         database_url: cli.database_url.clone(),
         bootstrap_admin_key: std::env::var("SNIP_BOOTSTRAP_ADMIN_KEY").ok(),
+        yourls_signature_secret: std::env::var("SNIP_YOURLS_SIGNATURE_SECRET").ok(),
         shards: cli.shards.clone(),
         base_url: cli.base_url.clone(),
         ..Overrides::default()
@@ -235,6 +236,9 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let key = snip::server::create_key_for(&config, &email, scopes, name, admin).await?;
             println!("{}", key.expose());
+            if let Some(secret) = config.signature_secret()? {
+                eprintln!("YOURLS signature token: {}", key.signature_token(&secret));
+            }
             Ok(())
         }
         Command::Users {

@@ -261,6 +261,7 @@ fn settings(config: &Config) -> anyhow::Result<Settings> {
     let (base_url, base) = config.public_base_url()?;
     Ok(Settings {
         base_url,
+        signature_secret: config.signature_secret()?,
         url_policy: UrlPolicy {
             max_len: config.max_url_length,
             own_hosts: own_hosts(&base, config),

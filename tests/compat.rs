@@ -282,6 +282,92 @@ async fn yourls_takes_keys_or_a_dashboard_password_and_keeps_scopes() {
 }
 
 #[tokio::test]
+async fn yourls_time_limited_signatures_use_the_keys_signature_token() {
+    use snip::domain::key::SignatureHash;
+    const SECRET: &str = "a server secret of at least thirty-two characters";
+    let app = spawn_app_with(|c| c.yourls_signature_secret = Some(SECRET.into())).await;
+    let made = app
+        .create_key(ADMIN_ID, ADMIN_KEY, &json!({"scopes": ["links:read"]}))
+        .await;
+    let token = str_field(&made, "yourls_signature_token");
+    assert_eq!(token.len(), 32);
+    let now = snip::clock::Clock::now(&app.clock).timestamp();
+    let signed = |ts: i64, signature: &str, hash: Option<&str>| {
+        let hash = hash.map(|h| format!("&hash={h}")).unwrap_or_default();
+        format!("action=db-stats&format=json&timestamp={ts}&signature={signature}{hash}")
+    };
+    let md5 = SignatureHash::Md5.hex(&[&now.to_string(), &token]);
+    // MD5 when no hash is named, as YOURLS does; the key's own scopes apply.
+    assert_eq!(
+        yourls(&app, &signed(now, &md5, None)).await.status(),
+        StatusCode::OK
+    );
+    let res = yourls(
+        &app,
+        &format!(
+            "{}&action=shorturl&url=https://example.com/",
+            signed(now, &md5, None)
+        ),
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "a read-only key stays read-only"
+    );
+    // Another hash, the token first, a timestamp nearly 12 hours off.
+    let ts = now - 43_000;
+    let sha512 = SignatureHash::Sha512.hex(&[&token, &ts.to_string()]);
+    assert_eq!(
+        yourls(&app, &signed(ts, &sha512, Some("sha512")))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // Refused: a stale timestamp, the wrong hash named, upper-case hex, another token.
+    let stale = now - 43_200;
+    let stale_sig = SignatureHash::Md5.hex(&[&stale.to_string(), &token]);
+    for query in [
+        signed(stale, &stale_sig, None),
+        signed(ts, &sha512, Some("sha256")),
+        signed(now, &md5.to_uppercase(), None),
+        signed(
+            now,
+            &SignatureHash::Md5.hex(&[&now.to_string(), "0123456789abcdef0123456789abcdef"]),
+            None,
+        ),
+        signed(now, &md5, Some("crc32")),
+    ] {
+        let res = yourls(&app, &query).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{query}");
+    }
+    // A revoked key's token stops working.
+    let key_id = int_field(&made, "id");
+    expect_status(
+        app.delete(
+            &format!("/api/v1/users/{ADMIN_ID}/keys/{key_id}"),
+            ADMIN_KEY,
+        )
+        .await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    assert_eq!(
+        yourls(&app, &signed(now, &md5, None)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // Without a secret the server makes no tokens and accepts no timed signature.
+    let plain = spawn_app().await;
+    let made = plain.create_key(ADMIN_ID, ADMIN_KEY, &json!({})).await;
+    assert!(made.get("yourls_signature_token").is_none(), "{made}");
+    assert_eq!(
+        yourls(&plain, &signed(now, &md5, None)).await.status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
 async fn compatible_apis_share_the_rest_apis_rate_limit_budget() {
     let app = spawn_app_with(|c| c.rate_limits.writes.capacity = 3.0).await;
     let create = |i: u32| {

@@ -82,6 +82,9 @@ pub struct Services {
 pub struct Settings {
     /// Base of short URLs, without a trailing slash.
     pub base_url: String,
+    /// The secret YOURLS signature tokens are made with; `None` turns time-limited
+    /// signatures off.
+    pub signature_secret: Option<String>,
     /// Rules for destination URLs.
     pub url_policy: UrlPolicy,
     /// Largest request body, in bytes.

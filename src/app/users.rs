@@ -58,7 +58,57 @@ pub async fn bootstrap(
 
 /// Resolves an API key to its caller; `None` for unknown or revoked keys.
 pub async fn authenticate(state: &AppState, key: &ApiKey) -> Result<Option<Caller>, AppError> {
-    let Some((user, key)) = state.users.authenticate(&key.hash()).await? else {
+    authenticate_hash(state, &key.hash()).await
+}
+
+/// Seconds a YOURLS time-limited signature stays valid, before and after its timestamp.
+pub const SIGNATURE_WINDOW_SECS: i64 = 43_200;
+
+/// The caller a YOURLS time-limited signature names: `signature` is `hash` (or, when it is
+/// not named, MD5 or SHA-256) of `timestamp` and a key's signature token, in either order,
+/// with `timestamp` within 12 hours of now. `None` when no live key matches, the timestamp
+/// is stale, or the server has no signature secret. Every live key is tried, as YOURLS
+/// tries every user: a cost that grows with the number of keys.
+pub async fn authenticate_signed(
+    state: &AppState,
+    timestamp: &str,
+    signature: &str,
+    hash: Option<&str>,
+) -> Result<Option<Caller>, AppError> {
+    use crate::domain::key::{SignatureHash, signature_token};
+    let Some(secret) = state.settings.signature_secret.as_deref() else {
+        return Ok(None);
+    };
+    let fresh = timestamp
+        .trim()
+        .parse::<i64>()
+        .is_ok_and(|t| (state.clock.now().timestamp() - t).abs() < SIGNATURE_WINDOW_SECS);
+    let hashes = match hash {
+        Some(name) => match SignatureHash::parse(name) {
+            Some(h) => vec![h],
+            None => return Ok(None),
+        },
+        None => vec![SignatureHash::Md5, SignatureHash::Sha256],
+    };
+    if !fresh {
+        return Ok(None);
+    }
+    let keys = state.users.live_key_hashes().await?;
+    let found = keys.into_iter().find(|key_hash| {
+        let token = signature_token(key_hash, secret);
+        hashes
+            .iter()
+            .any(|h| h.matches(signature, timestamp, &token))
+    });
+    match found {
+        Some(key_hash) => authenticate_hash(state, &key_hash).await,
+        None => Ok(None),
+    }
+}
+
+/// The caller of the live key whose stored hash is `key_hash`.
+async fn authenticate_hash(state: &AppState, key_hash: &str) -> Result<Option<Caller>, AppError> {
+    let Some((user, key)) = state.users.authenticate(key_hash).await? else {
         return Ok(None);
     };
     let stale = key

@@ -5,8 +5,10 @@
 //! HTTP 200 for "URL already exists" and "keyword taken", which clients such as the
 //! `yourls` Python package turn into their specific errors.
 //!
-//! Authentication: `signature` is a snip API key; `username` and `password` are a
-//! dashboard account's e-mail and password. Scopes and rate limits apply as in REST.
+//! Authentication: `signature` is a snip API key; `timestamp` and `signature` a
+//! time-limited signature made with the key's signature token (when the server has a
+//! `yourls_signature_secret`); `username` and `password` are a dashboard account's e-mail
+//! and password. Scopes and rate limits apply as in REST.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -268,11 +270,26 @@ async fn authenticate(
         "Please log in"
     };
     if params.contains_key("timestamp") {
-        // A time-limited signature hashes a secret snip does not keep: API keys are stored
-        // only as hashes. Clients send the key itself as `signature` instead.
-        return Err(refused(
-            "Please log in: time-limited signatures are not supported; send the API key as signature",
-        ));
+        // A time-limited signature: a hash of the timestamp and the key's signature token.
+        let (Some(timestamp), Some(signature)) = (given("timestamp"), given("signature")) else {
+            return Err(refused(wrong));
+        };
+        // Checking tries every live key: a client whose guesses are spent gets no more.
+        let now = crate::clock::to_millis(state.clock.now());
+        let bucket = crate::ratelimit::bucket_of(ip);
+        if let Some(d) = state
+            .limiter
+            .peek(crate::ratelimit::PolicyName::Anonymous, bucket, now)
+            .await
+            && !d.allowed
+        {
+            return Err(too_many());
+        }
+        let hash = given("hash").map(String::as_str);
+        let found = users::authenticate_signed(state, timestamp, signature, hash)
+            .await
+            .map_err(internal)?;
+        return found.ok_or_else(|| refused(wrong));
     }
     if let Some(signature) = given("signature") {
         let found = match ApiKey::parse(signature) {

@@ -47,9 +47,88 @@ impl ApiKey {
         &self.0[KEY_PREFIX.len()..KEY_PREFIX.len() + DISPLAY_PREFIX_LEN]
     }
 
+    /// Its YOURLS signature token under the server's `secret` ([`signature_token`]).
+    pub fn signature_token(&self, secret: &str) -> String {
+        signature_token(&self.hash(), secret)
+    }
+
     /// The stored form: lower-case hex SHA-256 of the whole key.
     pub fn hash(&self) -> String {
         hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+/// Characters of a YOURLS signature token.
+pub const SIGNATURE_TOKEN_LEN: usize = 32;
+
+/// The YOURLS signature token of the key whose stored hash is `key_hash`: HMAC-SHA-256 of
+/// the hash under the server's `secret`, in hex, cut to 32 characters. The server can
+/// make it again from what it stores plus the secret, which is not in the store, so a copy
+/// of the database alone gives no token.
+pub fn signature_token(key_hash: &str, secret: &str) -> String {
+    use hmac::Mac;
+    // HMAC takes a key of any length.
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(key_hash.as_bytes());
+    let mut token = hex::encode(mac.finalize().into_bytes());
+    token.truncate(SIGNATURE_TOKEN_LEN);
+    token
+}
+
+/// The hashes a YOURLS time-limited signature may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureHash {
+    /// MD5, YOURLS's default.
+    Md5,
+    /// SHA-1.
+    Sha1,
+    /// SHA-256, the default of YOURLS's newer documentation.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl SignatureHash {
+    /// The hash YOURLS's `hash` parameter names.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "md5" => Some(Self::Md5),
+            "sha1" => Some(Self::Sha1),
+            "sha256" => Some(Self::Sha256),
+            "sha384" => Some(Self::Sha384),
+            "sha512" => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    /// The lower-case hex digest of `parts` joined.
+    pub fn hex(self, parts: &[&str]) -> String {
+        fn of<D: Digest>(parts: &[&str]) -> String {
+            let mut d = D::new();
+            for p in parts {
+                d.update(p.as_bytes());
+            }
+            hex::encode(d.finalize())
+        }
+        match self {
+            Self::Md5 => of::<md5::Md5>(parts),
+            Self::Sha1 => of::<sha1::Sha1>(parts),
+            Self::Sha256 => of::<Sha256>(parts),
+            Self::Sha384 => of::<sha2::Sha384>(parts),
+            Self::Sha512 => of::<sha2::Sha512>(parts),
+        }
+    }
+
+    /// Whether `signature` is `timestamp` and `token` hashed, in either order (YOURLS
+    /// accepts both), compared in constant time.
+    pub fn matches(self, signature: &str, timestamp: &str, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        [self.hex(&[timestamp, token]), self.hex(&[token, timestamp])]
+            .iter()
+            .any(|want| bool::from(want.as_bytes().ct_eq(signature.as_bytes())))
     }
 }
 
@@ -221,6 +300,50 @@ mod tests {
             assert!(ApiKey::parse(bad).is_none(), "{bad}");
         }
         assert!(ApiKey::parse(&format!("snip_{}", "-".repeat(32))).is_none());
+    }
+
+    #[test]
+    fn signature_hashes_match_known_digests_in_either_order() {
+        // YOURLS's own example: md5("1700000000" . "1002a612b4"), computed by PHP.
+        let md5 = SignatureHash::Md5;
+        assert_eq!(
+            md5.hex(&["1700000000", "1002a612b4"]),
+            "0cdb8baace3e60f757cfc8cfc75adca1"
+        );
+        assert!(md5.matches(
+            "0cdb8baace3e60f757cfc8cfc75adca1",
+            "1700000000",
+            "1002a612b4"
+        ));
+        let reversed = md5.hex(&["1002a612b4", "1700000000"]);
+        assert!(md5.matches(&reversed, "1700000000", "1002a612b4"));
+        assert!(!md5.matches(
+            "0CDB8BAACE3E60F757CFC8CFC75ADCA1",
+            "1700000000",
+            "1002a612b4"
+        ));
+        assert_eq!(
+            SignatureHash::Sha256.hex(&["abc"]),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(SignatureHash::parse("SHA512"), Some(SignatureHash::Sha512));
+        assert_eq!(SignatureHash::parse("crc32"), None);
+    }
+
+    #[test]
+    fn signature_tokens_depend_on_the_key_and_the_secret() {
+        let key = ApiKey::generate();
+        let token = key.signature_token("a secret of the server");
+        assert_eq!(token.len(), SIGNATURE_TOKEN_LEN);
+        assert_eq!(
+            token,
+            signature_token(&key.hash(), "a secret of the server")
+        );
+        assert_ne!(token, key.signature_token("another secret"));
+        assert_ne!(
+            token,
+            ApiKey::generate().signature_token("a secret of the server")
+        );
     }
 
     #[test]

@@ -83,6 +83,10 @@ pub struct NewKeyView {
     pub record: KeyView,
     /// The API key. Store it now: it cannot be shown again.
     pub key: String,
+    /// The key's YOURLS signature token, for time-limited signatures of the YOURLS API
+    /// (only when the server has a signature secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yourls_signature_token: Option<String>,
 }
 
 /// The caller.
@@ -278,6 +282,11 @@ pub async fn create_key(
     let view = NewKeyView {
         record: KeyView::from(&record),
         key: key.expose().to_owned(),
+        yourls_signature_token: state
+            .settings
+            .signature_secret
+            .as_deref()
+            .map(|secret| key.signature_token(secret)),
     };
     Ok((
         StatusCode::CREATED,

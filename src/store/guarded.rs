@@ -178,6 +178,7 @@ guarded!(UserStore {
     read list_keys(user_id: UserId) -> Vec<KeyRecord>;
     write revoke_key(user_id: UserId, key_id: i64, now: DateTime<Utc>) -> ();
     read authenticate(key_hash: &str) -> Option<(UserRecord, KeyRecord)>;
+    read live_key_hashes() -> Vec<String>;
     write touch_key(key_id: i64, now: DateTime<Utc>) -> ();
     read password_hash(id: UserId) -> Option<String>;
     write set_password(id: UserId, hash: &str, now: DateTime<Utc>) -> ();

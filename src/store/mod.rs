@@ -757,6 +757,9 @@ pub trait UserStore: Send + Sync + 'static {
     /// The live user and key for a key hash.
     async fn authenticate(&self, key_hash: &str) -> StoreResult<Option<(UserRecord, KeyRecord)>>;
 
+    /// The hashes of every live key (not revoked, of a live user).
+    async fn live_key_hashes(&self) -> StoreResult<Vec<String>>;
+
     /// Records that a key was used, at most once a minute.
     async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
 

@@ -548,6 +548,9 @@ impl UserStore for ShardedStore {
     async fn authenticate(&self, hash: &str) -> StoreResult<Option<(UserRecord, KeyRecord)>> {
         self.directory().authenticate(hash).await
     }
+    async fn live_key_hashes(&self) -> StoreResult<Vec<String>> {
+        self.directory().live_key_hashes().await
+    }
     async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()> {
         self.directory().touch_key(key_id, now).await
     }

@@ -206,6 +206,10 @@ pub const KEY_BY_HASH: &str = "SELECT u.id, u.email, u.name, u.role, u.created_a
      FROM api_keys k JOIN users u ON u.id = k.user_id \
      WHERE k.hash = $1 AND k.revoked_at IS NULL AND u.deleted_at IS NULL";
 
+/// The hashes of every live key of a live user.
+pub const LIVE_KEY_HASHES: &str = "SELECT k.hash FROM api_keys k JOIN users u ON u.id = k.user_id \
+     WHERE k.revoked_at IS NULL AND u.deleted_at IS NULL";
+
 /// Records a key's use, unless it was recorded since a given instant.
 pub const TOUCH_KEY: &str = "UPDATE api_keys SET last_used_at = $1 \
      WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)";
@@ -973,6 +977,12 @@ macro_rules! sql_store {
                         .fetch_optional(&self.$read)
                         .await?;
                     Ok(row.as_ref().map(caller_from_row).transpose()?)
+                }
+
+                async fn live_key_hashes(&self) -> StoreResult<Vec<String>> {
+                    Ok(sqlx::query_scalar(sql::LIVE_KEY_HASHES)
+                        .fetch_all(&self.$read)
+                        .await?)
                 }
 
                 async fn touch_key(&self, key_id: i64, now: DateTime<Utc>) -> StoreResult<()> {

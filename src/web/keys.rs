@@ -36,6 +36,8 @@ struct KeysPage {
     keys: Vec<KeyRow>,
     scopes: Vec<ScopeBox>,
     new_key: Option<String>,
+    /// The new key's YOURLS signature token, when the server makes them.
+    new_token: Option<String>,
     error: String,
 }
 
@@ -91,6 +93,11 @@ async fn keys_page(
                 page: Page::signed_in("API keys", "keys", session),
                 keys: keys.iter().map(row).collect(),
                 scopes: scope_boxes(session),
+                new_token: new_key
+                    .as_deref()
+                    .and_then(crate::domain::key::ApiKey::parse)
+                    .zip(state.settings.signature_secret.as_deref())
+                    .map(|(key, secret)| key.signature_token(secret)),
                 new_key,
                 error,
             },
