@@ -546,7 +546,7 @@ fn list_query(state: &AppState, raw: Option<&str>) -> Result<ListQuery, Refused>
                 page = v
                     .parse()
                     .ok()
-                    .filter(|p| *p >= 1)
+                    .filter(|p| (1..=crate::http::links::MAX_PAGE).contains(p))
                     .ok_or_else(|| invalid(&["page"], "Provided data is not valid"))?;
             }
             "itemsPerPage" => {

@@ -64,16 +64,20 @@ impl std::fmt::Display for Summary {
 }
 
 /// A progress line on standard error, redrawn at most ten times a second, only on a
-/// terminal.
+/// terminal: how many links were read (of how many, when the source says) and what became
+/// of them. Hand-written: a progress-bar crate would bring several dependencies for one
+/// line.
 struct Progress {
     on: bool,
+    total: Option<u64>,
     last: Instant,
 }
 
 impl Progress {
-    fn new() -> Self {
+    fn new(total: Option<u64>) -> Self {
         Self {
             on: std::io::stderr().is_terminal(),
+            total,
             last: Instant::now(),
         }
     }
@@ -83,10 +87,14 @@ impl Progress {
             return;
         }
         self.last = Instant::now();
+        let read = match self.total {
+            Some(total) if total > 0 => format!("{seen}/{total} ({}%)", seen * 100 / total),
+            _ => seen.to_string(),
+        };
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r{seen} read: {} imported, {} already here, {} refused",
+            "\r{read} read: {} imported, {} already here, {} refused",
             s.imported,
             s.duplicates,
             s.refused.len()
@@ -109,13 +117,21 @@ pub async fn caller_for(state: &AppState, email: &str) -> anyhow::Result<Caller>
     Ok(Caller::signed_in(user))
 }
 
-/// The links of `source` (a file path, or an API address for YOURLS and Shlink) one at a
-/// time: `(where, link or why it cannot be read)`.
+/// The links of a source one at a time: `(where, link or why it cannot be read)`.
 pub type Items =
     futures_util::stream::BoxStream<'static, anyhow::Result<(String, Result<Incoming, String>)>>;
 
-/// Opens `source` as `from` says. `secret` is the API's signature or key.
-pub fn open(from: From, source: &str, secret: Option<&str>) -> anyhow::Result<Items> {
+/// An opened source: its links, and how many there are when that is known (files).
+pub struct Source {
+    /// The links.
+    pub items: Items,
+    /// How many.
+    pub total: Option<u64>,
+}
+
+/// Opens `source` (a file path, or an API address for YOURLS and Shlink) as `from` says.
+/// `secret` is the API's signature or key.
+pub fn open(from: From, source: &str, secret: Option<&str>) -> anyhow::Result<Source> {
     let remote = source.starts_with("http://") || source.starts_with("https://");
     let need_secret = |flag: &str| {
         secret
@@ -137,7 +153,10 @@ pub fn open(from: From, source: &str, secret: Option<&str>) -> anyhow::Result<It
                 Err(e) => Some((Err(e), None)),
             }
         });
-        return Ok(stream.boxed());
+        return Ok(Source {
+            items: stream.boxed(),
+            total: None,
+        });
     }
     let text = std::fs::read(source).with_context(|| format!("reading {source}"))?;
     let rows = match from {
@@ -146,18 +165,22 @@ pub fn open(from: From, source: &str, secret: Option<&str>) -> anyhow::Result<It
         From::Shlink => files::shlink_csv(&text)?,
         From::Yourls => files::yourls_sql(&text)?,
     };
-    Ok(futures_util::stream::iter(rows.into_iter().map(Ok)).boxed())
+    Ok(Source {
+        total: Some(rows.len() as u64),
+        items: futures_util::stream::iter(rows.into_iter().map(Ok)).boxed(),
+    })
 }
 
-/// Imports every link of `items` for `caller`; a dry run writes nothing.
+/// Imports every link of `source` for `caller`; a dry run writes nothing.
 pub async fn import(
     state: &AppState,
     caller: &Caller,
-    mut items: Items,
+    source: Source,
     dry_run: bool,
 ) -> anyhow::Result<Summary> {
     let mut summary = Summary::default();
-    let mut progress = Progress::new();
+    let mut progress = Progress::new(source.total);
+    let mut items = source.items;
     let mut seen = 0;
     while let Some(item) = items.next().await {
         let (at, read) = item?;
