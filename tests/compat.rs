@@ -58,6 +58,16 @@ async fn yourls_answers_with_its_fields_in_each_format() {
     assert_eq!(app.redirect("yo-a").await.status(), StatusCode::FOUND);
 
     // The same URL again: HTTP 200, `fail`, and the existing link.
+    let simple = yourls(
+        &app,
+        &format!("action=shorturl&url=https://example.com/a&format=simple&signature={ADMIN_KEY}"),
+    )
+    .await;
+    assert_eq!(
+        simple.text().await.unwrap(),
+        app.url("/yo-a"),
+        "the existing short URL"
+    );
     let (status, dup) = yourls_json(&app, "action=shorturl&url=https://example.com/a").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(dup["status"], "fail");
@@ -204,6 +214,41 @@ async fn yourls_answers_with_its_fields_in_each_format() {
 }
 
 #[tokio::test]
+async fn a_url_whose_link_is_gone_is_shortened_anew() {
+    let app = spawn_app().await;
+    let soon = fmt_time(snip::clock::Clock::now(&app.clock) + chrono::TimeDelta::hours(1));
+    app.create_link(
+        ADMIN_KEY,
+        &json!({"url": "https://example.com/old", "alias": "old-one", "expires_at": soon}),
+    )
+    .await;
+    app.create_link(
+        ADMIN_KEY,
+        &json!({"url": "https://example.com/used", "alias": "used-one", "max_clicks": 1}),
+    )
+    .await;
+    app.redirect("used-one").await;
+    app.clock.advance(chrono::TimeDelta::hours(2));
+    let (_, made) = yourls_json(&app, "action=shorturl&url=https://example.com/old").await;
+    assert_eq!(made["status"], "success", "{made}");
+    assert_ne!(made["url"]["keyword"], "old-one");
+    // The used-up link's click is counted by the worker; then it is not handed out either.
+    for _ in 0..100 {
+        let link = expect_json(
+            app.get("/api/v1/links/used-one", ADMIN_KEY).await,
+            StatusCode::OK,
+        )
+        .await;
+        if link["clicks"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, made) = yourls_json(&app, "action=shorturl&url=https://example.com/used").await;
+    assert_eq!(made["status"], "success", "{made}");
+}
+
+#[tokio::test]
 async fn yourls_takes_keys_or_a_dashboard_password_and_keeps_scopes() {
     let app = spawn_app().await;
     // No credentials, a wrong key, a time-limited signature.
@@ -337,6 +382,8 @@ async fn yourls_time_limited_signatures_use_the_keys_signature_token() {
             None,
         ),
         signed(now, &md5, Some("crc32")),
+        signed(i64::MIN, &md5, None),
+        signed(i64::MAX, &md5, None),
     ] {
         let res = yourls(&app, &query).await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{query}");
@@ -404,6 +451,22 @@ async fn compatible_apis_share_the_rest_apis_rate_limit_budget() {
         StatusCode::TOO_MANY_REQUESTS,
     )
     .await;
+
+    // A dashboard account signing in by name and password spends a budget of its own.
+    let set = app
+        .client
+        .post(&app.sign_in_link)
+        .form(&[
+            ("password", "a long password 1"),
+            ("confirm", "a long password 1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::SEE_OTHER);
+    let by_password = "action=shorturl&url=https://example.com/7&format=json\
+        &username=admin%40localhost&password=a+long+password+1";
+    assert_eq!(yourls(&app, by_password).await.status(), StatusCode::OK);
 }
 
 /// A Shlink call with the admin key: `(status, body)`.

@@ -193,6 +193,33 @@ async fn a_dry_run_writes_nothing_and_a_second_run_imports_nothing_twice() {
         "nothing changed, clicks not added twice"
     );
 
+    // A link an interrupted run created without its clicks gets them on the next run,
+    // and only once.
+    let csv = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let bare = csv(
+        "bare.csv",
+        "url,alias\nhttps://example.com/late,late-clicks\n",
+    );
+    let counted = csv(
+        "counted.csv",
+        "url,alias,clicks\nhttps://example.com/late,late-clicks,7\n",
+    );
+    import(&db, "csv", &bare, &[]).await;
+    assert_eq!(links_of(&db).await["late-clicks"]["clicks"], 0);
+    for _ in 0..2 {
+        let summary = import(&db, "csv", &counted, &[]).await;
+        assert!(
+            summary.starts_with("imported 0, skipped 1 already here"),
+            "{summary}"
+        );
+        assert_eq!(links_of(&db).await["late-clicks"]["clicks"], 7);
+    }
+    let first = links_of(&db).await;
+
     // snip's own CSV export reads back into another store with the same links.
     let (ok, csv, _) = snip(&db, &["export"]).await;
     assert!(ok);
@@ -201,7 +228,7 @@ async fn a_dry_run_writes_nothing_and_a_second_run_imports_nothing_twice() {
     let copy = new_store(dir.path(), "copy").await;
     let summary = import(&copy, "csv", file.to_str().unwrap(), &[]).await;
     assert!(
-        summary.starts_with("imported 8, skipped 0 already here, refused 0"),
+        summary.starts_with("imported 9, skipped 0 already here, refused 0"),
         "{summary}"
     );
     let strip = |m: std::collections::BTreeMap<String, Value>| {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{AppError, AppState, Caller, links};
 use crate::domain::code::{Code, length_for_attempt};
 use crate::domain::key::Scope;
-use crate::domain::link::{LinkInput, validate_create};
+use crate::domain::link::{LinkInput, MAX_TAG_CHARS, MAX_TAGS, MAX_TITLE_CHARS, validate_create};
 use crate::store::{ClickTotals, LinkFields, LinkRecord, StoreError, Taken};
 
 /// A link read from another service.
@@ -57,11 +57,26 @@ fn clean_tag(tag: &str) -> String {
     out.trim_matches('-').to_owned()
 }
 
-/// A title as snip accepts it: line breaks and tabs become spaces.
+/// Tags as snip accepts them: each made acceptable ([`clean_tag`]) and cut to the longest
+/// tag allowed, without empty ones and repeats, at most as many as a link may hold.
+fn clean_tags(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        let tag: String = clean_tag(tag).chars().take(MAX_TAG_CHARS).collect();
+        if !tag.is_empty() && !out.contains(&tag) && out.len() < MAX_TAGS {
+            out.push(tag);
+        }
+    }
+    out
+}
+
+/// A title as snip accepts it: line breaks and tabs become spaces, and it is cut to the
+/// longest title allowed.
 fn clean_title(title: &str) -> String {
     title
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_TITLE_CHARS)
         .collect::<String>()
         .trim()
         .to_owned()
@@ -89,13 +104,7 @@ pub async fn import_one(
             .as_deref()
             .map(clean_title)
             .filter(|t| !t.is_empty()),
-        tags: Some(
-            item.tags
-                .iter()
-                .map(|t| clean_tag(t))
-                .filter(|t| !t.is_empty())
-                .collect(),
-        ),
+        tags: Some(clean_tags(&item.tags)),
         expires_at: item
             .expires_at
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
@@ -124,13 +133,13 @@ pub async fn import_one(
     if let Some(code) = &alias {
         match state.links.get_link(code).await? {
             Some(l) if l.owner_id == caller.user.id && l.fields.url == draft.url => {
-                return Ok(Outcome::Duplicate(code.to_string()));
+                return duplicate(state, &l, item, dry_run).await;
             }
             Some(_) => return Ok(Outcome::Refused(format!("the alias {code} is taken"))),
             None => {}
         }
     } else if let Some(l) = links::find_by_url(state, caller, draft.url.as_str()).await? {
-        return Ok(Outcome::Duplicate(l.code.to_string()));
+        return duplicate(state, &l, item, dry_run).await;
     }
     if dry_run {
         return Ok(Outcome::Imported(
@@ -175,6 +184,20 @@ pub async fn import_one(
         }
     }
     Err(AppError::Internal(anyhow::anyhow!("no free code")))
+}
+
+/// A link already here. If an earlier run created it but failed before adding its click
+/// total (the link still has no clicks), the total is added now.
+async fn duplicate(
+    state: &AppState,
+    link: &LinkRecord,
+    item: &Incoming,
+    dry_run: bool,
+) -> Result<Outcome, AppError> {
+    if !dry_run && link.clicks == 0 {
+        add_clicks(state, &link.code, link.created_at, item.clicks.unwrap_or(0)).await?;
+    }
+    Ok(Outcome::Duplicate(link.code.to_string()))
 }
 
 /// Adds `clicks` people's clicks to a new link in the hour of `at`, once: the batch is

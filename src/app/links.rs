@@ -336,8 +336,12 @@ pub async fn list(
     Ok(state.links.list_links(&query).await?)
 }
 
+/// How many of the caller's links to one URL are looked at for a live one.
+const FIND_BY_URL_LOOKS: u32 = 20;
+
 /// The caller's newest live link to `url` (compared as stored, after normalisation), if
-/// any: what compatible APIs answer when a client shortens a URL it has shortened before.
+/// any, skipping links that have expired or used up their clicks: what compatible APIs
+/// answer when a client shortens a URL it has shortened before.
 pub async fn find_by_url(
     state: &AppState,
     caller: &Caller,
@@ -354,10 +358,21 @@ pub async fn find_by_url(
         q: None,
         url: Some(url.as_str().to_owned()),
         order: LinkOrder::Newest,
-        limit: 1,
+        limit: FIND_BY_URL_LOOKS,
         page: PageRequest::After(None),
     };
-    Ok(state.links.list_links(&query).await?.links.pop())
+    // A link that has expired or used up its clicks answers 410: it is not one to hand out.
+    let now = state.clock.now();
+    Ok(state
+        .links
+        .list_links(&query)
+        .await?
+        .links
+        .into_iter()
+        .find(|l| {
+            l.fields.expires_at.is_none_or(|t| t > now)
+                && l.fields.max_clicks.is_none_or(|m| l.clicks < m)
+        }))
 }
 
 /// The clicks counted on all of the caller's live links.

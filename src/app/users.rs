@@ -61,8 +61,16 @@ pub async fn authenticate(state: &AppState, key: &ApiKey) -> Result<Option<Calle
     authenticate_hash(state, &key.hash()).await
 }
 
+/// The user with `email`, if there is one (for the command line, which acts for a user).
+pub async fn by_email(
+    state: &AppState,
+    email: &crate::domain::user::Email,
+) -> Result<Option<UserRecord>, AppError> {
+    Ok(state.users.find_user_by_email(email).await?)
+}
+
 /// Seconds a YOURLS time-limited signature stays valid, before and after its timestamp.
-pub const SIGNATURE_WINDOW_SECS: i64 = 43_200;
+pub const SIGNATURE_WINDOW_SECS: u64 = 43_200;
 
 /// The caller a YOURLS time-limited signature names: `signature` is `hash` (or, when it is
 /// not named, MD5 or SHA-256) of `timestamp` and a key's signature token, in either order,
@@ -82,7 +90,7 @@ pub async fn authenticate_signed(
     let fresh = timestamp
         .trim()
         .parse::<i64>()
-        .is_ok_and(|t| (state.clock.now().timestamp() - t).abs() < SIGNATURE_WINDOW_SECS);
+        .is_ok_and(|t| state.clock.now().timestamp().abs_diff(t) < SIGNATURE_WINDOW_SECS);
     let hashes = match hash {
         Some(name) => match SignatureHash::parse(name) {
             Some(h) => vec![h],

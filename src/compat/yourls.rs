@@ -274,15 +274,9 @@ async fn authenticate(
         let (Some(timestamp), Some(signature)) = (given("timestamp"), given("signature")) else {
             return Err(refused(wrong));
         };
-        // Checking tries every live key: a client whose guesses are spent gets no more.
-        let now = crate::clock::to_millis(state.clock.now());
-        let bucket = crate::ratelimit::bucket_of(ip);
-        if let Some(d) = state
-            .limiter
-            .peek(crate::ratelimit::PolicyName::Anonymous, bucket, now)
-            .await
-            && !d.allowed
-        {
+        // Checking tries every live key, so each try spends a token of the client's
+        // anonymous budget first: a client whose tries are spent gets no scan.
+        if charge(state, None, ip, false).await.is_err() {
             return Err(too_many());
         }
         let hash = given("hash").map(String::as_str);
@@ -504,10 +498,11 @@ async fn shorten(
                 "url" => url_object(&link, "", true),
                 "message" => format!("{} already exists in database", trimmed(link.fields.url.as_str())),
                 "title" => title_of(&link),
-                "shorturl" => short,
+                "shorturl" => short.clone(),
                 "statusCode" => "200",
             },
-            "",
+            // YOURLS prints the existing short URL here.
+            short,
         ));
     }
     let input = LinkInput {
@@ -542,7 +537,9 @@ async fn shorten(
             ));
         }
         Err(AppError::Validation(errors)) => {
-            let e = &errors[0];
+            let Some(e) = errors.first() else {
+                return Err(AppError::Validation(errors));
+            };
             let (code, message) = match e.field.as_str() {
                 "url" if e.message.contains("own host") => {
                     ("error:noloop", "URL is a short URL".to_owned())

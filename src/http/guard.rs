@@ -100,11 +100,15 @@ pub async fn caller_of(
     }
 }
 
-/// Whose rate-limit bucket a request draws from: its API key's, or without a key its
-/// client's address (a /64 for IPv6). REST and GraphQL share these buckets.
+/// Whose rate-limit bucket a request draws from: its API key's; a caller without a key
+/// (a YOURLS user name and password) its user's; without a caller its client's address (a
+/// /64 for IPv6). REST, GraphQL and the compatible APIs share these buckets.
 pub fn bucket_key(caller: Option<&crate::app::Caller>, ip: IpAddr) -> String {
     match caller {
-        Some(c) => format!("k{}", c.key.as_ref().map_or(0, |k| k.id)),
+        Some(c) => match &c.key {
+            Some(k) => format!("k{}", k.id),
+            None => format!("u{}", c.user.id),
+        },
         None => bucket_of(ip).to_string(),
     }
 }

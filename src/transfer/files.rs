@@ -233,23 +233,169 @@ enum SqlValue {
     Null,
 }
 
-/// Reads the tuples of the `INSERT INTO yourls_url ... VALUES (...), (...);` statements of
-/// a MySQL dump (mysqldump or phpMyAdmin): their column names (the table's own order when
-/// a statement names none) and values.
-fn insert_tuples(sql: &str, table: &str) -> anyhow::Result<Vec<(Vec<String>, Vec<SqlValue>)>> {
+/// Splits a SQL dump into statements at each `;` outside strings, quoted names and
+/// comments, and drops the comments. Text inside strings is kept as written (escapes too).
+fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut rest = sql;
+    let mut cur = String::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' | '`' => {
+                cur.push(c);
+                while let Some(d) = chars.next() {
+                    cur.push(d);
+                    if d == '\\' && c != '`' {
+                        if let Some(e) = chars.next() {
+                            cur.push(e);
+                        }
+                    } else if d == c {
+                        if chars.peek() == Some(&c) {
+                            cur.push(c);
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut star = false;
+                for d in chars.by_ref() {
+                    if star && d == '/' {
+                        break;
+                    }
+                    star = d == '*';
+                }
+            }
+            ';' => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.retain(|s| !s.trim().is_empty());
+    out
+}
+
+/// The name of the table an `INSERT` statement writes, lower-case and without quotes or
+/// database name; `None` for any other statement.
+fn insert_table(statement: &str) -> Option<String> {
+    let mut words = statement.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("insert") {
+        return None;
+    }
+    let mut word = words.next()?;
+    if word.eq_ignore_ascii_case("ignore") {
+        word = words.next()?;
+    }
+    if !word.eq_ignore_ascii_case("into") {
+        return None;
+    }
+    let name: String = words
+        .next()?
+        .chars()
+        .take_while(|c| *c != '(')
+        .filter(|c| *c != '`' && *c != '"')
+        .collect();
+    Some(
+        name.rsplit('.')
+            .next()
+            .unwrap_or(&name)
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Reads the values of one tuple starting after its `(`: the values and the rest of the
+/// text after its `)`.
+fn tuple(text: &str) -> anyhow::Result<(Vec<SqlValue>, &str)> {
+    let mut values = Vec::new();
+    let mut value = String::new();
+    let (mut in_string, mut quoted) = (false, false);
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, ch)) = chars.next() {
+        if in_string {
+            match ch {
+                '\\' => {
+                    let (_, esc) = chars.next().context("a dump that ends inside a string")?;
+                    value.push(match esc {
+                        'n' => '\n',
+                        'r' => '\r',
+                        't' => '\t',
+                        '0' => '\0',
+                        'Z' => '\u{1a}',
+                        other => other,
+                    });
+                }
+                '\'' if chars.peek().is_some_and(|(_, c)| *c == '\'') => {
+                    chars.next();
+                    value.push('\'');
+                }
+                '\'' => in_string = false,
+                c => value.push(c),
+            }
+            continue;
+        }
+        match ch {
+            '\'' => (in_string, quoted) = (true, true),
+            ',' | ')' => {
+                let raw = std::mem::take(&mut value);
+                values.push(if quoted {
+                    SqlValue::Text(raw)
+                } else if raw.eq_ignore_ascii_case("null") {
+                    SqlValue::Null
+                } else {
+                    SqlValue::Text(raw)
+                });
+                quoted = false;
+                if ch == ')' {
+                    return Ok((values, &text[i + 1..]));
+                }
+            }
+            c if c.is_whitespace() => {}
+            c => value.push(c),
+        }
+    }
+    bail!("a VALUES tuple is not closed")
+}
+
+/// Reads the tuples of the `INSERT INTO …url … VALUES (...), (...)` statements of a MySQL
+/// dump (mysqldump or phpMyAdmin): their column names (YOURLS's own order when a statement
+/// names none) and values. Only whole statements count: text inside strings, such as a
+/// visitor's user agent in another table, can never start one.
+fn insert_tuples(sql: &str, table: &str) -> anyhow::Result<Vec<(Vec<String>, Vec<SqlValue>)>> {
     let default_columns: Vec<String> = ["keyword", "url", "title", "timestamp", "ip", "clicks"]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-    while let Some(at) = find_insert(rest, table) {
-        rest = &rest[at..];
-        let values_at = rest
-            .find("VALUES")
-            .or_else(|| rest.find("values"))
+    let mut out = Vec::new();
+    for statement in statements(sql) {
+        let statement = statement.trim();
+        let Some(name) = insert_table(statement) else {
+            continue;
+        };
+        if name != table && !name.ends_with(&format!("_{table}")) {
+            continue;
+        }
+        let values_at = statement
+            .to_ascii_lowercase()
+            .find("values")
             .context("an INSERT without VALUES")?;
-        let head = &rest[..values_at];
+        let head = &statement[..values_at];
         let columns = match (head.find('('), head.rfind(')')) {
             (Some(a), Some(b)) if a < b => head[a + 1..b]
                 .split(',')
@@ -262,116 +408,14 @@ fn insert_tuples(sql: &str, table: &str) -> anyhow::Result<Vec<(Vec<String>, Vec
                 .collect(),
             _ => default_columns.clone(),
         };
-        let mut chars = rest[values_at + "VALUES".len()..].char_indices().peekable();
-        let base = values_at + "VALUES".len();
-        let mut consumed = base;
-        loop {
-            // Skip to the next tuple, or to the statement's end.
-            let mut next = None;
-            for (i, ch) in chars.by_ref() {
-                match ch {
-                    '(' => {
-                        next = Some(i);
-                        break;
-                    }
-                    ';' => {
-                        consumed = base + i + 1;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            if next.is_none() {
-                break;
-            }
-            let mut values = Vec::new();
-            let mut text = String::new();
-            let mut in_string = false;
-            let mut quoted = false;
-            let mut closed = false;
-            while let Some((i, ch)) = chars.next() {
-                if in_string {
-                    match ch {
-                        '\\' => {
-                            let (_, esc) =
-                                chars.next().context("a dump that ends inside a string")?;
-                            text.push(match esc {
-                                'n' => '\n',
-                                'r' => '\r',
-                                't' => '\t',
-                                '0' => '\0',
-                                'Z' => '\u{1a}',
-                                other => other,
-                            });
-                        }
-                        '\'' if chars.peek().is_some_and(|(_, c)| *c == '\'') => {
-                            chars.next();
-                            text.push('\'');
-                        }
-                        '\'' => in_string = false,
-                        c => text.push(c),
-                    }
-                    continue;
-                }
-                match ch {
-                    '\'' => {
-                        in_string = true;
-                        quoted = true;
-                    }
-                    ',' | ')' => {
-                        let raw = std::mem::take(&mut text);
-                        values.push(if !quoted && raw.trim().eq_ignore_ascii_case("null") {
-                            SqlValue::Null
-                        } else if quoted {
-                            SqlValue::Text(raw)
-                        } else {
-                            SqlValue::Text(raw.trim().to_owned())
-                        });
-                        quoted = false;
-                        if ch == ')' {
-                            consumed = base + i + 1;
-                            closed = true;
-                            break;
-                        }
-                    }
-                    c if c.is_whitespace() => {}
-                    c => text.push(c),
-                }
-            }
-            if !closed {
-                bail!("a VALUES tuple is not closed");
-            }
+        let mut rest = &statement[values_at + "values".len()..];
+        while let Some(open) = rest.find('(') {
+            let (values, after) = tuple(&rest[open + 1..])?;
             out.push((columns.clone(), values));
+            rest = after;
         }
-        rest = &rest[consumed.max(1)..];
     }
     Ok(out)
-}
-
-/// Where the next `INSERT INTO <table>` starts (any quoting, any table prefix such as
-/// `yourls_` or a custom one ending in `url`).
-fn find_insert(sql: &str, table: &str) -> Option<usize> {
-    let upper = sql.to_ascii_uppercase();
-    let mut from = 0;
-    while let Some(i) = upper[from..].find("INSERT INTO") {
-        let at = from + i;
-        let after = sql[at + "INSERT INTO".len()..].trim_start();
-        let name: String = after
-            .chars()
-            .take_while(|c| !c.is_whitespace() && *c != '(')
-            .filter(|c| *c != '`' && *c != '"')
-            .collect();
-        let name = name
-            .rsplit('.')
-            .next()
-            .unwrap_or(&name)
-            .to_ascii_lowercase();
-        if name == table || name.ends_with(&format!("_{table}")) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
 }
 
 /// A SQL dump of YOURLS's `yourls_url` table (columns `keyword`, `url`, `title`,
@@ -445,6 +489,18 @@ mod tests {
         assert_eq!(t[1].1[2], SqlValue::Null);
         assert_eq!(t[2].0[0], "keyword", "the table's own column order");
         assert_eq!(t[2].1[2], SqlValue::Text("Don't\\".into()));
+    }
+
+    #[test]
+    fn an_insert_inside_another_tables_string_is_only_text() {
+        let sql = "INSERT INTO `yourls_log` VALUES (1,'x','INSERT INTO yourls_url VALUES (promo,https://evil.example/p,t,2024-01-01,x,0)');\n\
+            -- INSERT INTO yourls_url VALUES ('c','https://c.example/','','2024-01-01 00:00:00','',0);\n\
+            /* INSERT INTO yourls_url VALUES ('d','https://d.example/','','2024-01-01 00:00:00','',0); */\n\
+            insert into yourls_url values ('real','https://real.example/','A; b','2024-01-01 00:00:00','',2);";
+        let t = insert_tuples(sql, "url").unwrap();
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t[0].1[0], SqlValue::Text("real".into()));
+        assert_eq!(t[0].1[2], SqlValue::Text("A; b".into()));
     }
 
     #[test]

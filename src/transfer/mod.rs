@@ -109,7 +109,7 @@ impl Progress {
 /// The caller links are imported for or exported from: the user with `email`.
 pub async fn caller_for(state: &AppState, email: &str) -> anyhow::Result<Caller> {
     let parsed = Email::parse(email).map_err(|e| anyhow::anyhow!("{email}: {e}"))?;
-    let Some(user) = state.users.find_user_by_email(&parsed).await? else {
+    let Some(user) = crate::app::users::by_email(state, &parsed).await? else {
         bail!(
             "no user has the e-mail {email} (create one with `snip keys create --email {email}`)"
         );

@@ -165,7 +165,8 @@ async fn yourls_page(
             }
         })
         .collect();
-    let more = links.len() == PAGE;
+    // A server may cap `limit` below ours: only an empty page ends the listing.
+    let more = !links.is_empty();
     Ok((links, more))
 }
 
