@@ -35,6 +35,21 @@ async fn yourls_json(app: &TestApp, query: &str) -> (StatusCode, Value) {
     (status, res.json().await.unwrap())
 }
 
+/// Sets the first admin's dashboard password, `a long password 1`, by the sign-in link.
+async fn set_admin_password(app: &TestApp) {
+    let set = app
+        .client
+        .post(&app.sign_in_link)
+        .form(&[
+            ("password", "a long password 1"),
+            ("confirm", "a long password 1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::SEE_OTHER);
+}
+
 #[tokio::test]
 async fn yourls_answers_with_its_fields_in_each_format() {
     let app = spawn_app().await;
@@ -267,17 +282,7 @@ async fn yourls_takes_keys_or_a_dashboard_password_and_keeps_scopes() {
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
 
     // The dashboard account's e-mail and password.
-    let set = app
-        .client
-        .post(&app.sign_in_link)
-        .form(&[
-            ("password", "a long password 1"),
-            ("confirm", "a long password 1"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), StatusCode::SEE_OTHER);
+    set_admin_password(&app).await;
     let ok = yourls(
         &app,
         "action=db-stats&format=json&username=admin%40localhost&password=a+long+password+1",
@@ -453,17 +458,7 @@ async fn compatible_apis_share_the_rest_apis_rate_limit_budget() {
     .await;
 
     // A dashboard account signing in by name and password spends a budget of its own.
-    let set = app
-        .client
-        .post(&app.sign_in_link)
-        .form(&[
-            ("password", "a long password 1"),
-            ("confirm", "a long password 1"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(set.status(), StatusCode::SEE_OTHER);
+    set_admin_password(&app).await;
     let by_password = "action=shorturl&url=https://example.com/7&format=json\
         &username=admin%40localhost&password=a+long+password+1";
     assert_eq!(yourls(&app, by_password).await.status(), StatusCode::OK);
