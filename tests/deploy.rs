@@ -93,7 +93,18 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// Stops nginx with SIGTERM, so its master stops its workers too (SIGKILL would leave
+    /// them serving the port); SIGKILL only if it has not stopped within five seconds.
     fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
