@@ -85,7 +85,7 @@ enum Command {
     Import {
         /// The source's kind.
         #[arg(long, value_enum)]
-        from: ImportFrom,
+        from: snip::transfer::SourceKind,
         /// A file, or for yourls and shlink the address of a running server (its
         /// yourls-api.php, or the Shlink address before /rest).
         source: String,
@@ -122,20 +122,6 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-}
-
-/// The kinds of sources `snip import` reads.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ImportFrom {
-    /// A CSV with a header row: url, and optionally alias (or code), tags, title,
-    /// created_at, clicks. snip's own export is one.
-    Csv,
-    /// Bitly's CSV export.
-    BitlyCsv,
-    /// A SQL dump of YOURLS's yourls_url table, or a running YOURLS.
-    Yourls,
-    /// Shlink's CSV export, or a running Shlink.
-    Shlink,
 }
 
 /// The formats `snip export` writes.
@@ -264,12 +250,6 @@ async fn main() -> anyhow::Result<()> {
             user,
             dry_run,
         } => {
-            let from = match from {
-                ImportFrom::Csv => snip::transfer::From::Csv,
-                ImportFrom::BitlyCsv => snip::transfer::From::BitlyCsv,
-                ImportFrom::Yourls => snip::transfer::From::Yourls,
-                ImportFrom::Shlink => snip::transfer::From::Shlink,
-            };
             let secret = signature.or(api_key);
             let summary =
                 snip::server::import(&config, from, &source, secret.as_deref(), &user, dry_run)

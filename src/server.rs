@@ -93,7 +93,7 @@ async fn acting_for(
 /// `snip import`: imports the links of `source` for the user with `email`.
 pub async fn import(
     config: &Config,
-    from: crate::transfer::From,
+    from: crate::transfer::SourceKind,
     source: &str,
     secret: Option<&str>,
     email: &str,

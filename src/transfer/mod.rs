@@ -16,9 +16,9 @@ use crate::app::import::{Incoming, Outcome, import_one};
 use crate::app::{AppState, Caller};
 use crate::domain::user::Email;
 
-/// Where links come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
+/// The kinds of sources `snip import` reads (also its `--from` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
     /// A CSV file with a header row: `url` and optionally `alias` (or `code`), `tags`,
     /// `title`, `created_at`, `clicks`. snip's own export is one.
     Csv,
@@ -131,7 +131,7 @@ pub struct Source {
 
 /// Opens `source` (a file path, or an API address for YOURLS and Shlink) as `from` says.
 /// `secret` is the API's signature or key.
-pub fn open(from: From, source: &str, secret: Option<&str>) -> anyhow::Result<Source> {
+pub fn open(from: SourceKind, source: &str, secret: Option<&str>) -> anyhow::Result<Source> {
     let remote = source.starts_with("http://") || source.starts_with("https://");
     let need_secret = |flag: &str| {
         secret
@@ -140,8 +140,8 @@ pub fn open(from: From, source: &str, secret: Option<&str>) -> anyhow::Result<So
     };
     if remote {
         let api = match from {
-            From::Yourls => remote::Remote::yourls(source, &need_secret("--signature")?)?,
-            From::Shlink => remote::Remote::shlink(source, &need_secret("--api-key")?)?,
+            SourceKind::Yourls => remote::Remote::yourls(source, &need_secret("--signature")?)?,
+            SourceKind::Shlink => remote::Remote::shlink(source, &need_secret("--api-key")?)?,
             _ => bail!("only --from yourls and --from shlink read a running server"),
         };
         // After an error the stream ends: the import stops there and says why.
@@ -160,10 +160,10 @@ pub fn open(from: From, source: &str, secret: Option<&str>) -> anyhow::Result<So
     }
     let text = std::fs::read(source).with_context(|| format!("reading {source}"))?;
     let rows = match from {
-        From::Csv => files::generic_csv(&text)?,
-        From::BitlyCsv => files::bitly_csv(&text)?,
-        From::Shlink => files::shlink_csv(&text)?,
-        From::Yourls => files::yourls_sql(&text)?,
+        SourceKind::Csv => files::generic_csv(&text)?,
+        SourceKind::BitlyCsv => files::bitly_csv(&text)?,
+        SourceKind::Shlink => files::shlink_csv(&text)?,
+        SourceKind::Yourls => files::yourls_sql(&text)?,
     };
     Ok(Source {
         total: Some(rows.len() as u64),
