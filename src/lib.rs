@@ -2,7 +2,7 @@
 //!
 //! A request enters at `http` (router, handlers, error mapping), which calls the use cases
 //! in `app`. They apply the rules of `domain` and persist through the ports in `store`,
-//! whose adapters (`store/sqlite.rs`, …) hold all SQL. `cache` (L1 an in-process table,
+//! whose adapters (`store/sqlite/`, …) hold all SQL. `cache` (L1 an in-process table,
 //! L2 Redis) sits in front of the store for redirects, `ratelimit` guards every route, and
 //! `clicks` counts redirects off the hot path; `metrics` reads what every part counted
 //! for `/metrics`; `server` wires it all together from a `config::Config`.

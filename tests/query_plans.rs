@@ -1,7 +1,8 @@
 //! The listing and lookup statements use their indexes on PostgreSQL: with 100k links in the
 //! table, a user's page (first page, next page by cursor, filtered by tag) is read through
 //! `links_owner_created`, never by a sequential scan of `links`, and a lookup by code
-//! through the primary key. The plans are of the store's own statements.
+//! through the primary key; a page after a cursor seeks to the cursor's code within its
+//! time. The plans are of the store's own statements.
 
 mod common;
 
@@ -69,6 +70,14 @@ async fn a_users_pages_are_read_by_index() {
             "{name} ignores the index:\n{plan}"
         );
     }
+    // After a cursor, the links of the cursor's own time are entered at its code, not
+    // stepped over from the first link of that time.
+    let plan = store.explain_listing(&next).await.unwrap();
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("Index Cond") && l.contains("code >")),
+        "the cursor page does not seek to the cursor's code:\n{plan}"
+    );
 
     // The store's own lookup statements, as it runs them.
     for (name, statement) in [

@@ -194,6 +194,42 @@ macro_rules! store_suite {
             }
 
             #[tokio::test]
+            async fn concurrent_lookups_each_get_their_own_answer() {
+                // Lookups that arrive together may be read together (SQLite's reader
+                // threads take every one waiting): each must still get its own code's row.
+                let Some(b) = backend().await else { return };
+                let owner = user(&b, "a@example.com").await;
+                for i in 0..40 {
+                    let mut l = link(&format!("c{i}"), owner, i);
+                    l.fields.url = TargetUrl::from_trusted(format!("https://example.com/{i}"));
+                    l.fields.max_clicks = (i % 4 == 0).then_some(i);
+                    b.links.insert_link(&l, None).await.unwrap();
+                }
+                for i in (0..40).step_by(5) {
+                    b.links
+                        .delete_link(&code(&format!("c{i}")), t(100))
+                        .await
+                        .unwrap();
+                }
+                let asked: Vec<i64> = (0..400).map(|n| (n * 7) % 50).collect();
+                let answers = futures_util::future::join_all(asked.iter().map(|&i| {
+                    let links = b.links.clone();
+                    async move { links.get_redirect(&code(&format!("c{i}"))).await.unwrap() }
+                }))
+                .await;
+                for (&i, answer) in asked.iter().zip(answers) {
+                    if i >= 40 {
+                        assert_eq!(answer, None, "c{i}");
+                        continue;
+                    }
+                    let r = answer.unwrap_or_else(|| panic!("c{i} not found"));
+                    assert_eq!(r.url.as_str(), format!("https://example.com/{i}"));
+                    assert_eq!(r.deleted, i % 5 == 0, "c{i}");
+                    assert_eq!(r.max_clicks(), (i % 4 == 0).then_some(i), "c{i}");
+                }
+            }
+
+            #[tokio::test]
             async fn codes_are_unique_even_after_deletion() {
                 let Some(b) = backend().await else { return };
                 let owner = user(&b, "a@example.com").await;

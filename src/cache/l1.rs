@@ -8,7 +8,10 @@
 //!   and clones one `Arc`.
 //! - Eviction is CLOCK (second chance): a read sets the slot's `referenced` bit; when a shard
 //!   is full, a hand sweeps its slots, clearing bits, and evicts the first entry that was
-//!   not read since the hand last passed (or that has expired).
+//!   not read since a hand last passed (or that has expired). The sweep starts where the
+//!   new entry goes, not where the last one stopped: a hand going round would empty the
+//!   slots behind it and leave those ahead of it nearly full, where linear probing's runs
+//!   grow long.
 //! - Time is kept in tenths of a second since the cache was made, in 32 bits (13 years;
 //!   past that, nothing is fresh and every lookup reloads). An entry is fresh until its
 //!   stamp; a found link is then kept `stale_if_error` longer (to answer while the store is
@@ -104,8 +107,6 @@ struct Table {
     len: usize,
     /// Most entries; one more evicts.
     capacity: usize,
-    /// The CLOCK hand.
-    hand: usize,
     /// How long past `fresh_until` a found link is kept.
     stale: Tick,
 }
@@ -116,7 +117,6 @@ impl Table {
             slots: Vec::new(),
             len: 0,
             capacity,
-            hand: 0,
             stale,
         };
         t.slots
@@ -181,7 +181,8 @@ impl Table {
             return;
         }
         if self.len >= self.capacity {
-            self.evict_one(now);
+            let start = self.home(tag);
+            self.evict_one(now, start);
         }
         if (self.len + 1) * LOAD_DEN > self.slots.len() * LOAD_NUM {
             self.grow();
@@ -205,7 +206,6 @@ impl Table {
         }
         let mut old = std::mem::take(&mut self.slots);
         self.slots.resize_with(size, Slot::default);
-        self.hand = 0;
         for slot in &mut old {
             if slot.entry.is_none() {
                 continue;
@@ -224,14 +224,16 @@ impl Table {
         self.slots[i] = Slot::default();
         self.len -= 1;
         let n = self.slots.len();
+        // How far `to` lies after `from`, going round (no division: this runs per slot).
+        let ahead = |from: usize, to: usize| if to >= from { to - from } else { to + n - from };
         let mut hole = i;
         let mut j = self.next(i);
         while self.slots[j].entry.is_some() {
             let home = self.home(self.slots[j].tag());
             // The entry at `j` may move to the hole unless its home lies after the hole
             // (cyclically, up to `j`): then the hole is before where its probe starts.
-            let home_after_hole = (home + n - hole) % n;
-            if home_after_hole == 0 || home_after_hole > (j + n - hole) % n {
+            let home_after_hole = ahead(hole, home);
+            if home_after_hole == 0 || home_after_hole > ahead(hole, j) {
                 self.slots.swap(hole, j);
                 hole = j;
             }
@@ -245,23 +247,22 @@ impl Table {
         }
     }
 
-    /// CLOCK: the first entry past its keep time, or not read since the hand last passed.
-    /// Two turns at most: the first clears every bit.
-    fn evict_one(&mut self, now: Tick) {
+    /// CLOCK from slot `start`: evicts the first entry past its keep time, or not read
+    /// since a hand last passed, clearing the bits of those it passes. Two turns at most:
+    /// the first clears every bit.
+    fn evict_one(&mut self, now: Tick, start: usize) {
+        let mut i = start;
         for _ in 0..=2 * self.slots.len() {
-            let i = self.hand % self.slots.len();
             let keep_until = self.keep_until(&self.slots[i]);
             let slot = &mut self.slots[i];
-            if slot.entry.is_none() {
-                self.hand = i + 1;
-            } else if now >= keep_until || *slot.tag.get_mut() & REFERENCED == 0 {
-                // The hand stays: the shift may have moved the next entry here.
-                self.remove_at(i);
-                return;
-            } else {
+            if slot.entry.is_some() {
+                if now >= keep_until || *slot.tag.get_mut() & REFERENCED == 0 {
+                    self.remove_at(i);
+                    return;
+                }
                 *slot.tag.get_mut() &= TAG_MASK;
-                self.hand = i + 1;
             }
+            i = self.next(i);
         }
     }
 
@@ -465,7 +466,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_shard_evicts_what_was_not_read_since_the_hand_passed() {
+    fn a_full_shard_evicts_what_was_not_read_since_a_hand_passed() {
         let mut t = Table::new(4, 0);
         for code in ["a1", "b2", "c3", "d4"] {
             t.insert(tag_of(hash(code)), Entry::new(code, found(code)), LONG, 0);
@@ -483,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn an_expired_entry_is_evicted_before_a_live_unread_one() {
+    fn an_expired_entry_is_evicted_although_it_was_read() {
         let mut t = Table::new(2, 0);
         t.insert(tag_of(hash("old")), Entry::new("old", found("old")), 10, 0);
         t.insert(
@@ -493,7 +494,8 @@ mod tests {
             0,
         );
         assert!(t.lookup(tag_of(hash("old")), "old", 5).is_some());
-        // At 20, "old" is past keeping although it was read; "new" was not read.
+        assert!(t.lookup(tag_of(hash("new")), "new", 5).is_some());
+        // At 20, "old" is past keeping although it was read; "new" was read and is live.
         t.insert(tag_of(hash("x")), Entry::new("x", found("x")), LONG, 20);
         assert!(t.lookup(tag_of(hash("new")), "new", 20).is_some());
         assert!(t.lookup(tag_of(hash("x")), "x", 20).is_some());

@@ -1,5 +1,5 @@
 //! Storage ports: the traits the application talks to, and the records they exchange.
-//! Adapters live beside this file, one per backend (`sqlite.rs`, `postgres.rs`); `sql.rs`
+//! Adapters live beside this file, one per backend (`sqlite/`, `postgres.rs`); `sql.rs`
 //! holds the statements they share and `rows.rs` the turning of rows into records.
 
 pub mod clicks;

@@ -289,7 +289,7 @@ macro_rules! sql_store {
             use $crate::store::rows::on_unique;
             use $crate::store::{
                 BATCH_CHUNK, ClickFact, ClickStats, ClickSums, ClickTotals, IdempotencyRecord, IdempotencySave,
-                KeyRecord, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey,
+                KeyRecord, LinkCursor, LinkFields, LinkOrder, LinkPage, LinkQuery, LinkRecord, LinkStore, NewKey,
                 NewSession, PageRequest, PoolUsage, RedirectTarget, SessionRecord, StoreError,
                 StoreResult, TagCount, Taken, UserRecord, UserStore, sql,
             };
@@ -422,14 +422,7 @@ macro_rules! sql_store {
                     return qb;
                 }
                 if let PageRequest::After(Some(cursor)) = &query.page {
-                    // `created_at <= c` bounds the index range; the OR settles ties within it.
-                    qb.push(" AND created_at <= ")
-                        .push_bind(cursor.created_at)
-                        .push(" AND (created_at < ")
-                        .push_bind(cursor.created_at)
-                        .push(" OR code > ")
-                        .push_bind(cursor.code.clone())
-                        .push(")");
+                    return after_cursor(prefix, query, cursor);
                 }
                 qb.push(query.order.sql())
                     .push(" LIMIT ")
@@ -438,6 +431,42 @@ macro_rules! sql_store {
                     qb.push(" OFFSET ")
                         .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
                 }
+                qb
+            }
+
+            /// The page after `cursor`, newest first, as two index ranges: the links of the
+            /// cursor's own time after its code, then the older ones, each read in index
+            /// order and cut at the page size. (One condition `created_at <= c AND
+            /// (created_at < c OR code > k)` would start every page at the first link of
+            /// time `c`, so that links sharing one time cost a page each to step over.)
+            fn after_cursor(
+                prefix: &str,
+                query: &LinkQuery,
+                cursor: &LinkCursor,
+            ) -> sqlx::QueryBuilder<$db> {
+                let take = i64::from(query.limit) + 1;
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                    "{prefix}SELECT * FROM (SELECT * FROM ({}",
+                    sql::LINK_LISTING
+                ));
+                push_filters(&mut qb, query);
+                qb.push(" AND created_at = ")
+                    .push_bind(cursor.created_at)
+                    .push(" AND code > ")
+                    .push_bind(cursor.code.clone())
+                    .push(" ORDER BY code ASC LIMIT ")
+                    .push_bind(take)
+                    .push(format!(") AS same_time UNION ALL SELECT * FROM ({}", sql::LINK_LISTING));
+                push_filters(&mut qb, query);
+                qb.push(" AND created_at < ")
+                    .push_bind(cursor.created_at)
+                    .push(LinkOrder::Newest.sql())
+                    .push(" LIMIT ")
+                    .push_bind(take)
+                    .push(") AS older) AS page")
+                    .push(LinkOrder::Newest.sql())
+                    .push(" LIMIT ")
+                    .push_bind(take);
                 qb
             }
 

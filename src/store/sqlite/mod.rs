@@ -3,18 +3,19 @@
 //! Writes go through a pool of exactly one connection, so they are serialised in the process
 //! (no SQLITE_BUSY between our own writers, and `max_clicks` counting is exact), and every
 //! commit is durable (`synchronous=FULL`). Reads use a separate pool and never wait for
-//! writers, which WAL allows.
+//! writers, which WAL allows. Redirect lookups, the one read on the hot path, skip sqlx and
+//! go to reader threads of their own (`reader.rs`).
 
-use std::collections::HashMap;
+mod reader;
+
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{IdempotencySave, LinkRecord, RedirectTarget, StoreError, StoreResult, sql};
 use crate::domain::code::Code;
@@ -26,8 +27,9 @@ pub struct SqliteStore {
     write: SqlitePool,
     /// Creations waiting for the group commit.
     inserts: mpsc::Sender<InsertJob>,
-    /// Redirect lookups waiting to be batched.
-    lookups: mpsc::Sender<LookupJob>,
+    /// The redirect lookup threads; none for an in-memory database, which exists only on
+    /// the writer's connection.
+    reader: Option<reader::Reader>,
 }
 
 impl SqliteStore {
@@ -39,6 +41,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let path = options.get_filename().to_owned();
         // The writer's page cache (32 MiB, taken as pages are used) holds the hot part of the
         // click aggregates, which every batch of clicks updates.
         // A connection to a local file cannot go stale: no ping before each use, which
@@ -51,7 +54,8 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         // An in-memory database exists once per connection: share the writer.
-        let read = if url.contains(":memory:") || url.contains("mode=memory") {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let read = if in_memory {
             write.clone()
         } else {
             let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2);
@@ -63,13 +67,18 @@ impl SqliteStore {
         };
         let (inserts, jobs) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(group_commit(write.clone(), jobs));
-        let (lookups, jobs) = mpsc::channel(4 * MAX_LOOKUPS);
-        tokio::spawn(batch_lookups(read.clone(), jobs));
+        // Two reader threads at least, so that one slow read does not hold up every redirect.
+        let reader = if in_memory {
+            None
+        } else {
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+            Some(tokio::task::spawn_blocking(move || reader::Reader::open(&path, threads)).await??)
+        };
         Ok(Self {
             read,
             write,
             inserts,
-            lookups,
+            reader,
         })
     }
 
@@ -95,14 +104,16 @@ impl SqliteStore {
         ask(&self.inserts, job, answer).await
     }
 
-    /// Lookup batching: concurrent lookups share one query (see `batch_lookups`).
-    async fn lookup_batched(&self, code: &Code) -> StoreResult<Option<RedirectTarget>> {
-        let (reply, answer) = oneshot::channel();
-        let job = LookupJob {
-            code: code.clone(),
-            reply,
-        };
-        ask(&self.lookups, job, answer).await
+    /// A redirect lookup, on the reader threads (or, in memory, on the writer's connection).
+    async fn lookup(&self, code: &Code) -> StoreResult<Option<RedirectTarget>> {
+        if let Some(reader) = &self.reader {
+            return reader.lookup(code).await;
+        }
+        let row = sqlx::query(sql::REDIRECT_BY_CODE)
+            .bind(code.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(shared::redirect_from_row).transpose()?)
     }
 
     /// Nothing to do: the one writer connection already serialises first starts.
@@ -119,7 +130,7 @@ super::sql::sql_store!(SqliteStore {
     write: write,
     pools: ["write" => write, "read" => read],
     insert_link: insert_grouped,
-    get_redirect: lookup_batched,
+    get_redirect: lookup,
     lock_first_start: no_lock,
 });
 
@@ -156,8 +167,7 @@ async fn group_commit(write: SqlitePool, mut jobs: mpsc::Receiver<InsertJob>) {
     }
 }
 
-/// Hands `job` to a background task (the group commit, the lookup batcher) and waits for
-/// the answer it sends back.
+/// Hands `job` to the group commit and waits for the answer it sends back.
 async fn ask<J, T>(
     to: &mpsc::Sender<J>,
     job: J,
@@ -176,73 +186,6 @@ fn shared(e: &StoreError, doing: &str) -> StoreError {
         StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
         other => StoreError::Other(anyhow::anyhow!("{doing}: {other}")),
     }
-}
-
-/// A redirect lookup waiting for its batch.
-#[derive(Debug)]
-struct LookupJob {
-    code: Code,
-    reply: oneshot::Sender<StoreResult<Option<RedirectTarget>>>,
-}
-
-/// Most codes looked up by one query.
-const MAX_LOOKUPS: usize = 64;
-/// Most lookup queries at once: while they run, the next lookups gather into one batch.
-const LOOKUP_QUERIES: usize = 2;
-
-/// The lookup batcher: takes every redirect lookup waiting (up to [`MAX_LOOKUPS`]) and reads
-/// them with one `WHERE code IN (...)` query on a reader connection. A query costs two
-/// thread hand-offs (to SQLite's worker thread and back) whatever its size, and under load
-/// those hand-offs, not the B-tree search, are most of a lookup; alone, a lookup is sent at
-/// once. At most [`LOOKUP_QUERIES`] batches run at a time.
-async fn batch_lookups(read: SqlitePool, mut jobs: mpsc::Receiver<LookupJob>) {
-    let queries = Arc::new(Semaphore::new(LOOKUP_QUERIES));
-    loop {
-        let Ok(permit) = queries.clone().acquire_owned().await else {
-            return;
-        };
-        let mut batch = Vec::with_capacity(MAX_LOOKUPS);
-        if jobs.recv_many(&mut batch, MAX_LOOKUPS).await == 0 {
-            return;
-        }
-        let read = read.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match lookup_batch(&read, &batch).await {
-                Ok(found) => {
-                    for job in batch {
-                        // A code asked twice in one batch gets its answer twice.
-                        let target = found.get(job.code.as_str()).cloned();
-                        let _ = job.reply.send(Ok(target));
-                    }
-                }
-                Err(e) => {
-                    for job in batch {
-                        let _ = job.reply.send(Err(shared(&e, "looking up links")));
-                    }
-                }
-            }
-        });
-    }
-}
-
-async fn lookup_batch(
-    read: &SqlitePool,
-    batch: &[LookupJob],
-) -> StoreResult<HashMap<String, RedirectTarget>> {
-    let mut qb = QueryBuilder::<Sqlite>::new(sql::REDIRECTS_BY_CODES);
-    let mut codes = qb.separated(", ");
-    for job in batch {
-        codes.push_bind(job.code.as_str());
-    }
-    qb.push(")");
-    let rows = qb.build().fetch_all(read).await?;
-    let mut found = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let code: String = sqlx::Row::try_get(row, "code")?;
-        found.insert(code, shared::redirect_from_row(row)?);
-    }
-    Ok(found)
 }
 
 /// One transaction for the group; the outer error is the transaction's own (nothing was
