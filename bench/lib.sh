@@ -4,15 +4,30 @@
 KEY=snip_BENCHBENCHBENCHBENCHBENCHBENCHBE
 WORK=$(mktemp -d)
 
-# Servers are started in command substitutions (subshells), so their pids go to a file.
+# Commands run at exit after the servers have stopped (e.g. dropping databases they used).
+AT_EXIT=()
+
+# Servers are started in command substitutions (subshells), so their pids go to a file; they
+# are not this shell's children, so `wait` cannot wait for them: each is polled until gone
+# (10 s at most).
 cleanup() {
+    local p c
     if [ -f "$WORK/pids" ]; then
         while read -r p; do
             kill -CONT "$p" 2>/dev/null || true
             kill "$p" 2>/dev/null || true
         done < "$WORK/pids"
+        while read -r p; do
+            for _ in $(seq 1 100); do
+                kill -0 "$p" 2>/dev/null || break
+                sleep 0.1
+            done
+        done < "$WORK/pids"
     fi
     wait 2>/dev/null || true
+    for c in ${AT_EXIT[@]+"${AT_EXIT[@]}"}; do
+        eval "$c" || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -31,13 +46,15 @@ wait_for() {
 }
 
 # start_snip BIN NAME TOML [DB] -> prints the port. TOML is the server's configuration file
-# text; DB the SQLite file (a new one in $WORK by default). The pid goes to $WORK/NAME.pid.
+# text (with [[shards]] in it, DB is not used); DB the SQLite file (a new one in $WORK by
+# default) or a database URL (postgres://…). The pid goes to $WORK/NAME.pid.
 start_snip() {
     local bin=$1 name=$2 toml=$3 db=${4:-$WORK/$2.db} port
     port=$(free_port)
+    case $db in *://*) ;; *) db=sqlite://$db ;; esac
     printf '%s\n' "$toml" > "$WORK/$name.toml"
     SNIP_BOOTSTRAP_ADMIN_KEY=$KEY RUST_LOG=warn taskset -c 0 "$bin" serve \
-        --listen "127.0.0.1:$port" --database "sqlite://$db" \
+        --listen "127.0.0.1:$port" --database "$db" \
         --config "$WORK/$name.toml" > "$WORK/$name.log" 2>&1 &
     echo $! >> "$WORK/pids"
     echo $! > "$WORK/$name.pid"
@@ -86,11 +103,17 @@ PY
 }
 
 # wrk_summary FILE -> "rps p50_ms p99_ms" of a wrk --latency report; warns of socket errors
-# and of answers that were neither 2xx nor 3xx (with STRICT=1: fails on them).
+# and of answers that were neither 2xx nor 3xx (with STRICT=1 in the environment: fails on
+# them, and on a run that got no answer at all).
 wrk_summary() {
     python3 - "$1" <<'PY'
 import os, re, sys
 text = open(sys.argv[1]).read()
+strict = os.environ.get("STRICT") == "1"
+done = re.search(r"(\d+) requests in", text)
+if strict and (not done or int(done.group(1)) == 0):
+    print("wrk got no answer at all" + (f":\n{text}" if text.strip() else ""), file=sys.stderr)
+    sys.exit(1)
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 def ms(label):
     m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", text)
@@ -102,7 +125,7 @@ if errors:
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if non2xx:
     print(f"wrk saw {non2xx.group(1)} answers that were not 2xx or 3xx", file=sys.stderr)
-    if os.environ.get("STRICT") == "1":
+    if strict:
         sys.exit(1)
 print(f"{rps:.0f} {ms(50):.3f} {ms(99):.3f}")
 PY

@@ -10,6 +10,15 @@ from collections import defaultdict
 
 BEGIN, END = "<!-- bench:results -->", "<!-- /bench:results -->"
 
+# Targets of the PostgreSQL and shard scenarios: a ratio to the limit's requests/s, or a
+# string. Placeholders until the first measurement gives figures to set them from.
+PG_TARGETS = {
+    "pg_cold": "set from first run",
+    "pg_create": "set from first run",
+    "shards_cold": "set from first run",
+    "shards_create": "set from first run",
+}
+
 # (scenario, what it is, target: a ratio to the limit's requests/s, a string, or None)
 SCENARIOS = [
     ("limit", "limit server (fixed 301)", None),
@@ -19,7 +28,17 @@ SCENARIOS = [
     ("router_only", "snip, hot redirect, every request through the router (`hot_path = false`)", None),
     ("cold", "snip, cold redirect: 100k links, L1 of 10k, SQLite, analytics off", 0.40),
     ("create", "snip, POST /api/v1/links, SQLite (links/s)", "≥ 5,000/s"),
+    ("pg_cold", "snip, cold redirect: 100k links, L1 of 10k, PostgreSQL, analytics off",
+     PG_TARGETS["pg_cold"]),
+    ("pg_create", "snip, POST /api/v1/links, PostgreSQL (links/s)", PG_TARGETS["pg_create"]),
+    ("shards_cold", "snip, cold redirect: 100k links, L1 of 10k, 3 PostgreSQL shards, "
+     "analytics off", PG_TARGETS["shards_cold"]),
+    ("shards_create", "snip, POST /api/v1/links, 3 PostgreSQL shards (links/s)",
+     PG_TARGETS["shards_create"]),
 ]
+
+# The fact that counts the click batches written inside each round's run of a scenario.
+BATCH_FACTS = {"hot": "hot_batches_{}", "hot_zipf": "hot_zipf_batches_{}"}
 
 
 def load(path):
@@ -58,6 +77,39 @@ def summary(runs, scenario):
     }
 
 
+def batches_per_round(runs, facts, scenario):
+    """The click batches written inside each round's run of `scenario`, as "1, 2, 1"."""
+    fact = BATCH_FACTS.get(scenario)
+    if not fact:
+        return ""
+    return ", ".join(facts.get(fact.format(r), "?") for r in sorted(runs.get(scenario, {})))
+
+
+def hot_tails(runs, facts):
+    """A line per hot scenario: each round's batches and p99 against the limit's p99."""
+    limit = runs.get("limit", {})
+    parts = []
+    for name, what in (("hot", "uniform"), ("hot_zipf", "Zipf")):
+        rounds = runs.get(name, {})
+        fact = BATCH_FACTS[name]
+        if not rounds or not any(fact.format(r) in facts for r in rounds):
+            continue
+        each = []
+        for r in sorted(rounds):
+            n = facts.get(fact.format(r), "?")
+            p99 = rounds[r][2]
+            if r in limit and limit[r][2] > 0:
+                vs = f"p99 {p99:.3f} ms = {p99 / limit[r][2]:.1f}× the limit's {limit[r][2]:.3f} ms"
+            else:
+                vs = f"p99 {p99:.3f} ms"
+            each.append(f"round {r}: {n} batch{'' if n == '1' else 'es'}, {vs}")
+        parts.append(f"{what}: " + "; ".join(each))
+    if not parts:
+        return ""
+    return ("Hot tails, analytics on, per round (click batches written inside the run, and its "
+            "p99 against the limit's in the same round): " + ". ".join(parts) + ".")
+
+
 def scale_counts(runs):
     return sorted(int(s[len("scale_"):]) for s in runs if s.startswith("scale_"))
 
@@ -67,16 +119,24 @@ def markdown(runs, facts):
     say = out.append
     say(BEGIN)
     say("")
+    hot_secs = facts.get("hot_seconds")
+    longer = (f" (the uniform hot run: {hot_secs} s, so that click batches fall inside it)"
+              if hot_secs and hot_secs != facts.get("seconds_per_run") else "")
+    pg = any(name.startswith(("pg_", "shards_")) for name in runs)
     say(
         f"Measured {facts.get('date', '?')} on {facts.get('cpu', 'this machine')} (2 cores): "
         f"{facts.get('rounds', '?')} interleaved rounds of {facts.get('seconds_per_run', '?')} s "
-        "runs, wrk with 32 keep-alive connections on CPU 1, the server on CPU 0. Medians; the "
-        "ratio is the median of each round's ratio to the limit server of the same round. "
-        "Made by `bash bench/run.sh`."
+        f"runs{longer}, wrk with 32 keep-alive connections on CPU 1, the server on CPU 0"
+        + (f" (PostgreSQL {facts['pg_version'] + ' ' if 'pg_version' in facts else ''}"
+           "unpinned: its processes share both CPUs with wrk)" if pg else "")
+        + ". Medians; the ratio is the median of each round's ratio to the limit server of the "
+        "same round; so is p99 / limit's. Click batches: those written inside each round's "
+        "run. Made by `bash bench/run.sh`."
     )
     say("")
-    say("| scenario | requests/s | ratio to limit | target | p50 ms | p99 ms | p99 / limit's |")
-    say("|---|---|---|---|---|---|---|")
+    say("| scenario | requests/s | ratio to limit | target | p50 ms | p99 ms | p99 / limit's "
+        "| click batches in the run, per round |")
+    say("|---|---|---|---|---|---|---|---|")
     for name, label, target in SCENARIOS:
         if name not in runs:
             continue
@@ -84,8 +144,12 @@ def markdown(runs, facts):
         tgt = target if isinstance(target, str) else f"≥ {target:.2f}" if target else ""
         say(
             f"| {label} | {s['rps']:,.0f} | {s['ratio']:.2f} | {tgt} | {s['p50']:.3f} | "
-            f"{s['p99']:.3f} | {s['p99_ratio']:.1f} |"
+            f"{s['p99']:.3f} | {s['p99_ratio']:.1f} | {batches_per_round(runs, facts, name)} |"
         )
+    hot_rounds = hot_tails(runs, facts)
+    if hot_rounds:
+        say("")
+        say(hot_rounds)
     counts = scale_counts(runs)
     if counts:
         say("")
@@ -140,10 +204,10 @@ def markdown(runs, facts):
     if runs.get("hot") and runs.get("analytics_off"):
         pairs = [runs["hot"][r][0] / runs["analytics_off"][r][0]
                  for r in runs["hot"] if r in runs["analytics_off"]]
-        batches = [facts.get(f"hot_batches_{r}", "?") for r in sorted(runs["hot"])]
+        batches = batches_per_round(runs, facts, "hot")
         lines.append(f"- Analytics on / off, in the rounds (hot, uniform): {med(pairs):.2f} "
                      f"(rounds: {', '.join(f'{p:.2f}' for p in pairs)}; click batches written "
-                     f"in the hot runs: {', '.join(batches)}). Each run feels this machine's "
+                     f"in the uniform hot runs: {batches}). Each run feels this machine's "
                      "drift on its own; the figure below does not.")
     turns = facts.get("turns")
     if turns:

@@ -1,11 +1,14 @@
 //! Loads links straight through the store layer, without HTTP, for the scale benchmark
 //! (`bench/run.sh`): links 1..=N, each with the code [`numbered_code`] gives it and the URL
-//! `https://example.com/articles/{i}`. `bench/numbered-code.lua` computes the same codes, so
+//! `https://example.com/articles/{i}`. `bench/redirects.lua` computes the same codes, so
 //! the load generator can ask for any of the N links without a list of them. Links already
-//! there are skipped, so a run can be repeated or extended.
+//! there are skipped, so a run can be repeated or extended. The first argument is a
+//! database URL, or a snip configuration file (for shards: each link goes to the shard the
+//! server would place it on).
 //!
 //! ```sh
 //! cargo run --release --example bulk_load -- sqlite:///tmp/big.db 10000000
+//! cargo run --release --example bulk_load -- shards.toml 100000
 //! ```
 
 use std::time::Instant;
@@ -38,13 +41,20 @@ fn numbered_code(i: u64) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().context("usage: bulk_load DATABASE_URL N")?;
+    const USAGE: &str = "usage: bulk_load DATABASE_URL|CONFIG.toml N";
+    let target = args.next().context(USAGE)?;
     let n: u64 = args
         .next()
-        .context("usage: bulk_load DATABASE_URL N")?
+        .context(USAGE)?
         .parse()
         .context("N must be a whole number")?;
-    let store = AnyStore::open(&url).await?;
+    let store = if target.contains("://") {
+        AnyStore::open(&target).await?
+    } else {
+        let overrides = snip::config::Overrides::default();
+        let config = snip::config::Config::load(Some(std::path::Path::new(&target)), overrides)?;
+        AnyStore::from_config(&config).await?
+    };
     let (users, links) = (store.users(), store.links());
     let now = chrono::Utc::now();
     let email = Email::parse("bulk-load@example.com").map_err(anyhow::Error::msg)?;
