@@ -146,6 +146,16 @@ def markdown(runs, facts):
             f"| {label} | {s['rps']:,.0f} | {s['ratio']:.2f} | {tgt} | {s['p50']:.3f} | "
             f"{s['p99']:.3f} | {s['p99_ratio']:.1f} | {batches_per_round(runs, facts, name)} |"
         )
+    if runs.get("pg_point_read") and runs.get("pg_cold"):
+        bar = runs["pg_point_read"]
+        of_bar = [runs["pg_cold"][r][0] / bar[r][0] for r in runs["pg_cold"]
+                  if r in bar and bar[r][0] > 0]
+        say("")
+        say(f"The bar on PostgreSQL: PostgreSQL alone, reading one row by primary key a "
+            f"transaction (`pgbench -S`, prepared, 32 clients), answered "
+            f"{med([v[0] for v in bar.values()]):,.0f} transactions/s; snip's cold redirects "
+            f"on PostgreSQL (nine in ten read it, over HTTP) reached **{med(of_bar):.2f}** of "
+            f"that in the same rounds ({', '.join(f'{x:.2f}' for x in of_bar)}).")
     hot_rounds = hot_tails(runs, facts)
     if hot_rounds:
         say("")
@@ -225,6 +235,23 @@ def markdown(runs, facts):
             f"{on_req / off_req:.2f}. Click batches written meanwhile: "
             f"{facts.get('turns_batches', '?')}."
         )
+    cpu_lines = []
+    for name, label in (("hot", "hot, uniform"), ("hot_zipf", "hot, Zipf"),
+                        ("analytics_off", "analytics off"), ("cold", "cold")):
+        ratios = []
+        for r in sorted(runs.get(name, {})):
+            mine, limit = facts.get(f"cpu_us_{name}_{r}"), facts.get(f"cpu_us_limit_{r}")
+            if mine and limit and float(limit) > 0:
+                ratios.append(float(mine) / float(limit))
+        if ratios:
+            target = " (target ≤ 1.3)" if name == "hot" else ""
+            cpu_lines.append(f"{label} **{med(ratios):.2f}**{target} (rounds: "
+                             f"{', '.join(f'{x:.2f}' for x in ratios)})")
+    if cpu_lines:
+        limit_us = med([float(v) for k, v in facts.items() if k.startswith("cpu_us_limit_")])
+        lines.append(f"- CPU time per request (all the server's threads, from /proc), as a "
+                     f"multiple of the limit server's ({limit_us:.1f} µs): "
+                     + "; ".join(cpu_lines) + ".")
     router = summary(runs, "router_only")
     if runs.get("router_only"):
         lines.append(f"- The hot path against the router alone: {hot['rps'] / router['rps']:.2f}× "

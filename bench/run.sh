@@ -86,6 +86,9 @@ RESULTS=$WORK/results.tsv
 note() { printf '%s\n' "$*" >&2; }
 batches() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^snip_click_batches_total / {print $2}'; }
 fact() { printf 'fact\t%s\t%s\n' "$1" "$2" >> "$RESULTS"; }
+# cpu NAME -> the server's CPU time so far (user and system, all threads), in clock ticks.
+cpu() { awk '{print $14 + $15}' "/proc/$(cat "$WORK/$1.pid")/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
 # warm SECONDS -> the length of an unmeasured run: 1 s in smoke mode.
 warm() { if [ "$SMOKE" = 1 ]; then echo 1; else echo "$1"; fi; }
 
@@ -105,7 +108,7 @@ bulk() {
 
 # PostgreSQL: one database, and three for the shards, made afresh for every run and dropped
 # at the end (in the exit trap, after the servers have stopped).
-PG_DBS="snip_bench_pg snip_bench_s1 snip_bench_s2 snip_bench_s3"
+PG_DBS="snip_bench_pg snip_bench_s1 snip_bench_s2 snip_bench_s3 snip_bench_pgbench"
 pg_admin() { psql "$PG_URL/postgres" -qAtX -v ON_ERROR_STOP=1 -c "$1" > /dev/null; }
 pg_drop() {
     local db
@@ -119,6 +122,8 @@ if [ "$PG" = 1 ]; then
     AT_EXIT+=(pg_drop)
     pg_drop
     for db in $PG_DBS; do pg_admin "CREATE DATABASE $db"; done
+    # The bar for PostgreSQL: pgbench's own tables, 100,000 accounts (below, pg_bar).
+    pgbench -i -s 1 -q "$PG_URL/snip_bench_pgbench" > /dev/null 2>&1
 fi
 
 NO_LIMITS="[rate_limits]
@@ -182,14 +187,30 @@ fi
 
 # measure SCENARIO ROUND NAME PORT SCRIPT [VAR=value...]: a run of SECONDS_PER_RUN (or
 # MEASURE_SECS, when set), NAME alone on CPU 0.
+# Also the server's CPU time (all its threads, from /proc) per request answered, in µs.
 measure() {
-    local scenario=$1 round=$2 name=$3 port=$4 out rps p50 p99
+    local scenario=$1 round=$2 name=$3 port=$4 out rps p50 p99 cpu0 requests
     shift 4
     only "$name"
+    cpu0=$(cpu "$name")
     out=$(run "$port" "${MEASURE_SECS:-$SECS}" "$@")
     read -r rps p50 p99 <<< "$out"
+    requests=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
+    fact "cpu_us_${scenario}_$round" "$(python3 -c "print(f'{($(cpu "$name") - $cpu0) * 1e6 / $CLK_TCK / max($requests, 1):.2f}')")"
     printf '%s\t%s\t%s\t%s\t%s\n' "$scenario" "$round" "$rps" "$p50" "$p99" >> "$RESULTS"
     note "round $round  $scenario: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+}
+
+# pg_bar ROUND: PostgreSQL alone reading one row by primary key a transaction (pgbench's
+# select-only script over 100,000 rows, prepared, 32 clients on CPU 1 as wrk), every snip
+# server paused: the bar a redirect service on PostgreSQL, one read a request, cannot pass.
+pg_bar() {
+    local tps
+    only pgbench
+    tps=$(taskset -c 1 pgbench -n -S -M prepared -c 32 -j 1 -T "${MEASURE_SECS:-$SECS}" \
+        "$PG_URL/snip_bench_pgbench" 2> /dev/null | awk '/^tps/ {print $3; exit}')
+    printf 'pg_point_read\t%s\t%s\t0\t0\n' "$1" "${tps:-0}" >> "$RESULTS"
+    note "round $1  pg_point_read (pgbench -S): ${tps:-0} transactions/s"
 }
 
 # L1 cost per link: the largest scale server below 10M is swept once (every code read, so
@@ -239,6 +260,7 @@ for round in $(seq 1 "$ROUNDS"); do
     measure cold "$round" cold "$COLD" bench/redirects.lua N="$COLD_LINKS"
     measure create "$round" create "$CREATE" bench/create.lua KEY="$KEY"
     if [ "$PG" = 1 ]; then
+        pg_bar "$round"
         measure pg_cold "$round" pg "$PGS" bench/redirects.lua N="$COLD_LINKS"
         measure pg_create "$round" pg "$PGS" bench/create.lua KEY="$KEY"
         measure shards_cold "$round" shards "$SHARDS" bench/redirects.lua N="$COLD_LINKS"
@@ -265,7 +287,6 @@ done
 # CPU time per redirect compares the work of each.
 only hot
 kill -CONT "$(cat "$WORK/off.pid")"
-cpu() { awk '{print $14 + $15}' "/proc/$(cat "$WORK/$1.pid")/stat"; }
 requests() { awk '/requests in/ {print $1}' "$WORK/wrk.out"; }
 note "analytics on and off in turns"
 run "$HOT" "$(warm 5)" bench/redirects.lua CODES="$WORK/hot.codes" > /dev/null
@@ -303,7 +324,7 @@ for line in open(sys.argv[1]):
         rows[parts[0]] = float(parts[2])
 want = ["limit", "analytics_off", "hot", "hot_zipf", "router_only", "cold", "create"]
 if sys.argv[2] == "1":
-    want += ["pg_cold", "pg_create", "shards_cold", "shards_create"]
+    want += ["pg_point_read", "pg_cold", "pg_create", "shards_cold", "shards_create"]
 want += [f"{k}_{n}" for n in sys.argv[3:] for k in ("scale", "paced")]
 bad = [w for w in want if rows.get(w, 0) <= 0]
 if bad:

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row};
 
-use super::{IdempotencySave, LinkQuery, LinkRecord, RedirectTarget, StoreResult, sql};
+use super::{IdempotencySave, LinkQuery, LinkRecord, RedirectTarget, StoreResult};
 use crate::clock::to_millis;
 use crate::domain::code::Code;
 
@@ -283,11 +283,7 @@ impl PgStore {
     /// The redirect of one code, looked up by itself: PostgreSQL answers many lookups at
     /// once on its pool, so there is nothing to batch.
     async fn lookup(&self, code: &Code) -> StoreResult<Option<RedirectTarget>> {
-        let row = sqlx::query(sql::REDIRECT_BY_CODE)
-            .bind(code.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.as_ref().map(shared::redirect_from_row).transpose()?)
+        shared::redirect_by_code(&self.pool, code).await
     }
 
     /// Serialises concurrent first starts of several nodes, until the transaction ends.

@@ -333,6 +333,18 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            /// The redirect of one code, read by itself.
+            pub(super) async fn redirect_by_code(
+                pool: &sqlx::Pool<$db>,
+                code: &Code,
+            ) -> StoreResult<Option<RedirectTarget>> {
+                let row = sqlx::query(sql::REDIRECT_BY_CODE)
+                    .bind(code.as_str())
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(row.as_ref().map(redirect_from_row).transpose()?)
+            }
+
             /// Saves a new link with its tags on `conn`, inside the caller's transaction,
             /// and the answer under its idempotency key when there is one.
             pub(super) async fn save_link(

@@ -4,7 +4,7 @@
 //! (no SQLITE_BUSY between our own writers, and `max_clicks` counting is exact), and every
 //! commit is durable (`synchronous=FULL`). Reads use a separate pool and never wait for
 //! writers, which WAL allows. Redirect lookups, the one read on the hot path, skip sqlx and
-//! go to reader threads of their own (`reader.rs`).
+//! read on rusqlite connections of their own (`reader.rs`).
 
 mod reader;
 
@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IdempotencySave, LinkRecord, RedirectTarget, StoreError, StoreResult, sql};
+use super::{IdempotencySave, LinkRecord, RedirectTarget, StoreError, StoreResult};
 use crate::domain::code::Code;
 
 /// The SQLite store. Cheap to clone.
@@ -27,8 +27,8 @@ pub struct SqliteStore {
     write: SqlitePool,
     /// Creations waiting for the group commit.
     inserts: mpsc::Sender<InsertJob>,
-    /// The redirect lookup threads; none for an in-memory database, which exists only on
-    /// the writer's connection.
+    /// The redirect lookups' connections; none for an in-memory database, which exists only
+    /// on the writer's connection.
     reader: Option<reader::Reader>,
 }
 
@@ -67,12 +67,12 @@ impl SqliteStore {
         };
         let (inserts, jobs) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(group_commit(write.clone(), jobs));
-        // Two reader threads at least, so that one slow read does not hold up every redirect.
+        // One lookup connection per thread that serves requests, and one more.
         let reader = if in_memory {
             None
         } else {
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
-            Some(tokio::task::spawn_blocking(move || reader::Reader::open(&path, threads)).await??)
+            let n = std::thread::available_parallelism().map_or(2, |n| n.get() + 1);
+            Some(tokio::task::spawn_blocking(move || reader::Reader::open(&path, n)).await??)
         };
         Ok(Self {
             read,
@@ -104,16 +104,12 @@ impl SqliteStore {
         ask(&self.inserts, job, answer).await
     }
 
-    /// A redirect lookup, on the reader threads (or, in memory, on the writer's connection).
+    /// A redirect lookup, on a lookup connection (or, in memory, on the writer's).
     async fn lookup(&self, code: &Code) -> StoreResult<Option<RedirectTarget>> {
         if let Some(reader) = &self.reader {
             return reader.lookup(code).await;
         }
-        let row = sqlx::query(sql::REDIRECT_BY_CODE)
-            .bind(code.as_str())
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(row.as_ref().map(shared::redirect_from_row).transpose()?)
+        shared::redirect_by_code(&self.read, code).await
     }
 
     /// Nothing to do: the one writer connection already serialises first starts.
