@@ -123,7 +123,8 @@ if [ "$PG" = 1 ]; then
     pg_drop
     for db in $PG_DBS; do pg_admin "CREATE DATABASE $db"; done
     # The bar for PostgreSQL: pgbench's own tables, 100,000 accounts (below, pg_bar).
-    pgbench -i -s 1 -q "$PG_URL/snip_bench_pgbench" > /dev/null 2>&1
+    pgbench -i -s 1 -q "$PG_URL/snip_bench_pgbench" > "$WORK/pgbench.log" 2>&1 \
+        || { cat "$WORK/pgbench.log" >&2; note "pgbench -i failed"; exit 1; }
 fi
 
 NO_LIMITS="[rate_limits]
@@ -241,7 +242,9 @@ for name in hot off router; do
 done
 
 for round in $(seq 1 "$ROUNDS"); do
-    measure limit "$round" limit "$LIMIT" bench/redirects.lua CODES="$WORK/hot.codes"
+    # The limit server's run is as long as the uniform hot run, so that the hot run's ratio
+    # and p99 compare runs that met as much of the machine's drift and hiccups.
+    MEASURE_SECS=$HOT_SECS measure limit "$round" limit "$LIMIT" bench/redirects.lua CODES="$WORK/hot.codes"
     measure analytics_off "$round" off "$OFF" bench/redirects.lua CODES="$WORK/off.codes"
     # A paused server cannot write the batch of clicks that came due while it was paused,
     # as an idle one would; it is left idle a moment first, so that its runs hold the

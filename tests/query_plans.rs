@@ -1,7 +1,7 @@
 //! The listing and lookup statements use their indexes on PostgreSQL: with 100k links in the
 //! table, a user's page (first page, next page by cursor, filtered by tag) is read through
 //! `links_owner_created`, never by a sequential scan of `links`, and a lookup by code
-//! through the primary key; a page after a cursor seeks to the cursor's code within its
+//! (one code or several) through the primary key; a page after a cursor seeks to the cursor's code within its
 //! time. The plans are of the store's own statements.
 
 mod common;
@@ -96,4 +96,18 @@ async fn a_users_pages_are_read_by_index() {
         );
         assert!(!plan.contains("Seq Scan"), "{name} scans a table:\n{plan}");
     }
+    // Lookups read together: one array of codes, still by the primary key.
+    let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "EXPLAIN {}",
+        sql::REDIRECTS_BY_CODES
+    )))
+    .bind(vec!["c123", "c4567", "c89"])
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("links_pkey") && !plan.contains("Seq Scan"),
+        "batched redirect lookups ignore the primary key:\n{plan}"
+    );
 }

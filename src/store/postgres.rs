@@ -3,16 +3,20 @@
 //! One pool; every write commits with `synchronous_commit = on` (set per connection), so
 //! an acknowledged link survives a power loss of the database server. Concurrency is
 //! PostgreSQL's own: unique constraints settle races, and conditional updates (`max_clicks`)
-//! are atomic under row locks.
+//! are atomic under row locks. Redirect lookups that arrive together are read together
+//! (`batch_lookups`).
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{IdempotencySave, LinkQuery, LinkRecord, RedirectTarget, StoreResult};
+use super::{IdempotencySave, LinkQuery, LinkRecord, RedirectTarget, StoreError, StoreResult, sql};
 use crate::clock::to_millis;
 use crate::domain::code::Code;
 
@@ -35,6 +39,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Redirect lookups waiting to be read together.
+    lookups: mpsc::Sender<LookupJob>,
 }
 
 impl PgStore {
@@ -49,7 +55,9 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let (lookups, jobs) = mpsc::channel(4 * MAX_LOOKUPS);
+        tokio::spawn(batch_lookups(pool.clone(), jobs));
+        Ok(Self { pool, lookups })
     }
 
     /// Closes the pool, waiting for connections to be returned.
@@ -280,10 +288,18 @@ impl PgStore {
         Ok(())
     }
 
-    /// The redirect of one code, looked up by itself: PostgreSQL answers many lookups at
-    /// once on its pool, so there is nothing to batch.
+    /// The redirect of one code, read with the other lookups waiting (`batch_lookups`).
     async fn lookup(&self, code: &Code) -> StoreResult<Option<RedirectTarget>> {
-        shared::redirect_by_code(&self.pool, code).await
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Unavailable("the store is closed".into());
+        let job = LookupJob {
+            code: code.clone(),
+            reply,
+        };
+        if self.lookups.send(job).await.is_err() {
+            return Err(closed());
+        }
+        answer.await.unwrap_or_else(|_| Err(closed()))
     }
 
     /// Serialises concurrent first starts of several nodes, until the transaction ends.
@@ -318,3 +334,76 @@ super::sql::sql_store!(PgStore {
     get_redirect: lookup,
     lock_first_start: lock_first_start,
 });
+
+/// A redirect lookup waiting for its batch.
+#[derive(Debug)]
+struct LookupJob {
+    code: Code,
+    reply: oneshot::Sender<StoreResult<Option<RedirectTarget>>>,
+}
+
+/// Most codes read by one query.
+const MAX_LOOKUPS: usize = 64;
+/// Most lookup queries at once: while they run, the next lookups gather into one batch.
+const LOOKUP_QUERIES: usize = 4;
+
+/// The lookup batcher: takes every redirect lookup waiting (up to [`MAX_LOOKUPS`]) and
+/// reads them with one `code = ANY($1)` query. Each statement costs PostgreSQL a round
+/// trip, a parse-bind-execute and an executor start, whatever its rows; under load those,
+/// not the index search, are most of a lookup. Alone, a lookup is sent at once. At most
+/// [`LOOKUP_QUERIES`] queries run at a time.
+async fn batch_lookups(pool: PgPool, mut jobs: mpsc::Receiver<LookupJob>) {
+    let queries = Arc::new(Semaphore::new(LOOKUP_QUERIES));
+    loop {
+        let Ok(permit) = queries.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(MAX_LOOKUPS);
+        if jobs.recv_many(&mut batch, MAX_LOOKUPS).await == 0 {
+            return;
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match lookup_batch(&pool, &batch).await {
+                Ok(found) => {
+                    for job in batch {
+                        // A code asked twice in one batch gets its answer twice.
+                        let target = found.get(job.code.as_str()).cloned();
+                        let _ = job.reply.send(Ok(target));
+                    }
+                }
+                Err(e) => {
+                    for job in batch {
+                        let _ = job.reply.send(Err(copy(&e)));
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn lookup_batch(
+    pool: &PgPool,
+    batch: &[LookupJob],
+) -> StoreResult<HashMap<String, RedirectTarget>> {
+    let codes: Vec<&str> = batch.iter().map(|j| j.code.as_str()).collect();
+    let rows = sqlx::query(sql::REDIRECTS_BY_CODES)
+        .bind(&codes)
+        .fetch_all(pool)
+        .await?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let code: String = row.try_get("code")?;
+        found.insert(code, shared::redirect_from_row(row)?);
+    }
+    Ok(found)
+}
+
+/// The error of a batch, for each of its lookups.
+fn copy(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+        other => StoreError::Other(anyhow::anyhow!("looking up links: {other}")),
+    }
+}

@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::{IdempotencySave, LinkRecord, RedirectTarget, StoreError, StoreResult};
+use super::{IdempotencySave, LinkRecord, RedirectTarget, StoreError, StoreResult, sql};
 use crate::domain::code::Code;
 
 /// The SQLite store. Cheap to clone.
@@ -109,7 +109,11 @@ impl SqliteStore {
         if let Some(reader) = &self.reader {
             return reader.lookup(code).await;
         }
-        shared::redirect_by_code(&self.read, code).await
+        let row = sqlx::query(sql::REDIRECT_BY_CODE)
+            .bind(code.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(shared::redirect_from_row).transpose()?)
     }
 
     /// Nothing to do: the one writer connection already serialises first starts.
