@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
         .context(USAGE)?
         .parse()
         .context("N must be a whole number")?;
-    let store = if target.contains("://") {
+    let store = if target.starts_with("sqlite:") || target.starts_with("postgres") {
         AnyStore::open(&target).await?
     } else {
         let overrides = snip::config::Overrides::default();

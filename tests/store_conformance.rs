@@ -195,8 +195,8 @@ macro_rules! store_suite {
 
             #[tokio::test]
             async fn concurrent_lookups_each_get_their_own_answer() {
-                // Lookups that arrive together may be read together (SQLite's reader
-                // threads take every one waiting): each must still get its own code's row.
+                // Lookups that arrive together may be read together (PostgreSQL reads the
+                // lookups waiting in one query): each must still get its own code's row.
                 let Some(b) = backend().await else { return };
                 let owner = user(&b, "a@example.com").await;
                 for i in 0..40 {
@@ -828,3 +828,37 @@ macro_rules! store_suite {
 store_suite!(sqlite);
 store_suite!(postgres);
 store_suite!(sharded);
+
+/// Closing the SQLite store closes its lookup connections first, so that the last
+/// connection checkpoints the WAL into the database file and removes it.
+#[tokio::test]
+async fn closing_sqlite_leaves_every_commit_in_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        snip::store::sqlite::SqliteStore::connect(&format!(
+            "sqlite://{}/s.db",
+            dir.path().display()
+        ))
+        .await
+        .unwrap(),
+    );
+    let b = Backend {
+        links: store.clone(),
+        users: store.clone(),
+        _guard: Box::new(()),
+    };
+    let owner = user(&b, "a@example.com").await;
+    b.links
+        .insert_link(&link("kept", owner, 0), None)
+        .await
+        .unwrap();
+    assert!(b.links.get_redirect(&code("kept")).await.unwrap().is_some());
+    store.close().await;
+    let wal = dir.path().join("s.db-wal");
+    let left = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(left, 0, "the WAL still holds {left} bytes after close");
+    assert!(
+        b.links.get_redirect(&code("kept")).await.is_err(),
+        "a closed store still answers lookups"
+    );
+}

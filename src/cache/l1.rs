@@ -16,7 +16,7 @@
 //!   past that, nothing is fresh and every lookup reloads). An entry is fresh until its
 //!   stamp; a found link is then kept `stale_if_error` longer (to answer while the store is
 //!   down), an unknown code not at all. Expired entries are not swept by a timer: lookups
-//!   ignore them and the hand reclaims them first.
+//!   ignore them and a sweep reclaims them first.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

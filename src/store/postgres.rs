@@ -362,10 +362,21 @@ async fn batch_lookups(pool: PgPool, mut jobs: mpsc::Receiver<LookupJob>) {
         if jobs.recv_many(&mut batch, MAX_LOOKUPS).await == 0 {
             return;
         }
+        // Callers that gave up (timed out) need no answer.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let pool = pool.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match lookup_batch(&pool, &batch).await {
+            // One retry here for a batch that met a passing fault: every caller would
+            // otherwise count the same fault against the store's circuit breaker.
+            let mut found = lookup_batch(&pool, &batch).await;
+            if matches!(found, Err(StoreError::Unavailable(_))) {
+                found = lookup_batch(&pool, &batch).await;
+            }
+            match found {
                 Ok(found) => {
                     for job in batch {
                         // A code asked twice in one batch gets its answer twice.
@@ -383,15 +394,20 @@ async fn batch_lookups(pool: PgPool, mut jobs: mpsc::Receiver<LookupJob>) {
     }
 }
 
+/// Longest a batch's query may take: a hung connection must not hold a lookup permit.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn lookup_batch(
     pool: &PgPool,
     batch: &[LookupJob],
 ) -> StoreResult<HashMap<String, RedirectTarget>> {
     let codes: Vec<&str> = batch.iter().map(|j| j.code.as_str()).collect();
-    let rows = sqlx::query(sql::REDIRECTS_BY_CODES)
+    let query = sqlx::query(sql::REDIRECTS_BY_CODES)
         .bind(&codes)
-        .fetch_all(pool)
-        .await?;
+        .fetch_all(pool);
+    let rows = tokio::time::timeout(LOOKUP_TIMEOUT, query)
+        .await
+        .map_err(|_| StoreError::Unavailable("looking up links took too long".into()))??;
     let mut found = HashMap::with_capacity(rows.len());
     for row in &rows {
         let code: String = row.try_get("code")?;

@@ -7,9 +7,9 @@
 //! [`sql_store!`] expands the code that binds and runs these statements with one backend's
 //! types, and implements `LinkStore` and `UserStore` with it. (Generic functions over
 //! `sqlx::Database` would need a dozen trait bounds each; the macro keeps the code plain.)
-//! Each adapter keeps only what differs: SQLite its group commit and its lookup batching,
-//! PostgreSQL its advisory lock on a first start, its one-code lookup, and what shards need
-//! (moving links, idempotency claims, scans).
+//! Each adapter keeps only what differs: SQLite its group commit and its redirect lookups
+//! on rusqlite, PostgreSQL its advisory lock on a first start, its batched lookups, and
+//! what shards need (moving links, idempotency claims, scans).
 //!
 //! The statements are public so that tests can `EXPLAIN` the very text the store runs.
 

@@ -82,8 +82,12 @@ impl SqliteStore {
         })
     }
 
-    /// Closes both pools, waiting for connections to be returned.
+    /// Closes the lookup connections, then both pools, waiting for connections to be
+    /// returned (the last one checkpoints the WAL).
     pub async fn close(&self) {
+        if let Some(reader) = &self.reader {
+            reader.close();
+        }
         self.write.close().await;
         self.read.close().await;
     }
